@@ -1,0 +1,75 @@
+"""The pathway interface: every pathway reads one `PathwayInput` and returns `(batch, slots, hidden)`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+
+@dataclass
+class PathwayInput:
+    """A batch of (query, document) pairs, padded. Padding is False in the masks, -1 in the ids."""
+
+    query: torch.Tensor  # (batch, dim) L2-normalised query embedding
+    query_tokens: torch.Tensor  # (batch, query_tokens, dim) contextual query token embeddings
+    query_token_mask: torch.Tensor  # (batch, query_tokens) bool
+    query_ids: torch.Tensor  # (batch, query_tokens) token ids; -1 for padding and special tokens
+    slots: torch.Tensor  # (batch, slots, dim) L2-normalised slot embeddings
+    slot_mask: torch.Tensor  # (batch, slots) bool
+    slot_tokens: torch.Tensor  # (batch, slots, slot_tokens, dim) contextual slot token embeddings
+    slot_token_mask: torch.Tensor  # (batch, slots, slot_tokens) bool
+    slot_ids: torch.Tensor  # (batch, slots, slot_tokens) token ids; -1 for padding and special tokens
+    title: torch.Tensor  # (batch, dim) title embedding; zeros where the document has none
+    title_mask: torch.Tensor  # (batch,) bool: the document has a title
+
+    def select(self, index: torch.Tensor) -> "PathwayInput":
+        """The sub-batch of the given rows: how the gate dispatches a pathway's share of the batch."""
+        return PathwayInput(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def to(self, device: torch.device | str) -> "PathwayInput":
+        return PathwayInput(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+    @property
+    def batch_size(self) -> int:
+        return self.query.shape[0]
+
+
+def mlp(in_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
+    """The two-layer head every pathway ends in."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden_dim, hidden_dim),
+        nn.LayerNorm(hidden_dim),
+    )
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of `x` over `dim` where `mask` is True; zero where nothing is."""
+    weights = mask.to(x.dtype).unsqueeze(-1)
+    return (x * weights).sum(dim) / weights.sum(dim).clamp(min=1.0)
+
+
+class Pathway(nn.Module):
+    """Base class. Subclasses set `name` and `question` and implement `forward`.
+
+    Args:
+        embedding_dim: width of the encoder's embeddings.
+        hidden_dim: width of the pathway's output.
+        dropout: dropout rate inside the pathway.
+    """
+
+    name: str = ""
+    question: str = ""
+
+    def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.hidden_dim = hidden_dim
+        self.dropout = dropout
+
+    def forward(self, x: PathwayInput) -> torch.Tensor:  # (batch, slots, hidden)
+        raise NotImplementedError

@@ -1,0 +1,41 @@
+"""Extension: does the slot's neighbourhood extend the match?"""
+
+import torch
+from torch import nn
+
+from .base import Pathway, PathwayInput, masked_mean, mlp
+
+
+class Extension(Pathway):
+    """Matches the query against the slot's neighbours (a window of two either side) and the document title.
+
+    A sentence that says "this effect" leans on the sentence before it and on what the document is
+    about; the match can extend beyond the slot itself.
+    """
+
+    name = "extension"
+    question = "Does the slot's neighbourhood (neighbouring slots, the title) extend the match?"
+    window = 2
+
+    def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1) -> None:
+        super().__init__(embedding_dim, hidden_dim, dropout)
+        self.head = mlp(3 * embedding_dim + 3, hidden_dim, dropout)
+
+    def forward(self, x: PathwayInput) -> torch.Tensor:
+        mask = x.slot_mask.float()
+        s = x.slots * mask.unsqueeze(-1)
+        kernel = torch.ones(1, 1, 2 * self.window + 1, device=s.device)
+        kernel[0, 0, self.window] = 0.0  # neighbours only, not the slot itself
+        batch, slots, dim = s.shape
+        summed = nn.functional.conv1d(s.transpose(1, 2).reshape(batch * dim, 1, slots), kernel, padding=self.window)
+        summed = summed.reshape(batch, dim, slots).transpose(1, 2)  # (batch, slots, dim)
+        counts = nn.functional.conv1d(mask.unsqueeze(1), kernel, padding=self.window).transpose(1, 2)  # (batch, slots, 1)
+        neighbours = summed / counts.clamp(min=1)
+        # No title: the document centroid stands in for what the document is about.
+        title = torch.where(x.title_mask.unsqueeze(-1), x.title, masked_mean(x.slots, x.slot_mask, dim=1))
+        q = x.query.unsqueeze(1)
+        title = title.unsqueeze(1).expand_as(s)
+        q_nbr = (q * neighbours).sum(-1, keepdim=True)
+        q_title = (q * title).sum(-1, keepdim=True)
+        q_slot = (q * s).sum(-1, keepdim=True)
+        return self.head(torch.cat([q * neighbours, q * title, q * s, q_nbr, q_title, q_slot], dim=-1))

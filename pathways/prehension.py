@@ -1,0 +1,58 @@
+"""Prehension: is there a literal grip, shared terms?"""
+
+import torch
+from torch import nn
+
+from .base import Pathway, PathwayInput, mlp
+
+
+class Prehension(Pathway):
+    """Lexical grip: IDF-weighted overlap and a BM25 score of the slot, over the encoder's word pieces.
+
+    The IDF table is a buffer filled from the training corpus (`set_idf`), so it travels with the
+    checkpoint; slot length is normalised against the document's own average slot length.
+    """
+
+    name = "prehension"
+    question = "Is there a literal grip: does the slot share the query's (rare) terms?"
+    k1, b = 1.2, 0.75
+
+    def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1, vocab_size: int = 30522) -> None:
+        super().__init__(embedding_dim, hidden_dim, dropout)
+        self.register_buffer("idf", torch.ones(vocab_size))
+        self.matched = nn.Linear(embedding_dim, hidden_dim)
+        self.head = mlp(hidden_dim + 6, hidden_dim, dropout)
+
+    @torch.no_grad()
+    def set_idf(self, idf: torch.Tensor) -> None:
+        """Replaces the IDF table, one value per vocabulary id."""
+        if idf.shape != self.idf.shape:
+            raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
+        self.idf.copy_(idf)
+
+    def forward(self, x: PathwayInput) -> torch.Tensor:
+        q_ids, s_ids = x.query_ids, x.slot_ids
+        q_valid = q_ids >= 0  # (batch, q_tokens)
+        s_valid = s_ids >= 0  # (batch, slots, s_tokens)
+        match = (q_ids[:, None, :, None] == s_ids[:, :, None, :]) & q_valid[:, None, :, None] & s_valid[:, :, None, :]
+        tf = match.sum(-1).float()  # (batch, slots, q_tokens)
+        present = (tf > 0).float()
+        idf = self.idf[q_ids.clamp(min=0)] * q_valid  # (batch, q_tokens)
+        n_query = q_valid.sum(-1, keepdim=True).clamp(min=1).unsqueeze(1)  # (batch, 1, 1)
+        overlap = present.sum(-1, keepdim=True) / n_query
+        idf_overlap = (present * idf.unsqueeze(1)).sum(-1, keepdim=True) / idf.sum(-1, keepdim=True).clamp(min=1e-6).unsqueeze(1)
+        length = s_valid.sum(-1).float()  # (batch, slots)
+        mean_length = (length * x.slot_mask).sum(-1, keepdim=True) / x.slot_mask.sum(-1, keepdim=True).clamp(min=1)
+        norm = self.k1 * (1 - self.b + self.b * length / mean_length.clamp(min=1))  # (batch, slots)
+        bm25 = (idf.unsqueeze(1) * tf * (self.k1 + 1) / (tf + norm.unsqueeze(-1))).sum(-1, keepdim=True)
+        doc_best = bm25.masked_fill(~x.slot_mask.unsqueeze(-1), 0).amax(dim=1, keepdim=True)
+        relative = bm25 / doc_best.clamp(min=1e-6)
+        # What was gripped: the mean embedding of slot tokens that match some query token.
+        hit = match.any(2) & s_valid  # (batch, slots, s_tokens)
+        gripped = (x.slot_tokens * hit.unsqueeze(-1)).sum(2) / hit.sum(-1, keepdim=True).clamp(min=1)
+        features = torch.cat(
+            [self.matched(gripped), overlap, idf_overlap, torch.log1p(bm25), relative, torch.log1p(length).unsqueeze(-1),
+             (present.sum(-1, keepdim=True) == n_query).float()],
+            dim=-1,
+        )
+        return self.head(features)

@@ -1,0 +1,41 @@
+"""Reprehension: does the slot contradict or negate the query?"""
+
+import torch
+from torch import nn
+
+from .base import Pathway, PathwayInput, mlp
+
+
+class Reprehension(Pathway):
+    """Contrast and negation: learned cue probes over tokens (not, no, failed, however...) and the query-slot contrast.
+
+    A slot that refutes a claim is as relevant as one that supports it; this pathway's hidden state
+    also feeds a stance head (neutral / support / contradict) trained where stance labels exist.
+    """
+
+    name = "reprehension"
+    question = "Does the slot contradict or negate the query?"
+    num_cues = 16
+
+    def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1, num_stances: int = 3) -> None:
+        super().__init__(embedding_dim, hidden_dim, dropout)
+        self.cues = nn.Parameter(torch.randn(self.num_cues, embedding_dim) / embedding_dim**0.5)
+        self.contrast = nn.Linear(2 * embedding_dim, hidden_dim)
+        self.head = mlp(hidden_dim + 3 * self.num_cues, hidden_dim, dropout)
+        self.stance = nn.Linear(hidden_dim, num_stances)
+
+    def _cue_strength(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Strongest response of each cue probe over the tokens: (..., num_cues)."""
+        response = torch.einsum("...td,cd->...tc", nn.functional.normalize(tokens, dim=-1), self.cues)
+        return response.masked_fill(~mask.unsqueeze(-1), -1e4).amax(dim=-2).clamp(min=-1.0)
+
+    def forward(self, x: PathwayInput) -> torch.Tensor:
+        slot_cues = self._cue_strength(x.slot_tokens, x.slot_token_mask)  # (batch, slots, cues)
+        query_cues = self._cue_strength(x.query_tokens, x.query_token_mask).unsqueeze(1).expand_as(slot_cues)
+        q = x.query.unsqueeze(1).expand_as(x.slots)
+        contrast = self.contrast(torch.cat([q * x.slots, q - x.slots], dim=-1))  # (batch, slots, hidden)
+        return self.head(torch.cat([contrast, slot_cues, query_cues, slot_cues - query_cues], dim=-1))
+
+    def stance_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Stance of each slot toward the query from this pathway's output: (batch, slots, num_stances)."""
+        return self.stance(hidden)

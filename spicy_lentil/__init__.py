@@ -1,0 +1,18 @@
+"""Spicy Lentil: which parts of these texts matter for this query, and why."""
+
+from .config import SpicyLentilConfig
+from .engine import CompressedContext, RelevanceField, SpicyLentil
+from .errors import ModelLoadError, SpicyLentilError
+from .slots import Slot, Slotter
+
+__all__ = [
+    "SpicyLentil",
+    "SpicyLentilConfig",
+    "RelevanceField",
+    "CompressedContext",
+    "Slot",
+    "Slotter",
+    "SpicyLentilError",
+    "ModelLoadError",
+]
+__version__ = "0.1.0"

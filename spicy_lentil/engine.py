@@ -1,0 +1,327 @@
+"""The public API: `SpicyLentil`, the relevance field of documents for a query."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .batching import collate
+from .config import SpicyLentilConfig
+from .encoder import Encoder
+from .errors import ModelLoadError, as_document, check_query
+from .gate import RoutingStatistics
+from .model import SpicyLentilModel
+from .slots import Slot, Slotter
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PROGRESS_THRESHOLD = 256  # documents; `show_progress_bar=None` shows a bar from this many on
+
+
+@dataclass
+class RelevanceField:
+    """A document's relevance to one query: per-slot scores, a document score and the routing behind them."""
+
+    score: float  # document relevance in [0, 1]
+    slots: list[Slot]  # slots in document order, each with its score in [0, 1]
+    gate: dict[str, float]  # routing weight of every pathway; 0.0 for those that did not run
+    active: list[str]  # the pathways that ran, highest weight first
+    pathway_attention: list[dict[str, float]]  # per slot, the fusion's weight on each pathway
+    truncated: bool = False  # the slot cap cut the document
+    document_id: str | None = None  # the document's "_id" when it had one
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict of the field."""
+        return {
+            "document_id": self.document_id,
+            "score": self.score,
+            "truncated": self.truncated,
+            "active": list(self.active),
+            "gate": dict(self.gate),
+            "slots": [slot.to_dict() for slot in self.slots],
+            "pathway_attention": [dict(a) for a in self.pathway_attention],
+        }
+
+
+@dataclass
+class CompressedContext:
+    """What `compress` keeps: the most relevant slots within a token budget, in document order."""
+
+    text: str  # kept slots, documents separated by a blank line
+    selected: list[tuple[int, Slot]] = field(default_factory=list)  # (document index, slot), in document order
+    kept_tokens: int = 0
+    total_tokens: int = 0
+
+    @property
+    def kept_share(self) -> float:
+        return self.kept_tokens / self.total_tokens if self.total_tokens else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "kept_tokens": self.kept_tokens,
+            "total_tokens": self.total_tokens,
+            "kept_share": self.kept_share,
+            "selected": [{"document": i, **slot.to_dict()} for i, slot in self.selected],
+        }
+
+
+class SpicyLentil:
+    """Query-driven relevance fields over document slots.
+
+    Args:
+        model: the network after the encoder.
+        encoder: the sentence-transformers encoder it was built for.
+    """
+
+    def __init__(self, model: SpicyLentilModel, encoder: Encoder) -> None:
+        if encoder.dim != model.config.embedding_dim:
+            raise ModelLoadError(
+                f"encoder {encoder.name!r} gives {encoder.dim}-d embeddings, the model expects {model.config.embedding_dim}"
+            )
+        self.model = model.eval()
+        self.encoder = encoder
+        self.config = model.config
+        window = self.config.max_slot_tokens or encoder.max_tokens
+        self.slotter = Slotter(encoder.token_offsets, min(window, encoder.max_tokens), self.config.window_stride, self.config.max_slots)
+        self.routing_statistics = RoutingStatistics(model.pathway_names)
+        self._special_ids = list(encoder.tokenizer.all_special_ids)
+
+    # ---- construction and persistence -------------------------------------------------------
+
+    @classmethod
+    def new(cls, config: SpicyLentilConfig | None = None, seed: int = 0, device: str | None = None) -> "SpicyLentil":
+        """A randomly initialised model over the config's encoder (the starting point of training)."""
+        config = config or SpicyLentilConfig()
+        encoder = Encoder(config.encoder, device=device)
+        config.vocab_size = encoder.vocab_size
+        config.embedding_dim = encoder.dim
+        torch.manual_seed(seed)
+        return cls(SpicyLentilModel(config), encoder)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path | None = None, device: str | None = None) -> "SpicyLentil":
+        """Loads a model folder written by `save_pretrained` or `spicy-lentil train`.
+
+        Args:
+            path: the folder; None loads the bundled default model (offline, CPU).
+            device: torch device for encoder and model; None = CPU.
+
+        Raises:
+            ModelLoadError: the folder is missing `config.json` or `model.safetensors`, or they disagree.
+        """
+        folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (folder / name).is_file():
+                raise ModelLoadError(f"{folder} is not a Spicy Lentil model folder: {name} is missing")
+        try:
+            config = SpicyLentilConfig.load(folder / CONFIG_NAME)
+        except (ValueError, TypeError) as error:
+            raise ModelLoadError(f"{folder / CONFIG_NAME}: {error}") from error
+        encoder_name = config.encoder
+        if (folder / encoder_name).is_dir():  # an encoder fine-tuned with the head and saved beside it
+            encoder_name = str(folder / encoder_name)
+        encoder = Encoder(encoder_name, device=device or "cpu")
+        model = SpicyLentilModel(config)
+        try:
+            model.load_state_dict(load_file(folder / WEIGHTS_NAME, device="cpu"), strict=True)
+        except RuntimeError as error:
+            raise ModelLoadError(f"{folder / WEIGHTS_NAME} does not fit {folder / CONFIG_NAME}: {error}") from error
+        return cls(model.to(device or "cpu"), encoder)
+
+    def save_pretrained(self, folder: str | Path, save_encoder: bool = False) -> None:
+        """Writes `config.json` and `model.safetensors` (and the encoder under `encoder/` if asked).
+
+        Args:
+            folder: destination folder, created if needed.
+            save_encoder: also save the encoder's weights (needed after `--train-encoder`).
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = SpicyLentilConfig(**self.config.to_dict())
+        if save_encoder:
+            self.encoder.model.save(str(folder / "encoder"), safe_serialization=True)
+            config.encoder = "encoder"
+        config.save(folder / CONFIG_NAME)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "library": "spicy-lentil"})
+
+    # ---- the gate's k -------------------------------------------------------------------------
+
+    @property
+    def pathways_per_query(self) -> int:
+        """How many of the pathways each query is routed to (the gate's top-k)."""
+        return self.model.top_k
+
+    @pathways_per_query.setter
+    def pathways_per_query(self, k: int) -> None:
+        n = len(self.model.pathway_names)
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"pathways_per_query must be an int, got {type(k).__name__}")
+        if not 1 <= k <= n:
+            raise ValueError(f"pathways_per_query must be in 1..{n}, got {k}")
+        self.model.top_k = k
+
+    # ---- scoring ----------------------------------------------------------------------------
+
+    def field(self, query: str, document: str | dict) -> RelevanceField:
+        """The relevance field of one document for a query.
+
+        Args:
+            query: the query text.
+            document: a string, or a dict with "text" and optional "title" and "_id".
+
+        Returns:
+            A `RelevanceField`; an empty document gives score 0.0 and no slots.
+        """
+        return next(self.iter_fields(query, [document]))
+
+    def fields(
+        self, query: str, documents: Iterable[str | dict], batch_size: int = 32, show_progress_bar: bool | None = None
+    ) -> list[RelevanceField]:
+        """Relevance fields of many documents, batched.
+
+        Args:
+            query: the query text.
+            documents: strings or dicts with "text" (any iterable, generators included).
+            batch_size: documents per model batch.
+            show_progress_bar: show a tqdm bar; None shows one for long inputs.
+        """
+        documents = _check_documents(documents)
+        total = len(documents) if hasattr(documents, "__len__") else None
+        if show_progress_bar is None:
+            show_progress_bar = total is not None and total >= PROGRESS_THRESHOLD
+        return list(
+            tqdm(self.iter_fields(query, documents, batch_size), total=total, disable=not show_progress_bar, desc="fields", unit="doc")
+        )
+
+    def iter_fields(self, query: str, documents: Iterable[str | dict], batch_size: int = 32) -> Iterator[RelevanceField]:
+        """Yields relevance fields lazily, in input order, so any-size inputs stream.
+
+        Args:
+            query: the query text.
+            documents: strings or dicts with "text" (any iterable, generators included).
+            batch_size: documents per model batch.
+        """
+        check_query(query)
+        documents = _check_documents(documents)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        return self._iter_fields(query, iter(documents), batch_size)
+
+    def _iter_fields(self, query: str, documents: Iterator, batch_size: int) -> Iterator[RelevanceField]:
+        query_encoding = self.encoder.encode([query])[0]
+        with torch.inference_mode():
+            routing = self.model.gate(query_encoding.embedding.unsqueeze(0))
+        self.routing_statistics.update(routing)
+        gate, active = self._gate_summary(routing)
+        for chunk_start in itertools.count(0, batch_size):
+            chunk = list(itertools.islice(documents, batch_size))
+            if not chunk:
+                return
+            parsed = [as_document(doc, f"documents[{chunk_start + i}]") for i, doc in enumerate(chunk)]
+            split = [self.slotter.split(text) for _, _, text in parsed]
+            scored = [i for i, (slots, _) in enumerate(split) if slots]
+            results = {}
+            if scored:
+                slot_encodings = self.encoder.encode([s.text for i in scored for s in split[i][0]])
+                titles = [parsed[i][1] for i in scored]
+                unique_titles = list(dict.fromkeys(t for t in titles if t))
+                title_encodings = dict(zip(unique_titles, self.encoder.encode(unique_titles)))
+                per_doc, offset = [], 0
+                for i in scored:
+                    n = len(split[i][0])
+                    per_doc.append(slot_encodings[offset: offset + n])
+                    offset += n
+                batch = collate(
+                    [query_encoding] * len(scored), per_doc, [title_encodings.get(t) if t else None for t in titles], self._special_ids
+                ).to(self.model.slot_head.weight.device)
+                with torch.inference_mode():
+                    output = self.model(batch)
+                fields = output.field.cpu()
+                scores = output.score.cpu()
+                attention = output.pathway_attention.cpu()
+                for row, i in enumerate(scored):
+                    slots, truncated = split[i]
+                    n = len(slots)
+                    results[i] = RelevanceField(
+                        score=float(scores[row]),
+                        slots=[Slot(s.text, s.start, s.end, float(v)) for s, v in zip(slots, fields[row, :n].tolist())],
+                        gate=gate,
+                        active=active,
+                        pathway_attention=[dict(zip(self.model.pathway_names, a)) for a in attention[row, :n].tolist()],
+                        truncated=truncated,
+                        document_id=parsed[i][0],
+                    )
+            for i, (doc_id, _, _) in enumerate(parsed):
+                yield results.get(i) or RelevanceField(0.0, [], gate, active, [], False, doc_id)
+
+    def _gate_summary(self, routing) -> tuple[dict[str, float], list[str]]:
+        weights = routing.dense_weights[0].tolist()
+        gate = dict(zip(self.model.pathway_names, weights))
+        active = [self.model.pathway_names[i] for i in routing.selected_pathways[0].tolist()]
+        return gate, active
+
+    def score(self, query: str, documents: Iterable[str | dict], batch_size: int = 32, show_progress_bar: bool | None = None) -> list[float]:
+        """Document scores in [0, 1], in input order."""
+        return [f.score for f in self.fields(query, documents, batch_size, show_progress_bar)]
+
+    def rank(
+        self, query: str, documents: Iterable[str | dict], top_k: int | None = None, batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> list[dict[str, Any]]:
+        """Documents ranked best first, sentence-transformers style.
+
+        Returns:
+            `[{"corpus_id": index in documents, "score": float, "text": str}]`, at most `top_k` entries.
+        """
+        documents = list(_check_documents(documents))
+        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+        scores = self.score(query, documents, batch_size, show_progress_bar)
+        order = sorted(range(len(documents)), key=lambda i: -scores[i])[:top_k]
+        return [{"corpus_id": i, "score": scores[i], "text": as_document(documents[i], f"documents[{i}]")[2]} for i in order]
+
+    def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int = 512, batch_size: int = 32) -> CompressedContext:
+        """The most relevant slots across documents that fit a token budget, kept in document order.
+
+        Args:
+            query: the query text.
+            documents: strings or dicts with "text".
+            budget_tokens: the most encoder tokens the kept slots may add up to.
+        """
+        if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
+            raise ValueError(f"budget_tokens must be a positive int, got {budget_tokens!r}")
+        fields = self.fields(query, documents, batch_size)
+        candidates = [(d, slot) for d, f in enumerate(fields) for slot in f.slots]
+        lengths = self.encoder.count_tokens([slot.text for _, slot in candidates])
+        kept, used = [], 0
+        for j in sorted(range(len(candidates)), key=lambda j: -candidates[j][1].score):
+            if used + lengths[j] <= budget_tokens:
+                kept.append(j)
+                used += lengths[j]
+        kept.sort(key=lambda j: (candidates[j][0], candidates[j][1].start))
+        selected = [candidates[j] for j in kept]
+        by_doc: dict[int, list[str]] = {}
+        for d, slot in selected:
+            by_doc.setdefault(d, []).append(slot.text)
+        text = "\n\n".join(" ".join(parts) for parts in by_doc.values())
+        return CompressedContext(text, selected, used, sum(lengths))
+
+
+def _check_documents(documents: Any) -> Iterable:
+    if documents is None or isinstance(documents, (str, bytes, dict)):
+        raise TypeError(
+            f"documents must be an iterable of strings or dicts, got {type(documents).__name__}"
+            + (" (wrap a single document in a list, or use field())" if isinstance(documents, (str, dict)) else "")
+        )
+    if not hasattr(documents, "__iter__"):
+        raise TypeError(f"documents must be an iterable of strings or dicts, got {type(documents).__name__}")
+    return documents

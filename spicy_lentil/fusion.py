@@ -1,0 +1,118 @@
+"""Where the active pathways meet: the Shinjuku null point, and the seed's simpler fusions for comparison.
+
+Every fusion takes the routing-weighted pathway outputs `(batch, slots, pathways, hidden)` (zeros
+for pathways that did not run) and returns the synthesised slot states `(batch, slots, hidden)`
+and, per slot, a weight on each pathway `(batch, slots, pathways)` (0.0 for inactive ones).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .gate import Routing
+
+
+def _masked_softmax(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.masked_fill(~active, float("-inf")), dim=-1)
+
+
+class NullPoint(nn.Module):
+    """The Shinjuku null point: the active pathways attend to each other, one head per pathway.
+
+    Only the k selected pathways enter the attention (gathered, not merely masked), so its cost
+    grows with k. Each pathway gets its own projection and identity embedding; a synthesizer MLP
+    reads the attended states of all pathways (inactive ones zero) and adds to the weighted sum.
+    """
+
+    def __init__(self, num_pathways: int, hidden_dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.num_pathways = num_pathways
+        self.projection = nn.Parameter(torch.stack([torch.eye(hidden_dim)] * num_pathways))  # (pathways, hidden, hidden)
+        self.identity = nn.Parameter(torch.randn(num_pathways, hidden_dim) * 0.02)  # (pathways, hidden)
+        self.attention = nn.MultiheadAttention(hidden_dim, num_heads=num_pathways, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.synthesizer = nn.Sequential(
+            nn.Linear(num_pathways * hidden_dim, 2 * hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * hidden_dim, hidden_dim),
+        )
+        self.out_norm = nn.LayerNorm(hidden_dim)
+
+    def forward(self, outputs: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, slots, pathways, hidden = outputs.shape
+        selected = routing.selected_pathways  # (batch, k)
+        k = selected.shape[1]
+        index = selected[:, None, :, None].expand(batch, slots, k, hidden)
+        h = outputs.gather(2, index)  # (batch, slots, k, hidden)
+        h = torch.einsum("bskh,bkhg->bskg", h, self.projection[selected]) + self.identity[selected].unsqueeze(1)
+        h = h.reshape(batch * slots, k, hidden)
+        attended, attention = self.attention(h, h, h, need_weights=True, average_attn_weights=True)
+        h = self.norm(h + attended).reshape(batch, slots, k, hidden)
+        # Weight on each pathway: the attention it receives, averaged over the pathways looking.
+        received = attention.mean(dim=1).reshape(batch, slots, k)
+        weights = outputs.new_zeros(batch, slots, pathways).scatter(2, selected[:, None, :].expand(batch, slots, k), received)
+        flat = outputs.new_zeros(batch, slots, pathways, hidden).scatter(2, index, h)
+        z = self.synthesizer(flat.reshape(batch, slots, pathways * hidden)) + outputs.sum(dim=2)
+        return self.out_norm(z), weights
+
+
+class ConcatLinear(nn.Module):
+    """Concatenate all pathway outputs (inactive ones zero) and project: the seed's plainest fusion."""
+
+    def __init__(self, num_pathways: int, hidden_dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.linear = nn.Linear(num_pathways * hidden_dim, hidden_dim)
+        self.norm = nn.LayerNorm(hidden_dim)
+
+    def forward(self, outputs: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, slots, pathways, hidden = outputs.shape
+        z = self.norm(self.linear(outputs.reshape(batch, slots, pathways * hidden)))
+        return z, routing.dense_weights[:, None, :].expand(batch, slots, pathways).to(outputs.dtype)
+
+
+class LearnedWeights(nn.Module):
+    """A learned softmax weight per pathway, renormalised over the active ones: a weighted average."""
+
+    def __init__(self, num_pathways: int, hidden_dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_pathways))
+        self.norm = nn.LayerNorm(hidden_dim)
+
+    def forward(self, outputs: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, slots, pathways, _ = outputs.shape
+        alpha = _masked_softmax(self.logits.expand(batch, pathways), routing.active)  # (batch, pathways)
+        z = self.norm(torch.einsum("bsph,bp->bsh", outputs, alpha))
+        return z, alpha[:, None, :].expand(batch, slots, pathways)
+
+
+class GatedUnit(nn.Module):
+    """Gated multimodal unit (Arevalo et al. 2017) for P inputs: `sum_p g_p * tanh(W_p h_p)`, g a softmax gate.
+
+    With two inputs it is the paper's `z*tanh(Wa a) + (1-z)*tanh(Wb b)`.
+    """
+
+    def __init__(self, num_pathways: int, hidden_dim: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.transform = nn.Parameter(torch.randn(num_pathways, hidden_dim, hidden_dim) / hidden_dim**0.5)
+        self.gate = nn.Linear(num_pathways * hidden_dim, num_pathways)
+        self.norm = nn.LayerNorm(hidden_dim)
+
+    def forward(self, outputs: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, slots, pathways, hidden = outputs.shape
+        g = _masked_softmax(self.gate(outputs.reshape(batch, slots, pathways * hidden)), routing.active[:, None, :])
+        transformed = torch.tanh(torch.einsum("bsph,phg->bspg", outputs, self.transform))
+        return self.norm((g.unsqueeze(-1) * transformed).sum(dim=2)), g
+
+
+FUSION_CLASSES = {
+    "null_point": NullPoint,
+    "concat_linear": ConcatLinear,
+    "learned_weights": LearnedWeights,
+    "gated_unit": GatedUnit,
+}
+
+
+def build_fusion(name: str, num_pathways: int, hidden_dim: int, dropout: float) -> nn.Module:
+    return FUSION_CLASSES[name](num_pathways, hidden_dim, dropout)

@@ -1,0 +1,138 @@
+"""The gate: a mixture-of-experts router on the query that picks the top-k of the nine pathways."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Routing:
+    """The gate's decision for a batch of queries."""
+
+    router_logits: torch.Tensor  # (batch, pathways) before softmax (noise included while training)
+    router_probs: torch.Tensor  # (batch, pathways) float32 softmax over all pathways
+    routing_weights: torch.Tensor  # (batch, k) renormalised weights of the selected pathways, highest first
+    selected_pathways: torch.Tensor  # (batch, k) indices of the selected pathways
+
+    @property
+    def dense_weights(self) -> torch.Tensor:
+        """(batch, pathways): routing weight of every pathway, 0.0 for those not selected."""
+        dense = torch.zeros_like(self.router_probs)
+        return dense.scatter(1, self.selected_pathways, self.routing_weights.to(dense.dtype))
+
+    @property
+    def active(self) -> torch.Tensor:
+        """(batch, pathways) bool: which pathways run for each row."""
+        active = torch.zeros_like(self.router_probs, dtype=torch.bool)
+        return active.scatter(1, self.selected_pathways, True)
+
+
+class Gate(nn.Module):
+    """Noisy top-k gating (Shazeer et al. 2017) on the query embedding.
+
+    Args:
+        embedding_dim: width of the query embedding.
+        num_pathways: number of pathways to route between.
+        top_k: pathways selected per query (settable later through `top_k`).
+        noisy: add learned-scale Gaussian noise to the logits while training.
+    """
+
+    def __init__(self, embedding_dim: int, num_pathways: int, top_k: int, noisy: bool = True) -> None:
+        super().__init__()
+        self.router = nn.Linear(embedding_dim, num_pathways, bias=False)
+        self.noise = nn.Linear(embedding_dim, num_pathways, bias=False)
+        nn.init.zeros_(self.noise.weight)
+        self.num_pathways = num_pathways
+        self.top_k = top_k
+        self.noisy = noisy
+
+    def forward(self, query: torch.Tensor) -> Routing:
+        router_logits = self.router(query)  # (batch, pathways)
+        if self.training and self.noisy:
+            scale = nn.functional.softplus(self.noise(query)) + 1e-2
+            router_logits = router_logits + torch.randn_like(router_logits) * scale
+        # float32 softmax: routing decisions must not flip with half-precision rounding.
+        router_probs = torch.softmax(router_logits, dim=-1, dtype=torch.float32)
+        routing_weights, selected_pathways = torch.topk(router_probs, self.top_k, dim=-1)  # sorted, highest first
+        routing_weights = routing_weights / routing_weights.sum(dim=-1, keepdim=True)
+        return Routing(router_logits, router_probs, routing_weights, selected_pathways)
+
+
+def load_balancing_loss(
+    router_probs: torch.Tensor,
+    selected_pathways: torch.Tensor,
+    num_pathways: int,
+    row_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Switch Transformer auxiliary load-balancing loss (Fedus et al. 2021, eq. 4), for top-k routing.
+
+    `N * sum_i f_i * P_i`, where `f_i` is the share of routing assignments that went to pathway i
+    and `P_i` the mean router probability of pathway i. It is 1.0 for perfectly balanced routing
+    and grows to N when everything goes to one pathway.
+
+    Args:
+        router_probs: (rows, pathways) softmax router probabilities.
+        selected_pathways: (rows, k) indices chosen per row.
+        num_pathways: N.
+        row_weights: (rows,) how many real units each row stands for (its real slots), so that
+            padding never counts; None weighs rows equally.
+
+    Returns:
+        A scalar tensor.
+    """
+    if row_weights is None:
+        row_weights = torch.ones(router_probs.shape[0], device=router_probs.device)
+    row_weights = row_weights.float()
+    total = row_weights.sum().clamp(min=1e-9)
+    assignments = nn.functional.one_hot(selected_pathways, num_pathways).float().sum(1)  # (rows, pathways)
+    tokens_per_pathway = (assignments * row_weights[:, None]).sum(0) / (total * selected_pathways.shape[1])
+    prob_per_pathway = (router_probs * row_weights[:, None]).sum(0) / total
+    return num_pathways * (tokens_per_pathway * prob_per_pathway).sum()
+
+
+def router_z_loss(router_logits: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Router z-loss (Zoph et al. 2022, ST-MoE, eq. 5): mean squared log-partition of the router logits.
+
+    Keeps the logits small so the float32 softmax stays well conditioned.
+    """
+    z = torch.logsumexp(router_logits.float(), dim=-1) ** 2  # (rows,)
+    if row_weights is None:
+        return z.mean()
+    row_weights = row_weights.float()
+    return (z * row_weights).sum() / row_weights.sum().clamp(min=1e-9)
+
+
+class RoutingStatistics:
+    """Running counts of how often each pathway was chosen and with what mean weight."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = list(names)
+        self.reset()
+
+    def reset(self) -> None:
+        self.queries = 0
+        self.selected = torch.zeros(len(self.names))
+        self.weight_sum = torch.zeros(len(self.names))
+
+    def update(self, routing: Routing) -> None:
+        dense = routing.dense_weights.detach().float().cpu()
+        self.queries += dense.shape[0]
+        self.selected += (dense > 0).float().sum(0)
+        self.weight_sum += dense.sum(0)
+
+    def as_dict(self) -> dict:
+        """`{"queries": n, "pathways": {name: {"selected_share", "mean_weight"}}}`."""
+        n = max(self.queries, 1)
+        return {
+            "queries": self.queries,
+            "pathways": {
+                name: {
+                    "selected_share": float(self.selected[i] / n),
+                    "mean_weight": float(self.weight_sum[i] / max(float(self.selected[i]), 1.0)),
+                }
+                for i, name in enumerate(self.names)
+            },
+        }

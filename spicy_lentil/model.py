@@ -1,0 +1,113 @@
+"""The Spicy Lentil network: gate -> active pathways -> fusion (null point) -> relevance field and document score."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pathways.base import PathwayInput
+from pathways.registry import build_pathways
+
+from .config import SpicyLentilConfig
+from .fusion import build_fusion
+from .gate import Gate, Routing, load_balancing_loss, router_z_loss
+from .pooling import POOLING_CLASSES
+
+
+@dataclass
+class ModelOutput:
+    slot_logits: torch.Tensor  # (batch, slots) calibrated logits of the relevance field; padding -inf
+    doc_logits: torch.Tensor  # (batch,) calibrated document logits
+    routing: Routing
+    pathway_attention: torch.Tensor  # (batch, slots, pathways) the fusion's weight on each pathway
+    pooling_weights: torch.Tensor  # (batch, slots) how much each slot counts in the document score
+    stance_logits: torch.Tensor | None  # (batch, slots, stances) where reprehension ran, else None
+    stance_rows: torch.Tensor | None  # (rows,) batch rows that stance_logits' rows belong to
+    load_balancing_loss: torch.Tensor  # scalar, Switch load balancing (padding excluded)
+    z_loss: torch.Tensor  # scalar, router z-loss
+
+    @property
+    def field(self) -> torch.Tensor:
+        """(batch, slots) slot relevance in [0, 1]; 0 on padding."""
+        return torch.sigmoid(self.slot_logits)
+
+    @property
+    def score(self) -> torch.Tensor:
+        """(batch,) document relevance in [0, 1]."""
+        return torch.sigmoid(self.doc_logits)
+
+
+class SpicyLentilModel(nn.Module):
+    """The trainable part of Spicy Lentil (everything after the encoder).
+
+    Args:
+        config: the model's configuration.
+    """
+
+    def __init__(self, config: SpicyLentilConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.pathway_names = list(config.pathways)
+        self.pathways = nn.ModuleDict(
+            build_pathways(
+                self.pathway_names, config.embedding_dim, config.hidden_dim, config.dropout, config.vocab_size,
+                config.num_stances,
+            )
+        )
+        self.gate = Gate(config.embedding_dim, config.num_pathways, config.pathways_per_query, config.router_noise)
+        self.fusion = build_fusion(config.fusion, config.num_pathways, config.hidden_dim, config.dropout)
+        self.slot_head = nn.Linear(config.hidden_dim, 1)
+        self.pooling = POOLING_CLASSES[config.pooling](config.embedding_dim, config.hidden_dim)
+        self.doc_head = nn.Sequential(nn.Linear(config.hidden_dim + 2, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, 1))
+        # Platt scaling (scale, shift) of slot and document logits, fitted after training.
+        self.register_buffer("slot_calibration", torch.tensor([1.0, 0.0]))
+        self.register_buffer("doc_calibration", torch.tensor([1.0, 0.0]))
+
+    @property
+    def top_k(self) -> int:
+        return self.gate.top_k
+
+    @top_k.setter
+    def top_k(self, k: int) -> None:
+        self.gate.top_k = k
+
+    def forward(self, x: PathwayInput) -> ModelOutput:
+        batch, slots = x.slot_mask.shape
+        hidden = self.config.hidden_dim
+        routing = self.gate(x.query)
+        outputs = x.slots.new_zeros(batch, slots, len(self.pathway_names), hidden)  # (batch, slots, pathways, hidden)
+        stance_logits = stance_rows = None
+        for index, name in enumerate(self.pathway_names):
+            rows, position = torch.where(routing.selected_pathways == index)
+            if rows.numel() == 0:
+                continue  # sparse for real: a pathway no row selected never runs
+            h = self.pathways[name](x.select(rows))  # (rows, slots, hidden)
+            weight = routing.routing_weights[rows, position].to(h.dtype)
+            outputs[rows, :, index] = h * weight[:, None, None]  # Mixtral-style: scale by the routing weight
+            if name == "reprehension":
+                stance_logits, stance_rows = self.pathways[name].stance_logits(h), rows
+        outputs = outputs * x.slot_mask[:, :, None, None]
+        z, attention = self.fusion(outputs, routing)  # (batch, slots, hidden), (batch, slots, pathways)
+        attention = attention * x.slot_mask.unsqueeze(-1)
+        raw_slot = self.slot_head(z).squeeze(-1)  # (batch, slots)
+        pooled, pooling_weights = self.pooling(z, x.slot_mask, x.query)
+        masked = raw_slot.masked_fill(~x.slot_mask, float("-inf"))
+        mean_slot = (raw_slot * x.slot_mask).sum(-1) / x.slot_mask.sum(-1).clamp(min=1)
+        doc_features = torch.cat([pooled, masked.max(-1).values.unsqueeze(-1), mean_slot.unsqueeze(-1)], dim=-1)
+        raw_doc = self.doc_head(doc_features).squeeze(-1)  # (batch,)
+        slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
+        doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
+        row_weights = x.slot_mask.sum(-1)  # each query counts once per real slot, never for padding
+        return ModelOutput(
+            slot_logits=slot_logits,
+            doc_logits=doc_logits,
+            routing=routing,
+            pathway_attention=attention,
+            pooling_weights=pooling_weights,
+            stance_logits=stance_logits,
+            stance_rows=stance_rows,
+            load_balancing_loss=load_balancing_loss(routing.router_probs, routing.selected_pathways, len(self.pathway_names), row_weights),
+            z_loss=router_z_loss(routing.router_logits, row_weights),
+        )
