@@ -21,7 +21,7 @@ class Comprehension(Pathway):
         self.project = nn.Linear(embedding_dim, hidden_dim)
         self.query = nn.Linear(embedding_dim, hidden_dim)
         self.context = nn.TransformerEncoderLayer(
-            hidden_dim, nhead=4, dim_feedforward=2 * hidden_dim, dropout=dropout, batch_first=True, norm_first=True
+            hidden_dim, nhead=3, dim_feedforward=2 * hidden_dim, dropout=dropout, batch_first=True, norm_first=True
         )
         self.head = mlp(3 * hidden_dim, hidden_dim, dropout)
 

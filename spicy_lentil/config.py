@@ -49,6 +49,11 @@ class SpicyLentilConfig:
             raise ValueError(f"config.pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.hidden_dim % len(PATHWAY_NAMES):
             raise ValueError(f"config.hidden_dim must be a multiple of {len(PATHWAY_NAMES)}, got {self.hidden_dim}")
+        if self.fusion == "null_point" and self.hidden_dim % self.num_pathways:
+            raise ValueError(
+                f"config.hidden_dim ({self.hidden_dim}) must be a multiple of the number of pathways "
+                f"({self.num_pathways}): the null point has one attention head per pathway"
+            )
         if not 1 <= self.pathways_per_query <= len(self.pathways):
             raise ValueError(
                 f"config.pathways_per_query must be in 1..{len(self.pathways)}, got {self.pathways_per_query}"

@@ -81,14 +81,14 @@ class Encoder:
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the tokens of `text` (special tokens excluded)."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [tuple(span) for span in encoded["offset_mapping"]]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text, special tokens excluded."""
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> list[Encoding]:
         """Encodes texts, reusing cached encodings; returns one `Encoding` per text, in order."""

@@ -45,8 +45,8 @@ class NullPoint(nn.Module):
         selected = routing.selected_pathways  # (batch, k)
         k = selected.shape[1]
         index = selected[:, None, :, None].expand(batch, slots, k, hidden)
-        h = outputs.gather(2, index)  # (batch, slots, k, hidden)
-        h = torch.einsum("bskh,bkhg->bskg", h, self.projection[selected]) + self.identity[selected].unsqueeze(1)
+        gathered = outputs.gather(2, index)  # (batch, slots, k, hidden)
+        h = torch.einsum("bskh,bkhg->bskg", gathered, self.projection[selected]) + self.identity[selected].unsqueeze(1)
         h = h.reshape(batch * slots, k, hidden)
         attended, attention = self.attention(h, h, h, need_weights=True, average_attn_weights=True)
         h = self.norm(h + attended).reshape(batch, slots, k, hidden)
@@ -54,7 +54,7 @@ class NullPoint(nn.Module):
         received = attention.mean(dim=1).reshape(batch, slots, k)
         weights = outputs.new_zeros(batch, slots, pathways).scatter(2, selected[:, None, :].expand(batch, slots, k), received)
         flat = outputs.new_zeros(batch, slots, pathways, hidden).scatter(2, index, h)
-        z = self.synthesizer(flat.reshape(batch, slots, pathways * hidden)) + outputs.sum(dim=2)
+        z = self.synthesizer(flat.reshape(batch, slots, pathways * hidden)) + gathered.sum(dim=2)
         return self.out_norm(z), weights
 
 

@@ -86,13 +86,27 @@ class Slotter:
         if len(offsets) <= self.window_tokens:
             return [(start, end)]
         step = self.window_tokens - self.stride
+        # A window that starts inside a word would re-tokenize differently (and longer): start at a word.
+        starts_word = [i == 0 or _word_boundary(sentence, offsets[i - 1], offsets[i]) for i in range(len(offsets))]
         windows = []
-        for first in range(0, len(offsets), step):
+        first = 0
+        while True:
             last = min(first + self.window_tokens, len(offsets)) - 1
             windows.append((start + offsets[first][0], start + offsets[last][1]))
             if last == len(offsets) - 1:
-                break
-        return windows
+                return windows
+            nxt = first + step
+            snapped = next((j for j in range(nxt, min(nxt + step, last + 1)) if starts_word[j]), None)
+            if snapped is None:
+                snapped = next((j for j in range(nxt, first, -1) if starts_word[j]), nxt)
+            first = snapped
+
+
+def _word_boundary(text: str, previous: tuple[int, int], current: tuple[int, int]) -> bool:
+    """True when the token at `current` starts a new word rather than continuing the previous one."""
+    if current[0] != previous[1]:
+        return True
+    return not (text[current[0]].isalnum() and text[current[0] - 1].isalnum())
 
 
 def _blocks(document: str) -> list[tuple[int, int]]:

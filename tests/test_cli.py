@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from spicy_lentil.cli import main
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("score", "app"):
+        assert command in out
+
+
+def test_score_txt_and_jsonl_with_rejects(tmp_path, capsys):
+    txt = tmp_path / "a.txt"
+    txt.write_text("Bones need vitamin D. Sunlight makes it.", encoding="utf-8")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "\n".join([
+            json.dumps({"_id": "d1", "text": "Calcium builds bone."}),
+            "{not json",
+            json.dumps({"_id": "d2"}),
+            json.dumps(["a", "list"]),
+            json.dumps({"_id": "d3", "text": ""}),
+        ]) + "\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.jsonl"
+    status = main(["score", "--query", "vitamin D and bones", str(txt), str(rows), "--out", str(out)])
+    assert status == 1  # rows were rejected
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["_id"] for r in results] == [str(txt), "d1", "d3"]
+    assert results[2]["score"] == 0.0 and results[2]["slots"] == []
+    first = results[0]
+    text = txt.read_text()
+    for slot in first["slots"]:
+        assert text[slot["start"]:slot["end"]] == slot["text"]
+    assert len(first["active"]) == 4
+    rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rejects] == [2, 3, 4]
+    assert "invalid JSON" in rejects[0]["reason"] and "text" in rejects[1]["reason"]
+    assert "rejected 3" in capsys.readouterr().err
+
+
+def test_score_stdin_clean_exit():
+    rows = json.dumps({"_id": "s1", "text": "Vitamin D and bones."}) + "\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "bones", "-"],
+        input=rows, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["_id"] == "s1"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["score", "--query", "  ", "x.txt"], "query"),
+    (["score", "--query", "q", "x.txt", "--model", "/nonexistent"], "not a Spicy Lentil model folder"),
+])
+def test_bad_input_is_an_error_line_not_a_traceback(argv, message, capsys, tmp_path):
+    (tmp_path / "x.txt").write_text("text")
+    argv = [a if a != "x.txt" else str(tmp_path / "x.txt") for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_file_is_rejected_not_fatal(tmp_path):
+    out = tmp_path / "o.jsonl"
+    good = tmp_path / "g.txt"
+    good.write_text("Some text here.")
+    assert main(["score", "--query", "q", str(tmp_path / "missing.txt"), str(good), "--out", str(out)]) == 1
+    assert len(out.read_text().splitlines()) == 1

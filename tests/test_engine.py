@@ -1,0 +1,167 @@
+import json
+
+import pytest
+import torch
+
+from spicy_lentil import ModelLoadError, SpicyLentil
+
+QUERY = "Does vitamin D deficiency weaken bones?"
+DOCS = [
+    "Vitamin D helps the gut absorb calcium. Without it, bones become thin and brittle.",
+    {"_id": "py", "title": "Python", "text": "Python is a programming language.\n\n- It is readable.\n- It is popular."},
+    "The Roman Empire split into east and west. Constantinople became the eastern capital in 330 AD.",
+    "Short.",
+]
+
+
+def test_field_contract(lentil):
+    field = lentil.field(QUERY, DOCS[0])
+    assert 0.0 <= field.score <= 1.0
+    assert len(field.slots) == 2
+    for slot in field.slots:
+        assert DOCS[0][slot.start:slot.end] == slot.text
+        assert 0.0 <= slot.score <= 1.0
+    assert set(field.gate) == set(lentil.model.pathway_names)
+    assert len(field.active) == lentil.pathways_per_query
+    assert sum(field.gate.values()) == pytest.approx(1.0, abs=1e-5)
+    assert all(field.gate[name] == 0.0 for name in field.gate if name not in field.active)
+    weights = [field.gate[name] for name in field.active]
+    assert weights == sorted(weights, reverse=True)
+    assert len(field.pathway_attention) == len(field.slots)
+    for attention in field.pathway_attention:
+        assert all(attention[name] == 0.0 for name in attention if name not in field.active)
+    assert json.loads(json.dumps(field.to_dict()))["slots"][0]["text"] == field.slots[0].text
+
+
+def test_batched_fields_equal_one_by_one(lentil):
+    batched = lentil.fields(QUERY, DOCS, batch_size=3)
+    for doc, field in zip(DOCS, batched):
+        single = lentil.field(QUERY, doc)
+        assert field.score == pytest.approx(single.score, abs=1e-5)
+        assert [s.score for s in field.slots] == pytest.approx([s.score for s in single.slots], abs=1e-5)
+    assert batched[1].document_id == "py"
+
+
+def test_iter_fields_accepts_generators_in_order(lentil):
+    streamed = list(lentil.iter_fields(QUERY, (d for d in DOCS), batch_size=2))
+    listed = lentil.fields(QUERY, DOCS)
+    assert [f.score for f in streamed] == pytest.approx([f.score for f in listed], abs=1e-6)
+
+
+def test_save_and_reload_give_same_scores(lentil, tmp_path):
+    lentil.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    reloaded = SpicyLentil.from_pretrained(tmp_path)
+    before = torch.tensor(lentil.score(QUERY, DOCS))
+    after = torch.tensor(reloaded.score(QUERY, DOCS))
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_missing_or_mismatched_model_folder(tmp_path, lentil):
+    with pytest.raises(ModelLoadError, match="config.json"):
+        SpicyLentil.from_pretrained(tmp_path)
+    lentil.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["hidden_dim"] = 36
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        SpicyLentil.from_pretrained(tmp_path)
+
+
+def test_pathways_per_query_is_live(lentil):
+    try:
+        for k in (1, 2, 9):
+            lentil.pathways_per_query = k
+            field = lentil.field(QUERY, DOCS[0])
+            assert len(field.active) == k
+            assert sum(v > 0 for v in field.gate.values()) == k
+        for bad in (0, 10):
+            with pytest.raises(ValueError, match="pathways_per_query"):
+                lentil.pathways_per_query = bad
+        with pytest.raises(TypeError, match="pathways_per_query"):
+            lentil.pathways_per_query = 2.5
+    finally:
+        lentil.pathways_per_query = 4
+
+
+def test_rank_is_sentence_transformers_style(lentil):
+    ranked = lentil.rank(QUERY, DOCS, top_k=3)
+    assert len(ranked) == 3
+    assert set(ranked[0]) == {"corpus_id", "score", "text"}
+    scores = [r["score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    all_scores = lentil.score(QUERY, DOCS)
+    for r in ranked:
+        assert r["score"] == pytest.approx(all_scores[r["corpus_id"]], abs=1e-6)
+    assert ranked[0]["text"] in [d if isinstance(d, str) else d["text"] for d in DOCS]
+
+
+def test_compress_keeps_best_slots_in_document_order_within_budget(lentil):
+    budget = 25
+    compressed = lentil.compress(QUERY, DOCS, budget_tokens=budget)
+    assert 0 < compressed.kept_tokens <= budget
+    assert compressed.total_tokens > compressed.kept_tokens
+    positions = [(d, s.start) for d, s in compressed.selected]
+    assert positions == sorted(positions)
+    all_slots = [(d, s) for d, f in enumerate(lentil.fields(QUERY, DOCS)) for s in f.slots]
+    best = max(all_slots, key=lambda ds: ds[1].score)
+    assert best[1].text in compressed.text  # the single best slot always fits this budget
+    assert compressed.kept_share == pytest.approx(compressed.kept_tokens / compressed.total_tokens)
+    json.dumps(compressed.to_dict())
+
+
+@pytest.mark.parametrize("query, error", [(None, TypeError), (42, TypeError), ("", ValueError), ("  \n", ValueError)])
+def test_bad_query(lentil, query, error):
+    with pytest.raises(error, match="query"):
+        lentil.field(query, DOCS[0])
+    with pytest.raises(error, match="query"):
+        lentil.fields(query, DOCS)
+
+
+@pytest.mark.parametrize("documents", [None, "a string", 42, {"text": "x"}])
+def test_bad_documents_argument(lentil, documents):
+    with pytest.raises(TypeError, match="documents"):
+        lentil.fields(QUERY, documents)
+
+
+def test_bad_document_items_are_named(lentil):
+    with pytest.raises(TypeError, match=r"documents\[1\]"):
+        lentil.fields(QUERY, ["fine", 7])
+    with pytest.raises(TypeError, match=r"documents\[0\]"):
+        lentil.fields(QUERY, [{"title": "no text"}])
+
+
+@pytest.mark.parametrize("document", ["", "   ", "\n\t"])
+def test_empty_document_scores_zero(lentil, document):
+    field = lentil.field(QUERY, document)
+    assert field.score == 0.0 and field.slots == [] and not field.truncated
+    assert len(field.active) == lentil.pathways_per_query
+
+
+def test_hostile_documents_score(lentil):
+    big = ("Calcium and vitamin D matter for bone health in older adults. " * 17000)[:1_000_000]
+    for document in [big, "ctrl\x00\x01\x1b[31m chars. more\x7f", "😀🦴💊 emoji only 🦴.", "فيتامين د مهم للعظام. ויטמין די חשוב."]:
+        field = lentil.field(QUERY, document)
+        assert 0.0 <= field.score <= 1.0 and field.slots
+        for slot in field.slots:
+            assert document[slot.start:slot.end] == slot.text
+    assert lentil.field(QUERY, big).truncated
+    assert len(lentil.field(QUERY, big).slots) == lentil.config.max_slots
+
+
+def test_encoder_cache_encodes_a_document_once(lentil):
+    lentil.encoder.clear_cache()
+    calls = []
+    original = lentil.encoder.model.encode
+
+    def counting(texts, **kwargs):
+        calls.append(len(texts))
+        return original(texts, **kwargs)
+
+    lentil.encoder.model.encode = counting
+    try:
+        lentil.field(QUERY, DOCS[2])
+        lentil.field("Another query about Rome", DOCS[2])
+    finally:
+        lentil.encoder.model.encode = original
+    assert calls == [1, 2, 1]  # query, the two slots, the second query; slots not encoded again

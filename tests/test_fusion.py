@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from spicy_lentil.config import FUSIONS, SpicyLentilConfig
+from spicy_lentil.fusion import NullPoint
+from spicy_lentil.gate import Gate
+from spicy_lentil.model import SpicyLentilModel
+from tests.conftest import make_input
+
+
+def test_null_point_attention_shape_and_masking():
+    torch.manual_seed(0)
+    gate = Gate(384, 9, 3).eval()
+    routing = gate(torch.randn(2, 384))
+    outputs = torch.randn(2, 4, 9, 144) * routing.active[:, None, :, None]
+    null_point = NullPoint(9, 144, dropout=0.0).eval()
+    z, attention = null_point(outputs, routing)
+    assert z.shape == (2, 4, 144)
+    assert attention.shape == (2, 4, 9)
+    inactive = ~routing.active[:, None, :].expand(2, 4, 9)
+    assert (attention[inactive] == 0).all()
+    assert torch.allclose(attention.sum(-1), torch.ones(2, 4), atol=1e-5)
+
+
+def test_null_point_ignores_inactive_outputs():
+    torch.manual_seed(0)
+    routing = Gate(384, 9, 4).eval()(torch.randn(1, 384))
+    outputs = torch.randn(1, 3, 9, 144) * routing.active[:, None, :, None]
+    null_point = NullPoint(9, 144, dropout=0.0).eval()
+    noisy = outputs + torch.randn_like(outputs) * (~routing.active)[:, None, :, None]
+    assert torch.allclose(null_point(outputs, routing)[0], null_point(noisy, routing)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_every_fusion_runs_end_to_end(fusion):
+    torch.manual_seed(0)
+    model = SpicyLentilModel(SpicyLentilConfig(fusion=fusion)).eval()
+    x = make_input()
+    with torch.no_grad():
+        out = model(x)
+    assert out.field.shape == (3, 5) and out.score.shape == (3,)
+    assert ((out.field >= 0) & (out.field <= 1)).all() and ((out.score >= 0) & (out.score <= 1)).all()
+    assert (out.field[~x.slot_mask] == 0).all()
+    inactive = ~out.routing.active[:, None, :].expand_as(out.pathway_attention)
+    assert (out.pathway_attention[inactive] == 0).all()
+
+
+@pytest.mark.parametrize("pooling", ["self_attention", "query_attention"])
+def test_pooling_ignores_padding(pooling):
+    model = SpicyLentilModel(SpicyLentilConfig(pooling=pooling)).eval()
+    with torch.no_grad():
+        out = model(make_input())
+    assert (out.pooling_weights[1, 3:] == 0).all()
+    assert torch.allclose(out.pooling_weights.sum(-1), torch.ones(3))
