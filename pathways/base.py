@@ -26,6 +26,8 @@ class PathwayInput:
 
     def select(self, index: torch.Tensor) -> "PathwayInput":
         """The sub-batch of the given rows: how the gate dispatches a pathway's share of the batch."""
+        if index.numel() == self.batch_size and bool((index == torch.arange(self.batch_size, device=index.device)).all()):
+            return self  # every row chose this pathway (always so when one query scores many documents)
         return PathwayInput(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def to(self, device: torch.device | str) -> "PathwayInput":

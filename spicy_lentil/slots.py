@@ -76,6 +76,26 @@ class Slotter:
                     slots.append(Slot(document[w_start:w_end], w_start, w_end))
         return slots, False
 
+    def split_known(self, document: str, sentences: Sequence[str]) -> tuple[list[Slot], bool] | None:
+        """Slots from a given sentence split (datasets that ship one, so slot labels line up).
+
+        Returns None when a sentence cannot be found, in order, in the document.
+        """
+        slots: list[Slot] = []
+        position = 0
+        for sentence in sentences:
+            sentence = sentence.strip()
+            if not sentence:
+                return None  # an empty sentence would shift every later slot index
+            start = document.find(sentence, position)
+            if start < 0:
+                return None
+            if len(slots) == self.max_slots:
+                return slots, True
+            slots.append(Slot(sentence, start, start + len(sentence)))
+            position = start + len(sentence)
+        return slots, False
+
     def _windows(self, document: str, start: int, end: int) -> list[tuple[int, int]]:
         sentence = document[start:end]
         # A token covers at least one byte, so a sentence of few bytes cannot overflow the window:

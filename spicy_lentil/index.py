@@ -1,0 +1,361 @@
+"""The corpus index: slots, slot and token embeddings, document embeddings and BM25, built once on disk.
+
+Layout of an index folder:
+
+    manifest.json            encoder, slotter settings, corpus hash, shards done, complete flag
+    shard-00000/             one folder per `shard_size` documents, written atomically
+        docs.jsonl           {"_id", "title", "text", "spans": [[start, end], ...], "truncated"}
+        doc_slots.npy        (docs + 1,) int64 offsets of each document's slots
+        slot_embeddings.npy  (slots, dim) float32
+        slot_tokens.npy      (slots + 1,) int64 offsets of each slot's tokens
+        tokens.npy           (tokens, dim) float16 contextual token embeddings
+        token_ids.npy        (tokens,) int32
+        doc_embeddings.npy   (docs, dim) float32 embedding of "title. text"
+        title_embeddings.npy (docs, dim) float32 embedding of the title; zeros where there is none
+    bm25/                    bm25s index over "title text" (no pickle)
+
+Building holds one shard in memory at a time, and `resume` skips the shards already written.
+A manifest that names another corpus, encoder or slotter setting makes the index stale: it is
+rebuilt (or, when opened for search, refused), never silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .encoder import Encoder, Encoding
+from .errors import SpicyLentilError
+from .io import Rejects, iter_jsonl_documents
+from .slots import Slot, Slotter
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class StaleIndexError(SpicyLentilError):
+    """The index on disk was built from another corpus, encoder or slotter setting."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bm25_tokenize(texts: list[str]):
+    """The one tokenization BM25 uses for documents and queries: lower-case, English stop words, Snowball stems."""
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
+
+
+def document_slots(slotter: Slotter, document: dict) -> tuple[list[Slot], bool]:
+    """A document's slots: its own sentence split when it ships one that matches its text, else the slotter's."""
+    if document.get("sentences"):
+        known = slotter.split_known(document["text"], document["sentences"])
+        if known is not None:
+            return known
+    return slotter.split(document["text"])
+
+
+def index_settings(encoder: Encoder, slotter: Slotter) -> dict:
+    return {
+        "format": FORMAT_VERSION,
+        "encoder": encoder.name,
+        "encoder_weights": encoder.weights_digest,
+        "embedding_dim": encoder.dim,
+        "slotter": {"window_tokens": slotter.window_tokens, "stride": slotter.stride, "max_slots": slotter.max_slots},
+    }
+
+
+@dataclass
+class _Shard:
+    docs: list[dict]
+    doc_slots: np.ndarray
+    slot_embeddings: np.ndarray
+    slot_tokens: np.ndarray
+    tokens: np.ndarray
+    token_ids: np.ndarray
+    doc_embeddings: np.ndarray
+    title_embeddings: np.ndarray
+
+    @classmethod
+    def load(cls, folder: Path) -> "_Shard":
+        with open(folder / "docs.jsonl", encoding="utf-8") as handle:
+            docs = [json.loads(line) for line in handle]
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                  for name in ("doc_slots", "slot_embeddings", "slot_tokens", "tokens", "token_ids", "doc_embeddings",
+                               "title_embeddings")}
+        return cls(docs=docs, **arrays)
+
+
+class CorpusIndex:
+    """A corpus indexed once for first-stage retrieval and encoder-free reranking."""
+
+    def __init__(self, folder: Path, manifest: dict, shards: list[_Shard]) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self._shards = shards
+        self._locate = [(s, j) for s, shard in enumerate(shards) for j in range(len(shard.docs))]
+        self.doc_ids = [doc["_id"] for shard in shards for doc in shard.docs]
+        self.position = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
+        self._bm25 = None
+        self._doc_matrix: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    # ---- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, corpus: str | Path, folder: str | Path, encoder: Encoder, slotter: Slotter, shard_size: int = 1000,
+        resume: bool = False, rejects: Rejects | None = None, show_progress_bar: bool = True,
+    ) -> "CorpusIndex":
+        """Indexes a JSONL corpus of `{"_id", "title"?, "text", "sentences"?}` rows into `folder`.
+
+        Args:
+            corpus: the JSONL file.
+            folder: the index folder (created; an index of another corpus or setting there is replaced).
+            encoder: the encoder whose embeddings are stored.
+            slotter: how documents are cut into slots.
+            shard_size: documents per shard (memory while building is about one shard).
+            resume: continue an interrupted build of the same corpus and settings.
+            rejects: where malformed rows are reported (line number and reason).
+        """
+        folder = Path(folder)
+        corpus = Path(corpus)
+        if not corpus.is_file():
+            raise FileNotFoundError(f"corpus file not found: {corpus}")
+        settings = index_settings(encoder, slotter)
+        wanted = {**settings, "corpus_sha256": file_sha256(corpus), "shard_size": shard_size}
+        manifest = _read_manifest(folder)
+        same = manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
+        if same and manifest.get("complete"):
+            return cls.load(folder)
+        if not (same and resume):
+            _clear(folder)
+            manifest = {**wanted, "corpus": str(corpus.resolve()), "shards": [], "complete": False}
+            _write_manifest(folder, manifest)
+        done = {s["name"] for s in manifest["shards"]}
+        rejects = rejects or Rejects()
+        progress = tqdm(desc="indexing", unit="doc", disable=not show_progress_bar)
+        with open(corpus, encoding="utf-8") as handle:
+            for number, batch in enumerate(_batches(iter_jsonl_documents(handle, str(corpus), rejects), shard_size)):
+                name = f"shard-{number:05d}"
+                if name not in done:
+                    stats = _write_shard(folder / name, batch, encoder, slotter)
+                    manifest["shards"].append({"name": name, **stats})
+                    _write_manifest(folder, manifest)
+                progress.update(len(batch))
+        progress.close()
+        _build_bm25(folder, manifest)
+        manifest["complete"] = True
+        manifest["rejected_rows"] = rejects.count
+        _write_manifest(folder, manifest)
+        return cls.load(folder)
+
+    # ---- loading and checking ------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, folder: str | Path, encoder: Encoder | None = None, slotter: Slotter | None = None) -> "CorpusIndex":
+        """Opens a complete index; with `encoder`/`slotter`, refuses one built with other settings.
+
+        Raises:
+            StaleIndexError: incomplete, or built with another encoder or slotter setting.
+        """
+        folder = Path(folder)
+        manifest = _read_manifest(folder)
+        if manifest is None:
+            raise StaleIndexError(f"{folder} is not a Spicy Lentil index (no {MANIFEST})")
+        if not manifest.get("complete"):
+            raise StaleIndexError(f"{folder}: the index build did not finish; run `spicy-lentil index ... --resume`")
+        if manifest.get("format") != FORMAT_VERSION:
+            raise StaleIndexError(f"{folder}: index format {manifest.get('format')}, this version reads {FORMAT_VERSION}")
+        if encoder is not None and slotter is not None:
+            expected = index_settings(encoder, slotter)
+            diff = sorted(k for k, v in expected.items() if manifest.get(k) != v)
+            if diff:
+                raise StaleIndexError(
+                    f"{folder} was built with other settings ({', '.join(diff)}: "
+                    f"{[manifest.get(k) for k in diff]} vs {[expected[k] for k in diff]}); rebuild it for this model"
+                )
+        shards = [_Shard.load(folder / s["name"]) for s in manifest["shards"]]
+        return cls(folder, manifest, shards)
+
+    @classmethod
+    def for_corpus(cls, corpus: str | Path, encoder: Encoder, slotter: Slotter, cache_dir: str | Path = "cache",
+                   show_progress_bar: bool = True) -> "CorpusIndex":
+        """The cached index of a corpus file under `cache_dir`, built (or rebuilt when stale, resumed when cut) as needed."""
+        corpus = Path(corpus).resolve()
+        key = hashlib.sha256(f"{corpus}|{encoder.name}".encode("utf-8")).hexdigest()[:12]
+        folder = Path(cache_dir) / f"index-{corpus.parent.name}-{key}"
+        return cls.build(corpus, folder, encoder, slotter, resume=True, show_progress_bar=show_progress_bar)
+
+    def is_stale_for(self, corpus: str | Path) -> bool:
+        """True when `corpus` is not the file this index was built from (by content hash)."""
+        return self.manifest.get("corpus_sha256") != file_sha256(corpus)
+
+    # ---- access --------------------------------------------------------------------------------
+
+    def document(self, i: int) -> dict:
+        """`{"_id", "title", "text"}` of document i."""
+        s, j = self._locate[i]
+        doc = self._shards[s].docs[j]
+        return {"_id": doc["_id"], "title": doc["title"], "text": doc["text"]}
+
+    def slots(self, i: int) -> tuple[list[Slot], bool]:
+        s, j = self._locate[i]
+        doc = self._shards[s].docs[j]
+        return [Slot(doc["text"][a:b], a, b) for a, b in doc["spans"]], doc["truncated"]
+
+    def slot_encodings(self, i: int) -> list[Encoding]:
+        """Stored encodings of document i's slots: what reranking reads instead of running the encoder."""
+        s, j = self._locate[i]
+        shard = self._shards[s]
+        first, last = int(shard.doc_slots[j]), int(shard.doc_slots[j + 1])
+        bounds = np.asarray(shard.slot_tokens[first: last + 1])
+        tokens = torch.from_numpy(np.array(shard.tokens[bounds[0]: bounds[-1]]))
+        ids = torch.from_numpy(np.array(shard.token_ids[bounds[0]: bounds[-1]], dtype=np.int64))
+        embeddings = torch.from_numpy(np.array(shard.slot_embeddings[first:last], dtype=np.float32))
+        cuts = (bounds - bounds[0]).tolist()
+        return [Encoding(embeddings[k], tokens[cuts[k]: cuts[k + 1]], ids[cuts[k]: cuts[k + 1]]) for k in range(last - first)]
+
+    def title_encoding(self, i: int) -> Encoding | None:
+        """Document i's title as an `Encoding` (sentence embedding only), or None without a title."""
+        s, j = self._locate[i]
+        if not self._shards[s].docs[j]["title"]:
+            return None
+        embedding = torch.from_numpy(np.array(self._shards[s].title_embeddings[j], dtype=np.float32))
+        return Encoding(embedding, torch.zeros(0, embedding.shape[0], dtype=torch.float16), torch.zeros(0, dtype=torch.long))
+
+    def doc_embeddings(self) -> np.ndarray:
+        """(docs, dim) document embeddings, all shards (kept in memory after the first call)."""
+        if self._doc_matrix is None:
+            self._doc_matrix = np.concatenate([np.asarray(shard.doc_embeddings) for shard in self._shards])
+        return self._doc_matrix
+
+    def best_slot_cosine(self, query: np.ndarray) -> np.ndarray:
+        """(docs,) the highest cosine between the query and any slot of each document; -1 for empty documents."""
+        scores = []
+        for shard in self._shards:
+            sims = np.asarray(shard.slot_embeddings) @ query  # (slots,)
+            counts = np.diff(np.asarray(shard.doc_slots))
+            best = np.full(len(counts), -1.0, dtype=np.float32)
+            nonempty = counts > 0
+            if nonempty.any():
+                best[nonempty] = np.maximum.reduceat(sims, np.asarray(shard.doc_slots)[:-1][nonempty])
+            scores.append(best)
+        return np.concatenate(scores)
+
+    def bm25_scores(self, query: str) -> np.ndarray:
+        """(docs,) BM25 of every document for the query."""
+        import bm25s
+
+        if self._bm25 is None:
+            self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"), mmap=False, show_progress=False)
+        tokens = bm25_tokenize([query])
+        vocab = {v: k for k, v in tokens.vocab.items()}
+        words = [vocab[t] for t in tokens.ids[0]]
+        return np.asarray(self._bm25.get_scores(words), dtype=np.float32)
+
+
+def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_shard(folder: Path, docs: list[dict], encoder: Encoder, slotter: Slotter) -> dict:
+    split = [document_slots(slotter, doc) for doc in docs]
+    slot_texts = [slot.text for slots, _ in split for slot in slots]
+    encodings = encoder.encode(slot_texts, use_cache=False) if slot_texts else []
+    doc_texts = [f"{doc['title']}. {doc['text']}" if doc.get("title") else doc["text"] for doc in docs]
+    doc_embeddings = torch.stack([e.embedding for e in encoder.encode(doc_texts, use_cache=False)]).numpy()
+    titles = [doc["title"] for doc in docs if doc.get("title")]
+    title_vectors = iter(encoder.encode(titles, use_cache=False) if titles else [])
+    title_embeddings = np.zeros((len(docs), encoder.dim), np.float32)
+    for row, doc in enumerate(docs):
+        if doc.get("title"):
+            title_embeddings[row] = next(title_vectors).embedding.numpy()
+    token_counts = [e.tokens.shape[0] for e in encodings]
+    arrays = {
+        "doc_slots": np.concatenate([[0], np.cumsum([len(slots) for slots, _ in split])]).astype(np.int64),
+        "slot_embeddings": (torch.stack([e.embedding for e in encodings]).numpy() if encodings
+                            else np.zeros((0, encoder.dim), np.float32)),
+        "slot_tokens": np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64),
+        "tokens": (torch.cat([e.tokens for e in encodings]).numpy() if encodings else np.zeros((0, encoder.dim), np.float16)),
+        "token_ids": (torch.cat([e.token_ids for e in encodings]).numpy().astype(np.int32) if encodings
+                      else np.zeros(0, np.int32)),
+        "doc_embeddings": doc_embeddings.astype(np.float32),
+        "title_embeddings": title_embeddings,
+    }
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "docs.jsonl", "w", encoding="utf-8") as handle:
+        for doc, (slots, truncated) in zip(docs, split):
+            row = {"_id": doc["_id"], "title": doc.get("title"), "text": doc["text"],
+                   "spans": [[s.start, s.end] for s in slots], "truncated": truncated}
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    for name, array in arrays.items():
+        np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # a shard exists whole or not at all
+    return {"docs": len(docs), "slots": len(slot_texts), "tokens": int(sum(token_counts))}
+
+
+def _build_bm25(folder: Path, manifest: dict) -> None:
+    import bm25s
+
+    texts = []
+    for shard in manifest["shards"]:
+        with open(folder / shard["name"] / "docs.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                doc = json.loads(line)
+                texts.append(f"{doc['title'] or ''} {doc['text']}")
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokenize(texts), show_progress=False)
+    shutil.rmtree(folder / "bm25", ignore_errors=True)
+    retriever.save(str(folder / "bm25"), show_progress=False)
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def _clear(folder: Path) -> None:
+    """Removes what an index build writes, and nothing else a user may keep in the folder."""
+    if not folder.exists():
+        return
+    for child in folder.iterdir():
+        if child.name.startswith("shard-") or child.name in ("bm25", MANIFEST, MANIFEST + ".tmp"):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()

@@ -1,0 +1,59 @@
+"""A tiny BEIR-layout dataset written on the fly: 16 topics, one document and two claims each."""
+
+import json
+from pathlib import Path
+
+TOPICS = [
+    ("aspirin", "lowers the risk of heart attack", "blood clotting"),
+    ("caffeine", "improves short-term alertness", "adenosine receptors"),
+    ("vitamin D", "strengthens bones", "calcium absorption"),
+    ("exercise", "reduces blood pressure", "vascular tone"),
+    ("sleep loss", "impairs memory consolidation", "the hippocampus"),
+    ("statins", "lower LDL cholesterol", "liver enzymes"),
+    ("smoking", "causes lung cancer", "airway cells"),
+    ("fiber", "improves gut health", "the microbiome"),
+    ("insulin", "controls blood sugar", "glucose uptake"),
+    ("antibiotics", "kill bacteria", "cell walls"),
+    ("meditation", "reduces anxiety", "cortisol levels"),
+    ("sunscreen", "prevents skin cancer", "ultraviolet damage"),
+    ("vaccines", "prevent measles", "antibody production"),
+    ("iron", "treats anaemia", "haemoglobin synthesis"),
+    ("alcohol", "damages the liver", "fat accumulation"),
+    ("salt", "raises blood pressure", "fluid retention"),
+]
+
+
+def write_dataset(folder: Path) -> Path:
+    """Writes corpus.jsonl, queries.jsonl, qrels/{train,val}.tsv and slot_qrels/{train,val}.tsv."""
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "slot_qrels").mkdir()
+    corpus, queries = [], []
+    qrels = {"train": [], "val": []}
+    slots = {"train": [], "val": []}
+    for t, (subject, effect, mechanism) in enumerate(TOPICS):
+        sentences = [
+            f"This study examined {subject} in a large cohort of adults.",
+            f"Participants were followed for five years by independent clinicians.",
+            f"We found that {subject} {effect} in most participants.",
+            f"The effect appears to act through {mechanism}.",
+            f"Further trials of {subject} are planned.",
+        ]
+        corpus.append({"_id": f"d{t}", "title": f"A study of {subject}", "text": " ".join(sentences), "sentences": sentences})
+        for k, (claim, split) in enumerate([(f"{subject.capitalize()} {effect}.", "train"),
+                                            (f"Does {subject} work through {mechanism}?", "train" if t < 12 else "val")]):
+            query_id = f"q{t}-{k}"
+            queries.append({"_id": query_id, "text": claim})
+            qrels[split].append((query_id, f"d{t}", 1))
+            slots[split].append((query_id, f"d{t}", 2 + k, 1, "SUPPORT" if k == 0 else "CONTRADICT"))
+    with open(folder / "corpus.jsonl", "w") as handle:
+        handle.writelines(json.dumps(doc) + "\n" for doc in corpus)
+    with open(folder / "queries.jsonl", "w") as handle:
+        handle.writelines(json.dumps(q) + "\n" for q in queries)
+    for split in ("train", "val"):
+        with open(folder / "qrels" / f"{split}.tsv", "w") as handle:
+            handle.write("query-id\tcorpus-id\tscore\n")
+            handle.writelines(f"{q}\t{d}\t{s}\n" for q, d, s in qrels[split])
+        with open(folder / "slot_qrels" / f"{split}.tsv", "w") as handle:
+            handle.write("query-id\tcorpus-id\tslot-index\tscore\tstance\n")
+            handle.writelines("\t".join(map(str, row)) + "\n" for row in slots[split])
+    return folder
