@@ -1,0 +1,106 @@
+"""Where the app's documents come from: the demo corpus, pasted text and uploaded files.
+
+Pure functions, no Streamlit, so the rules the page states (types, sizes, counts) are tested directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEMO_CORPUS = DATA_DIR / "demo_corpus.jsonl"
+DEMO_QUERIES = DATA_DIR / "demo_queries.jsonl"
+
+ALLOWED_EXTENSIONS = (".txt", ".md", ".jsonl")
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_FILES = 20
+PASTE_SEPARATOR = "---"
+
+_SEPARATOR_LINE = re.compile(rf"^[ \t]*{re.escape(PASTE_SEPARATOR)}[ \t]*$", re.MULTILINE)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def demo_corpus() -> list[dict]:
+    return read_jsonl(DEMO_CORPUS)
+
+
+def demo_queries() -> list[str]:
+    return [row["text"] for row in read_jsonl(DEMO_QUERIES)]
+
+
+def split_pasted(text: str) -> list[dict]:
+    """One document per block of pasted text; a line holding only `---` separates documents."""
+    blocks = [block.strip() for block in _SEPARATOR_LINE.split(text or "")]
+    return [{"_id": f"pasted-{i}", "title": f"Pasted text {i}", "text": block}
+            for i, block in enumerate((b for b in blocks if b), start=1)]
+
+
+def load_uploads(files: list[tuple[str, bytes]]) -> tuple[list[dict], list[str]]:
+    """Parses uploaded files into documents, collecting one message per problem instead of failing.
+
+    Args:
+        files: (file name, content) pairs in upload order.
+
+    Returns:
+        (documents, errors): documents as {"_id", "title", "text"}; each error names the file
+        (and the line, for a JSONL row). A bad file or row never stops the others from loading.
+    """
+    documents: list[dict] = []
+    errors: list[str] = []
+    for index, (name, content) in enumerate(files):
+        if index >= MAX_FILES:
+            errors.append(f"{name}: not loaded, only the first {MAX_FILES} files are read")
+            continue
+        extension = Path(name).suffix.lower()
+        if extension not in ALLOWED_EXTENSIONS:
+            errors.append(f"{name}: unsupported file type {extension or '(none)'}; use {', '.join(ALLOWED_EXTENSIONS)}")
+            continue
+        if len(content) > MAX_FILE_BYTES:
+            errors.append(f"{name}: {len(content) / 1024 / 1024:.1f} MB is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit")
+            continue
+        try:
+            text = content.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            errors.append(f"{name}: not UTF-8 text (byte {error.start} cannot be decoded)")
+            continue
+        if extension == ".jsonl":
+            rows, row_errors = _parse_jsonl(name, text)
+            documents.extend(rows)
+            errors.extend(row_errors)
+        elif not text.strip():
+            errors.append(f"{name}: the file is empty")
+        else:
+            documents.append({"_id": name, "title": Path(name).stem, "text": text})
+    return documents, errors
+
+
+def _parse_jsonl(name: str, text: str) -> tuple[list[dict], list[str]]:
+    documents, errors = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            errors.append(f"{name} line {number}: invalid JSON ({error.msg})")
+            continue
+        if not isinstance(row, dict):
+            errors.append(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
+        elif not isinstance(row.get("text"), str) or not row["text"].strip():
+            errors.append(f"{name} line {number}: needs a non-empty string field \"text\"")
+        else:
+            title = row.get("title")
+            documents.append({
+                "_id": str(row.get("_id", f"{name}:{number}")),
+                "title": title if isinstance(title, str) and title.strip() else None,
+                "text": row["text"],
+            })
+    if not documents and not errors:
+        errors.append(f"{name}: the file has no rows")
+    return documents, errors

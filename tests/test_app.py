@@ -1,0 +1,192 @@
+"""The Streamlit app, driven headless with AppTest, and its pure helpers."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+from streamlit.testing.v1 import AppTest
+
+from app.documents import MAX_FILE_BYTES, MAX_FILES, demo_corpus, demo_queries, load_uploads, split_pasted
+from app.render import field_html, results_jsonl
+from spicy_lentil import RelevanceField, Slot
+
+APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+# The first run in a process loads the model and encodes the demo corpus; on a busy 2-core machine that can take minutes.
+TIMEOUT = 300
+DEFAULT_RESULTS = 8
+
+_HEAD = re.compile(r'<span class="sl-rank">#(\d+)</span><span class="sl-title">(.*?)</span><span class="sl-score"[^>]*>([0-9.]+)</span>')
+_TAG = re.compile(r"<[^>]+>")
+
+
+def start() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def ranked(at: AppTest) -> list[tuple[int, str, float]]:
+    """(rank, title, score) of each result card, in page order."""
+    return [(int(m[1]), html.unescape(m[2]), float(m[3])) for h in at.html if (m := _HEAD.search(h.value))]
+
+
+def fields_shown(at: AppTest) -> list[str]:
+    return [h.value for h in at.html if h.value.startswith('<div class="sl-field">')]
+
+
+def active_chips(at: AppTest) -> list[str]:
+    chips = next(h.value for h in at.html if h.value.startswith('<div class="sl-chips">'))
+    return re.findall(r'<span class="sl-chip sl-active"[^>]*>([^<]+)</span>', chips)
+
+
+def gate_chart_rows(at: AppTest) -> list[dict]:
+    chart = at.get("vega_lite_chart")[0]  # the first tab's gate chart comes first in the page
+    assert '"gate weight"' in chart.proto.spec
+    return convert_arrow_bytes_to_pandas_df(chart.proto.datasets[0].data.data).to_dict("records")
+
+
+def errors(at: AppTest) -> str:
+    return "\n".join(e.value for e in at.error)
+
+
+def test_clicking_a_suggested_query_gives_ranked_results():
+    at = start()
+    assert ranked(at) == []
+    query = demo_queries()[2]
+    at.button(key="suggestion-2").click().run()
+    assert not at.exception and not at.error
+    assert at.text_input(key="query").value == query
+    results = ranked(at)
+    assert [rank for rank, _, _ in results] == list(range(1, DEFAULT_RESULTS + 1))
+    scores = [score for _, _, score in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert {title for _, title, _ in results} <= {doc["title"] for doc in demo_corpus()}
+    assert len(fields_shown(at)) == DEFAULT_RESULTS
+    assert any(f"{len(demo_corpus())} documents scored" in c.value for c in at.caption)
+
+    at.slider(key="top_n").set_value(3).run()
+    assert [title for _, title, _ in ranked(at)] == [title for _, title, _ in results[:3]]
+
+
+def test_pasted_text_gets_a_field_that_shows_the_text_exactly():
+    first = "Tea & <b>biscuits</b> are served at four.\n\nThe kettle is on the left.   It whistles when ready."
+    second = "Rome fell in 476 AD, when Odoacer deposed the last western emperor."
+    at = start()
+    at.radio(key="source").set_value("Paste text").run()
+    at.text_area(key="pasted").input(f"{first}\n---\n{second}").run()
+    at.text_input(key="query").input("When is tea served?").run()
+    assert not at.exception and not at.error
+    assert sorted(title for _, title, _ in ranked(at)) == ["Pasted text 1", "Pasted text 2"]
+    shown = {html.unescape(_TAG.sub("", field)) for field in fields_shown(at)}
+    assert shown == {first, second}
+    tea = next(field for field in fields_shown(at) if "kettle" in field)
+    assert "&lt;b&gt;biscuits&lt;/b&gt;" in tea and "<b>" not in tea
+    assert len(re.findall(r'class="sl-slot" data-score="[0-9.]+" title="slot \d+ · score [0-9.]+"', tea)) == 3
+
+
+def test_a_bad_upload_gets_a_message_naming_it_and_the_good_files_still_load():
+    good_rows = [{"_id": "r1", "title": "Row one", "text": "Bread rises because yeast makes carbon dioxide."},
+                 {"_id": "r2", "text": "Oceans absorb carbon dioxide and grow more acidic."}]
+    jsonl = "\n".join([json.dumps(good_rows[0]), "{not json", json.dumps(good_rows[1]), json.dumps({"title": "no text"})])
+    uploads = [
+        ("notes.txt", b"Sourdough needs a starter of wild yeast.", "text/plain"),
+        ("readme.md", b"# Dough\n\nKneading develops gluten.", "text/markdown"),
+        ("rows.jsonl", jsonl.encode(), "application/jsonl"),
+        ("slides.pdf", b"%PDF-1.4", "application/pdf"),
+        ("latin1.txt", "Caf\xe9 cr\xe8me".encode("latin-1"), "text/plain"),
+        ("huge.txt", b"a" * (MAX_FILE_BYTES + 1), "text/plain"),
+    ]
+    at = start()
+    at.radio(key="source").set_value("Upload files").run()
+    at.file_uploader(key="uploads").set_value(uploads).run()
+    at.text_input(key="query").input("what makes bread dough rise").run()
+    assert not at.exception
+    message = errors(at)
+    assert "rows.jsonl line 2: invalid JSON" in message
+    assert "rows.jsonl line 4" in message and '"text"' in message
+    assert "slides.pdf: unsupported file type .pdf" in message
+    assert "latin1.txt: not UTF-8" in message
+    assert "huge.txt" in message and "MB limit" in message
+    for loaded in ("notes.txt", "readme.md", "rows.jsonl line 1", "rows.jsonl line 3"):
+        assert loaded not in message
+    assert any("4 documents loaded" in c.value for c in at.caption)
+    assert sorted(title for _, title, _ in ranked(at)) == sorted(["notes", "readme", "Row one", "r2"])
+
+
+def test_changing_k_changes_the_number_of_active_pathways():
+    at = start()
+    at.button(key="suggestion-0").click().run()
+    for k in (4, 2, 9, 1):
+        at.slider(key="k").set_value(k).run()
+        assert not at.exception and not at.error
+        assert len(active_chips(at)) == k
+        rows = gate_chart_rows(at)
+        assert len(rows) == 9
+        active = [row for row in rows if row["state"] == "active"]
+        assert len(active) == k
+        assert sorted(row["pathway"] for row in active) == sorted(active_chips(at))
+        assert all(row["weight"] == 0.0 for row in rows if row["state"] != "active")
+        assert any(f"routed to {k} of 9 pathways" in c.value for c in at.caption)
+
+
+def test_compress_keeps_the_most_relevant_slots_within_the_budget():
+    at = start()
+    at.button(key="suggestion-5").click().run()
+    at.slider(key="budget").set_value(64).run()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    kept, total = int(metrics["Tokens kept"].replace(",", "")), int(metrics["Tokens in the ranked documents"].replace(",", ""))
+    assert 0 < kept <= 64 < total
+    assert metrics["Share kept"] == f"{kept / total:.1%}"
+    parts = at.code[0].value.split("\n\n")
+    texts = [doc["text"] for doc in demo_corpus()]
+    # One paragraph per document, made of that document's kept slots joined by spaces.
+    assert parts and all(any(part[:40] in t and part[-40:] in t for t in texts) for part in parts)
+
+
+def test_a_bad_model_folder_shows_a_message_not_a_traceback(tmp_path):
+    at = start()
+    at.text_input(key="model_folder").input(str(tmp_path)).run()
+    assert not at.exception
+    assert str(tmp_path) in errors(at) and "config.json is missing" in errors(at)
+    assert ranked(at) == [] and not at.slider
+
+
+def test_load_uploads_limits_the_number_of_files():
+    files = [(f"doc{i}.txt", f"Document number {i}.".encode()) for i in range(MAX_FILES + 2)]
+    documents, problems = load_uploads(files)
+    assert [d["_id"] for d in documents] == [f"doc{i}.txt" for i in range(MAX_FILES)]
+    assert problems == [f"doc{i}.txt: not loaded, only the first {MAX_FILES} files are read" for i in (MAX_FILES, MAX_FILES + 1)]
+
+
+def test_load_uploads_reports_empty_files_and_non_object_rows():
+    documents, problems = load_uploads([("empty.md", b"  \n"), ("list.jsonl", b'[1, 2]\n\n{"text": "ok"}\n'), ("none.jsonl", b"\n")])
+    assert documents == [{"_id": "list.jsonl:3", "title": None, "text": "ok"}]
+    assert problems == ["empty.md: the file is empty", "list.jsonl line 1: expected a JSON object, got list",
+                        "none.jsonl: the file has no rows"]
+
+
+def test_split_pasted_separates_documents_on_dash_lines():
+    assert [d["text"] for d in split_pasted("one\n---\n\n  ---  \ntwo\nstill two --- here\n")] == ["one", "two\nstill two --- here"]
+    assert split_pasted("   ") == []
+
+
+def test_field_html_covers_the_text_exactly_and_escapes_it():
+    text = "  A <x> & B.  C?\n"
+    field = RelevanceField(0.5, [Slot("A <x> & B.", 2, 12, 0.2), Slot("C?", 14, 16, 0.9)], {}, [], [])
+    rendered = field_html(text, field)
+    assert html.unescape(_TAG.sub("", rendered)) == text
+    assert 'title="slot 2 · score 0.900"' in rendered and "&lt;x&gt;" in rendered
+
+
+def test_results_jsonl_has_one_to_dict_per_ranked_field():
+    fields = [RelevanceField(0.1, [], {"a": 1.0}, ["a"], [], document_id="low"),
+              RelevanceField(0.9, [Slot("x", 0, 1, 0.9)], {"a": 1.0}, ["a"], [{"a": 1.0}], document_id="high")]
+    rows = [json.loads(line) for line in results_jsonl("q", [1, 0], fields).splitlines()]
+    assert [(r["rank"], r["document_id"], r["query"]) for r in rows] == [(1, "high", "q"), (2, "low", "q")]
+    assert {k: v for k, v in rows[0].items() if k not in ("rank", "query")} == fields[1].to_dict()

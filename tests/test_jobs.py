@@ -1,0 +1,73 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+
+from spicy_lentil.cli import main
+from spicy_lentil.jobs import _cut_torn_tail
+
+BAD_LINES = {7: "{oops", 19: json.dumps({"_id": "no-text"}), 150: "[1, 2]"}
+
+
+def write_corpus(path, n=240):
+    lines = []
+    for i in range(1, n + 1):
+        if i in BAD_LINES:
+            lines.append(BAD_LINES[i])
+        else:
+            lines.append(json.dumps({"_id": f"doc{i}", "text": f"Document {i} talks about topic {i % 7}. It has two sentences."}))
+    path.write_text("\n".join(lines) + "\n")
+    return {f"doc{i}" for i in range(1, n + 1) if i not in BAD_LINES}
+
+
+def test_killed_job_resumes_with_every_id_exactly_once(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    expected = write_corpus(corpus)
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "topic 3", str(corpus), "--out", str(out),
+               "--batch-size", "4"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and (not out.is_file() or len(out.read_bytes().splitlines()) < 20):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job finished before it could be killed; make the corpus larger"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    partial = out.read_text().splitlines()
+    assert 20 <= len(partial) < len(expected)
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 1, resumed.stderr  # rows were rejected
+    ids = [json.loads(line)["_id"] for line in out.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+    rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert sorted(r["line"] for r in rejects) == sorted(BAD_LINES)
+    assert "rejected 3 row(s)" in resumed.stderr and "already done" in resumed.stderr
+
+
+def test_parquet_output_and_resume(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    expected = write_corpus(corpus, n=30)
+    out = tmp_path / "out.parquet"
+    assert main(["score", "--query", "topic", str(corpus), "--out", str(out), "--format", "parquet"]) == 1
+    table = pq.read_table(out)
+    assert set(table["_id"].to_pylist()) == expected
+    slots = json.loads(table["slots"][0].as_py())
+    assert slots and {"text", "start", "end", "score"} <= set(slots[0])
+    assert main(["score", "--query", "topic", str(corpus), "--out", str(out), "--format", "parquet", "--resume"]) == 1
+    assert sorted(pq.read_table(out)["_id"].to_pylist()) == sorted(expected)
+
+
+def test_torn_last_line_is_cut(tmp_path):
+    path = tmp_path / "o.jsonl"
+    path.write_text('{"_id": "a"}\n{"_id": "b"}\n{"_id": "c", "sco')
+    _cut_torn_tail(path)
+    assert path.read_text() == '{"_id": "a"}\n{"_id": "b"}\n'
+    _cut_torn_tail(path)
+    assert path.read_text() == '{"_id": "a"}\n{"_id": "b"}\n'
