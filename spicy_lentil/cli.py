@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -140,7 +139,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         env["SPICY_LENTIL_MODEL"] = str(Path(args.model).resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port", str(args.port),
                "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    return subprocess.call(command, env=env)
+    os.execve(sys.executable, command, env)  # become streamlit, so signals reach it directly
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,7 +57,7 @@ class Encoder:
         cache_size: number of slot encodings kept in memory (least recently used are dropped).
     """
 
-    def __init__(self, name: str = BUNDLED_ENCODER, device: str | None = None, cache_size: int = 20000) -> None:
+    def __init__(self, name: str = BUNDLED_ENCODER, device: str | None = None, cache_size: int = 4096) -> None:
         self.name = name
         self.model = load_sentence_transformer(name, device)
         self.cache_size = cache_size

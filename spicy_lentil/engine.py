@@ -186,6 +186,7 @@ class SpicyLentil:
         Returns:
             A `RelevanceField`; an empty document gives score 0.0 and no slots.
         """
+        as_document(document, "document")
         return next(self.iter_fields(query, [document]))
 
     def fields(

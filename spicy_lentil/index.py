@@ -10,7 +10,7 @@ Layout of an index folder:
         slot_tokens.npy      (slots + 1,) int64 offsets of each slot's tokens
         tokens.npy           (tokens, dim) float16 contextual token embeddings
         token_ids.npy        (tokens,) int32
-        doc_embeddings.npy   (docs, dim) float32 embedding of "title. text"
+        doc_embeddings.npy   (docs, dim) float32 normalised mean of the title and slot embeddings
         title_embeddings.npy (docs, dim) float32 embedding of the title; zeros where there is none
     bm25/                    bm25s index over "title text" (no pickle)
 
@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -38,7 +39,7 @@ from .errors import SpicyLentilError
 from .io import Rejects, iter_jsonl_documents
 from .slots import Slot, Slotter
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -151,6 +152,7 @@ class CorpusIndex:
             manifest = {**wanted, "corpus": str(corpus.resolve()), "shards": [], "complete": False}
             _write_manifest(folder, manifest)
         done = {s["name"] for s in manifest["shards"]}
+        started = time.perf_counter()
         rejects = rejects or Rejects()
         progress = tqdm(desc="indexing", unit="doc", disable=not show_progress_bar)
         with open(corpus, encoding="utf-8") as handle:
@@ -165,6 +167,7 @@ class CorpusIndex:
         _build_bm25(folder, manifest)
         manifest["complete"] = True
         manifest["rejected_rows"] = rejects.count
+        manifest["build_seconds"] = round(manifest.get("build_seconds", 0.0) + time.perf_counter() - started, 1)
         _write_manifest(folder, manifest)
         return cls.load(folder)
 
@@ -287,25 +290,34 @@ def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
 def _write_shard(folder: Path, docs: list[dict], encoder: Encoder, slotter: Slotter) -> dict:
     split = [document_slots(slotter, doc) for doc in docs]
     slot_texts = [slot.text for slots, _ in split for slot in slots]
-    encodings = encoder.encode(slot_texts, use_cache=False) if slot_texts else []
-    doc_texts = [f"{doc['title']}. {doc['text']}" if doc.get("title") else doc["text"] for doc in docs]
-    doc_embeddings = torch.stack([e.embedding for e in encoder.encode(doc_texts, use_cache=False)]).numpy()
     titles = [doc["title"] for doc in docs if doc.get("title")]
-    title_vectors = iter(encoder.encode(titles, use_cache=False) if titles else [])
-    title_embeddings = np.zeros((len(docs), encoder.dim), np.float32)
+    # One encoder pass over slots and titles: the document vector is derived from them, so indexing
+    # costs little more than encoding the slots alone.
+    everything = encoder.encode(slot_texts + titles, use_cache=False) if slot_texts or titles else []
+    encodings, title_encodings = everything[: len(slot_texts)], iter(everything[len(slot_texts):])
+    dim = encoder.dim
+    doc_slots = np.concatenate([[0], np.cumsum([len(slots) for slots, _ in split])]).astype(np.int64)
+    slot_embeddings = torch.stack([e.embedding for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float32)
+    title_embeddings = np.zeros((len(docs), dim), np.float32)
+    doc_embeddings = np.zeros((len(docs), dim), np.float32)
     for row, doc in enumerate(docs):
+        parts = [slot_embeddings[doc_slots[row]: doc_slots[row + 1]]]
         if doc.get("title"):
-            title_embeddings[row] = next(title_vectors).embedding.numpy()
+            title_embeddings[row] = next(title_encodings).embedding.numpy()
+            parts.append(title_embeddings[row: row + 1])
+        stacked = np.concatenate(parts)
+        if len(stacked):
+            mean = stacked.mean(axis=0)
+            doc_embeddings[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
     token_counts = [e.tokens.shape[0] for e in encodings]
     arrays = {
-        "doc_slots": np.concatenate([[0], np.cumsum([len(slots) for slots, _ in split])]).astype(np.int64),
-        "slot_embeddings": (torch.stack([e.embedding for e in encodings]).numpy() if encodings
-                            else np.zeros((0, encoder.dim), np.float32)),
+        "doc_slots": doc_slots,
+        "slot_embeddings": slot_embeddings.astype(np.float32),
         "slot_tokens": np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64),
-        "tokens": (torch.cat([e.tokens for e in encodings]).numpy() if encodings else np.zeros((0, encoder.dim), np.float16)),
+        "tokens": torch.cat([e.tokens for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float16),
         "token_ids": (torch.cat([e.token_ids for e in encodings]).numpy().astype(np.int32) if encodings
                       else np.zeros(0, np.int32)),
-        "doc_embeddings": doc_embeddings.astype(np.float32),
+        "doc_embeddings": doc_embeddings,
         "title_embeddings": title_embeddings,
     }
     tmp = folder.with_name(folder.name + ".tmp")
