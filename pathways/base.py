@@ -18,9 +18,10 @@ class PathwayInput:
     query_ids: torch.Tensor  # (batch, query_tokens) token ids; -1 for padding and special tokens
     slots: torch.Tensor  # (batch, slots, dim) L2-normalised slot embeddings
     slot_mask: torch.Tensor  # (batch, slots) bool
-    slot_tokens: torch.Tensor  # (batch, slots, slot_tokens, dim) contextual slot token embeddings
-    slot_token_mask: torch.Tensor  # (batch, slots, slot_tokens) bool
-    slot_ids: torch.Tensor  # (batch, slots, slot_tokens) token ids; -1 for padding and special tokens
+    tokens: torch.Tensor  # (batch, tokens, dim) contextual token embeddings of all the row's slots, packed
+    token_mask: torch.Tensor  # (batch, tokens) bool
+    token_ids: torch.Tensor  # (batch, tokens) token ids; -1 for padding and special tokens
+    token_slot: torch.Tensor  # (batch, tokens) the slot each token belongs to; -1 for padding
     title: torch.Tensor  # (batch, dim) title embedding; zeros where the document has none
     title_mask: torch.Tensor  # (batch,) bool: the document has a title
 
@@ -47,6 +48,28 @@ def mlp(in_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
         nn.Linear(hidden_dim, hidden_dim),
         nn.LayerNorm(hidden_dim),
     )
+
+
+def segment_max(values: torch.Tensor, x: PathwayInput, empty: float = -1.0) -> torch.Tensor:
+    """Per-slot maximum of per-token values: (batch, tokens, features) -> (batch, slots, features).
+
+    Slots without tokens get `empty`.
+    """
+    batch, slots = x.slot_mask.shape
+    features = values.shape[-1]
+    index = torch.where(x.token_mask, x.token_slot, slots).unsqueeze(-1).expand(-1, -1, features)
+    out = values.new_full((batch, slots + 1, features), float("-inf"))
+    out = out.scatter_reduce(1, index, values, reduce="amax", include_self=True)[:, :slots]
+    return torch.where(torch.isinf(out), torch.full_like(out, empty), out)
+
+
+def segment_sum(values: torch.Tensor, x: PathwayInput) -> torch.Tensor:
+    """Per-slot sum of per-token values: (batch, tokens, features) -> (batch, slots, features)."""
+    batch, slots = x.slot_mask.shape
+    features = values.shape[-1]
+    index = torch.where(x.token_mask, x.token_slot, slots).unsqueeze(-1).expand(-1, -1, features)
+    out = values.new_zeros(batch, slots + 1, features)
+    return out.scatter_add(1, index, values * x.token_mask.unsqueeze(-1).to(values.dtype))[:, :slots]
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:

@@ -3,14 +3,14 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp
+from .base import Pathway, PathwayInput, mlp, segment_max
 
 
 class Participatory(Pathway):
     """Token-level late interaction (ColBERT's MaxSim) between query tokens and slot tokens.
 
     Each query token finds its best partner in the slot; a learned weight per query token says how
-    much that token's engagement counts; the aligned token pairs themselves feed the head.
+    much that token's engagement counts; which query tokens engaged, and how strongly, feeds the head.
     """
 
     name = "participatory"
@@ -20,22 +20,18 @@ class Participatory(Pathway):
         super().__init__(embedding_dim, hidden_dim, dropout)
         self.token_weight = nn.Linear(embedding_dim, 1)
         self.interaction = nn.Linear(embedding_dim, hidden_dim)
-        self.temperature = nn.Parameter(torch.tensor(0.05))
         self.head = mlp(hidden_dim + 3, hidden_dim, dropout)
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
         q = nn.functional.normalize(x.query_tokens, dim=-1)  # (batch, q_tokens, dim)
-        s = nn.functional.normalize(x.slot_tokens, dim=-1)  # (batch, slots, s_tokens, dim)
-        sim = torch.einsum("bqd,bstd->bsqt", q, s)  # (batch, slots, q_tokens, s_tokens)
-        sim = sim.masked_fill(~x.slot_token_mask.unsqueeze(2), -1e4)
-        maxsim = sim.max(dim=-1).values.clamp(min=-1.0)  # (batch, slots, q_tokens)
+        t = nn.functional.normalize(x.tokens, dim=-1)  # (batch, tokens, dim)
+        sim = torch.einsum("bqd,btd->btq", q, t)  # (batch, tokens, q_tokens)
+        maxsim = segment_max(sim, x).clamp(min=-1.0)  # (batch, slots, q_tokens)
         q_mask = x.query_token_mask.unsqueeze(1)  # (batch, 1, q_tokens)
         weight_logits = self.token_weight(x.query_tokens).squeeze(-1).masked_fill(~x.query_token_mask, -1e4)
         weights = torch.softmax(weight_logits, dim=-1).unsqueeze(1)  # (batch, 1, q_tokens)
         weighted = (weights * maxsim).sum(-1, keepdim=True)
         plain = (maxsim * q_mask).sum(-1, keepdim=True) / q_mask.sum(-1, keepdim=True).clamp(min=1)
         best = maxsim.masked_fill(~q_mask, -1.0).max(dim=-1, keepdim=True).values
-        align = torch.softmax(sim / self.temperature.abs().clamp(min=1e-3), dim=-1)  # (batch, slots, q_tokens, s_tokens)
-        aligned = torch.einsum("bsqt,bstd->bsqd", align, s)  # (batch, slots, q_tokens, dim)
-        engaged = (weights.unsqueeze(-1) * aligned * q.unsqueeze(1)).sum(2)  # (batch, slots, dim)
+        engaged = torch.einsum("bsq,bqd->bsd", weights * maxsim.clamp(min=0.0), q)  # which query words found partners
         return self.head(torch.cat([self.interaction(engaged), weighted, plain, best], dim=-1))

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp
+from .base import Pathway, PathwayInput, mlp, segment_sum
 
 
 class Prehension(Pathway):
@@ -31,25 +31,25 @@ class Prehension(Pathway):
         self.idf.copy_(idf)
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
-        q_ids, s_ids = x.query_ids, x.slot_ids
+        q_ids = x.query_ids
         q_valid = q_ids >= 0  # (batch, q_tokens)
-        s_valid = s_ids >= 0  # (batch, slots, s_tokens)
-        match = (q_ids[:, None, :, None] == s_ids[:, :, None, :]) & q_valid[:, None, :, None] & s_valid[:, :, None, :]
-        tf = match.sum(-1).float()  # (batch, slots, q_tokens)
+        t_valid = (x.token_ids >= 0) & x.token_mask  # (batch, tokens)
+        match = (x.token_ids.unsqueeze(-1) == q_ids.unsqueeze(1)) & t_valid.unsqueeze(-1) & q_valid.unsqueeze(1)
+        tf = segment_sum(match.float(), x)  # (batch, slots, q_tokens): occurrences of each query term in each slot
         present = (tf > 0).float()
         idf = self.idf[q_ids.clamp(min=0)] * q_valid  # (batch, q_tokens)
         n_query = q_valid.sum(-1, keepdim=True).clamp(min=1).unsqueeze(1)  # (batch, 1, 1)
         overlap = present.sum(-1, keepdim=True) / n_query
         idf_overlap = (present * idf.unsqueeze(1)).sum(-1, keepdim=True) / idf.sum(-1, keepdim=True).clamp(min=1e-6).unsqueeze(1)
-        length = s_valid.sum(-1).float()  # (batch, slots)
+        length = segment_sum(t_valid.float().unsqueeze(-1), x).squeeze(-1)  # (batch, slots)
         mean_length = (length * x.slot_mask).sum(-1, keepdim=True) / x.slot_mask.sum(-1, keepdim=True).clamp(min=1)
         norm = self.k1 * (1 - self.b + self.b * length / mean_length.clamp(min=1))  # (batch, slots)
         bm25 = (idf.unsqueeze(1) * tf * (self.k1 + 1) / (tf + norm.unsqueeze(-1))).sum(-1, keepdim=True)
         doc_best = bm25.masked_fill(~x.slot_mask.unsqueeze(-1), 0).amax(dim=1, keepdim=True)
         relative = bm25 / doc_best.clamp(min=1e-6)
-        # What was gripped: the mean embedding of slot tokens that match some query token.
-        hit = match.any(2) & s_valid  # (batch, slots, s_tokens)
-        gripped = (x.slot_tokens * hit.unsqueeze(-1)).sum(2) / hit.sum(-1, keepdim=True).clamp(min=1)
+        # What was gripped: the mean embedding of the slot tokens that match some query token.
+        hit = match.any(-1, keepdim=True).float()  # (batch, tokens, 1)
+        gripped = segment_sum(x.tokens * hit, x) / segment_sum(hit, x).clamp(min=1)  # (batch, slots, dim)
         features = torch.cat(
             [self.matched(gripped), overlap, idf_overlap, torch.log1p(bm25), relative, torch.log1p(length).unsqueeze(-1),
              (present.sum(-1, keepdim=True) == n_query).float()],

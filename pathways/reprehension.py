@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp
+from .base import Pathway, PathwayInput, mlp, segment_max
 
 
 class Reprehension(Pathway):
@@ -24,14 +24,14 @@ class Reprehension(Pathway):
         self.head = mlp(hidden_dim + 3 * self.num_cues, hidden_dim, dropout)
         self.stance = nn.Linear(hidden_dim, num_stances)
 
-    def _cue_strength(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Strongest response of each cue probe over the tokens: (..., num_cues)."""
-        response = torch.einsum("...td,cd->...tc", nn.functional.normalize(tokens, dim=-1), self.cues)
-        return response.masked_fill(~mask.unsqueeze(-1), -1e4).amax(dim=-2).clamp(min=-1.0)
+    def _responses(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Response of each cue probe to each token: (..., tokens, num_cues)."""
+        return torch.einsum("...td,cd->...tc", nn.functional.normalize(tokens, dim=-1), self.cues)
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
-        slot_cues = self._cue_strength(x.slot_tokens, x.slot_token_mask)  # (batch, slots, cues)
-        query_cues = self._cue_strength(x.query_tokens, x.query_token_mask).unsqueeze(1).expand_as(slot_cues)
+        slot_cues = segment_max(self._responses(x.tokens), x)  # (batch, slots, cues)
+        query_response = self._responses(x.query_tokens).masked_fill(~x.query_token_mask.unsqueeze(-1), -1.0)
+        query_cues = query_response.amax(dim=1).unsqueeze(1).expand_as(slot_cues)  # (batch, slots, cues)
         q = x.query.unsqueeze(1).expand_as(x.slots)
         contrast = self.contrast(torch.cat([q * x.slots, q - x.slots], dim=-1))  # (batch, slots, hidden)
         return self.head(torch.cat([contrast, slot_cues, query_cues, slot_cues - query_cues], dim=-1))

@@ -1,4 +1,9 @@
-"""Collation: from per-text encodings to the padded `PathwayInput` tensors the model reads."""
+"""Collation: from per-text encodings to the `PathwayInput` tensors the model reads.
+
+Slot tokens are packed per row, all of a document's slots one after another, with the slot each
+token belongs to: padding every slot to the longest one in the batch would multiply the work of
+the token-level pathways several times over (one long sentence pads every other slot).
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,29 @@ from pathways.base import PathwayInput
 from .encoder import Encoding
 
 
-def _pad_tokens(encodings: Sequence[Encoding], dim: int, special_ids: torch.Tensor):
-    """Stacks token embeddings and ids of texts into (texts, max_tokens, ...) tensors in one scatter."""
-    lengths = torch.tensor([e.tokens.shape[0] for e in encodings], dtype=torch.long)
-    width = int(lengths.max()) if len(encodings) else 1
-    rows = torch.repeat_interleave(torch.arange(len(encodings)), lengths)
-    cols = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-    tokens = torch.zeros(len(encodings), width, dim)
-    ids = torch.full((len(encodings), width), -1, dtype=torch.long)
-    mask = torch.zeros(len(encodings), width, dtype=torch.bool)
-    if len(encodings):
-        tokens[rows, cols] = torch.cat([e.tokens for e in encodings]).float()
-        flat_ids = torch.cat([e.token_ids for e in encodings])
+def _pack(groups: Sequence[Sequence[Encoding]], dim: int, special_ids: torch.Tensor):
+    """Packs the tokens of each row's texts into (rows, max_tokens, ...) tensors in one scatter.
+
+    Returns tokens, ids (-1 for special tokens and padding), mask and, per token, the index of the
+    text it came from within its row (-1 for padding).
+    """
+    flat = [e for group in groups for e in group]
+    lengths = torch.tensor([e.tokens.shape[0] for e in flat], dtype=torch.long)  # per text
+    per_row = torch.tensor([sum(e.tokens.shape[0] for e in group) for group in groups], dtype=torch.long)
+    width = max(1, int(per_row.max())) if len(groups) else 1
+    rows = torch.repeat_interleave(torch.arange(len(groups)), per_row)  # per token
+    row_start = torch.cumsum(per_row, 0) - per_row
+    cols = torch.arange(int(per_row.sum())) - row_start[rows]
+    text_in_row = torch.cat([torch.arange(len(group)) for group in groups]) if flat else torch.zeros(0, dtype=torch.long)
+    tokens = torch.zeros(len(groups), width, dim)
+    ids = torch.full((len(groups), width), -1, dtype=torch.long)
+    owner = torch.full((len(groups), width), -1, dtype=torch.long)
+    if flat:
+        tokens[rows, cols] = torch.cat([e.tokens for e in flat]).float()
+        flat_ids = torch.cat([e.token_ids for e in flat])
         ids[rows, cols] = torch.where(torch.isin(flat_ids, special_ids), -1, flat_ids)
-        mask[rows, cols] = True
-    return tokens, ids, mask
+        owner[rows, cols] = torch.repeat_interleave(text_in_row, lengths)
+    return tokens, ids, owner >= 0, owner
 
 
 def collate(
@@ -34,7 +47,7 @@ def collate(
     titles: Sequence[Encoding | None],
     special_ids: Sequence[int],
 ) -> PathwayInput:
-    """Pads a batch of (query, document slots, title) triples into one `PathwayInput`.
+    """Builds one `PathwayInput` from a batch of (query, document slots, title) triples.
 
     Every document must have at least one slot: empty documents are answered without the model.
     """
@@ -47,35 +60,29 @@ def collate(
     max_slots = int(counts.max())
     flat_slots = [e for doc in documents for e in doc]
 
-    query_tokens, query_ids, query_token_mask = _pad_tokens(queries, dim, special)
-    slot_tok, slot_ids_flat, slot_tok_mask = _pad_tokens(flat_slots, dim, special)
-    width = slot_tok.shape[1]
+    query_tokens, query_ids, query_token_mask, _ = _pack([[q] for q in queries], dim, special)
+    tokens, token_ids, token_mask, token_slot = _pack(documents, dim, special)
 
     rows = torch.repeat_interleave(torch.arange(batch), counts)
     cols = torch.arange(len(flat_slots)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
     slots = torch.zeros(batch, max_slots, dim)
-    slots[rows, cols] = torch.stack([e.embedding for e in flat_slots])
+    slots[rows, cols] = torch.stack([e.embedding for e in flat_slots]).float()
     slot_mask = torch.zeros(batch, max_slots, dtype=torch.bool)
     slot_mask[rows, cols] = True
-    slot_tokens = torch.zeros(batch, max_slots, width, dim)
-    slot_tokens[rows, cols] = slot_tok
-    slot_ids = torch.full((batch, max_slots, width), -1, dtype=torch.long)
-    slot_ids[rows, cols] = slot_ids_flat
-    slot_token_mask = torch.zeros(batch, max_slots, width, dtype=torch.bool)
-    slot_token_mask[rows, cols] = slot_tok_mask
 
     title_mask = torch.tensor([t is not None for t in titles], dtype=torch.bool)
-    title = torch.stack([t.embedding if t is not None else torch.zeros(dim) for t in titles])
+    title = torch.stack([t.embedding.float() if t is not None else torch.zeros(dim) for t in titles])
     return PathwayInput(
-        query=torch.stack([q.embedding for q in queries]),
+        query=torch.stack([q.embedding for q in queries]).float(),
         query_tokens=query_tokens,
         query_token_mask=query_token_mask,
         query_ids=query_ids,
         slots=slots,
         slot_mask=slot_mask,
-        slot_tokens=slot_tokens,
-        slot_token_mask=slot_token_mask,
-        slot_ids=slot_ids,
+        tokens=tokens,
+        token_mask=token_mask,
+        token_ids=token_ids,
+        token_slot=token_slot,
         title=title,
         title_mask=title_mask,
     )

@@ -357,17 +357,23 @@ class SpicyLentil:
 
     def rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 32) -> list[RelevanceField]:
         """Fields of indexed documents (by position) from their stored encodings: no encoder runs over documents."""
-        fields: list[RelevanceField] = []
-        for start in range(0, len(docs), batch_size):
-            chunk = [int(i) for i in docs[start: start + batch_size]]
-            fields.extend(self._score_documents(
+        docs = [int(i) for i in docs]
+        slots = [index.slots(i) for i in docs]
+        # Documents of similar slot counts share a batch, so little padding is computed.
+        order = sorted(range(len(docs)), key=lambda r: len(slots[r][0]))
+        fields: list[RelevanceField | None] = [None] * len(docs)
+        for start in range(0, len(order), batch_size):
+            rows = order[start: start + batch_size]
+            scored = self._score_documents(
                 query_encoding,
-                [index.slot_encodings(i) for i in chunk],
-                [index.slots(i) for i in chunk],
-                [index.title_encoding(i) for i in chunk],
-                [index.doc_ids[i] for i in chunk],
-                None if prior is None else prior[start: start + batch_size],
-            ))
+                [index.slot_encodings(docs[r]) for r in rows],
+                [slots[r] for r in rows],
+                [index.title_encoding(docs[r]) for r in rows],
+                [index.doc_ids[docs[r]] for r in rows],
+                None if prior is None else prior[rows],
+            )
+            for r, field in zip(rows, scored):
+                fields[r] = field
         return fields
 
     def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int = 512, batch_size: int = 32) -> CompressedContext:

@@ -5,7 +5,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pathways.base import PathwayInput  # noqa: E402
+from spicy_lentil.batching import collate  # noqa: E402
+from spicy_lentil.encoder import Encoding  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -16,26 +17,21 @@ def lentil():
     return SpicyLentil.from_pretrained()
 
 
+def fake_encoding(tokens, dim=384, generator=None, vocab=50):
+    """A random Encoding with `tokens` tokens, framed by [CLS]=101 and [SEP]=102 like a real one."""
+    ids = torch.randint(1000, 1000 + vocab, (tokens,), generator=generator)
+    ids[0], ids[-1] = 101, 102
+    embedding = torch.nn.functional.normalize(torch.randn(dim, generator=generator), dim=-1)
+    return Encoding(embedding, torch.randn(tokens, dim, generator=generator).half(), ids)
+
+
 def make_input(batch=3, slots=5, slot_tokens=7, query_tokens=4, dim=384, padded_row=1, padded_from=3, seed=0):
-    """A random PathwayInput whose row `padded_row` has only `padded_from` real slots."""
+    """A random PathwayInput, collated like real data; row `padded_row` has only `padded_from` slots."""
     g = torch.Generator().manual_seed(seed)
-    slot_mask = torch.ones(batch, slots, dtype=torch.bool)
-    if padded_row is not None:
-        slot_mask[padded_row, padded_from:] = False
-    slot_token_mask = torch.ones(batch, slots, slot_tokens, dtype=torch.bool)
-    slot_token_mask[..., -2:] = False
-    slot_token_mask &= slot_mask.unsqueeze(-1)
-    slot_ids = torch.randint(0, 50, (batch, slots, slot_tokens), generator=g).masked_fill(~slot_token_mask, -1)
-    return PathwayInput(
-        query=torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=-1),
-        query_tokens=torch.randn(batch, query_tokens, dim, generator=g),
-        query_token_mask=torch.ones(batch, query_tokens, dtype=torch.bool),
-        query_ids=torch.randint(0, 50, (batch, query_tokens), generator=g),
-        slots=torch.nn.functional.normalize(torch.randn(batch, slots, dim, generator=g), dim=-1) * slot_mask.unsqueeze(-1),
-        slot_mask=slot_mask,
-        slot_tokens=torch.randn(batch, slots, slot_tokens, dim, generator=g) * slot_token_mask.unsqueeze(-1),
-        slot_token_mask=slot_token_mask,
-        slot_ids=slot_ids,
-        title=torch.randn(batch, dim, generator=g),
-        title_mask=torch.tensor([True] + [False] * (batch - 1)),
-    )
+    queries = [fake_encoding(query_tokens, dim, g) for _ in range(batch)]
+    documents = [
+        [fake_encoding(slot_tokens - (i % 3), dim, g) for i in range(padded_from if row == padded_row else slots)]
+        for row in range(batch)
+    ]
+    titles = [fake_encoding(3, dim, g)] + [None] * (batch - 1)
+    return collate(queries, documents, titles, special_ids=[0, 100, 101, 102, 103])

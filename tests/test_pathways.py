@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from pathways import PATHWAY_NAMES, build_pathways
-from tests.conftest import make_input
+from spicy_lentil.batching import collate
+from tests.conftest import fake_encoding, make_input
 
-PATHWAYS = build_pathways(list(PATHWAY_NAMES), 384, 144, 0.0, vocab_size=64, num_stances=3)
+PATHWAYS = build_pathways(list(PATHWAY_NAMES), 384, 144, 0.0, vocab_size=2000, num_stances=3)
 
 
 def test_nine_pathways_in_fixed_order():
@@ -31,22 +32,17 @@ def test_shape_finite_and_gradients(name):
 
 
 @pytest.mark.parametrize("name", PATHWAY_NAMES)
-def test_padding_does_not_change_real_slots(name):
+def test_batch_neighbours_and_padding_do_not_change_a_document(name):
+    """A document scores the same alone and in a batch beside longer documents (more slots, more tokens)."""
     pathway = PATHWAYS[name].eval()
-    x = make_input(batch=1, slots=3, padded_row=None)
-    padded = make_input(batch=1, slots=3, padded_row=None)
-    # Same document with two padding slots appended.
-    extra = {
-        "slots": torch.cat([x.slots, torch.zeros(1, 2, 384)], 1),
-        "slot_mask": torch.cat([x.slot_mask, torch.zeros(1, 2, dtype=torch.bool)], 1),
-        "slot_tokens": torch.cat([x.slot_tokens, torch.zeros(1, 2, 7, 384)], 1),
-        "slot_token_mask": torch.cat([x.slot_token_mask, torch.zeros(1, 2, 7, dtype=torch.bool)], 1),
-        "slot_ids": torch.cat([x.slot_ids, torch.full((1, 2, 7), -1)], 1),
-    }
-    for key, value in extra.items():
-        setattr(padded, key, value)
+    g = torch.Generator().manual_seed(1)
+    query = fake_encoding(5, generator=g)
+    short = [fake_encoding(6, generator=g) for _ in range(3)]
+    long = [fake_encoding(30, generator=g) for _ in range(7)]
+    alone = collate([query], [short], [None], [101, 102])
+    together = collate([query, query], [long, short], [None, None], [101, 102])
     with torch.no_grad():
-        assert torch.allclose(pathway(x), pathway(padded)[:, :3], atol=1e-5)
+        assert torch.allclose(pathway(alone)[0], pathway(together)[1, :3], atol=1e-5)
 
 
 def test_pathways_compute_different_things():
@@ -61,17 +57,22 @@ def test_pathways_compute_different_things():
 
 def test_prehension_rewards_shared_rare_terms():
     pathway = PATHWAYS["prehension"]
-    idf = torch.ones(64)
+    idf = torch.ones(2000)
     idf[7] = 5.0
     pathway.set_idf(idf)
-    x = make_input(batch=1, slots=2, padded_row=None)
-    x.query_ids = torch.tensor([[7, 8, -1, -1]])
-    x.slot_ids = torch.tensor([[[7, 1, 2, 3, 4, -1, -1], [9, 1, 2, 3, 4, -1, -1]]])
+    g = torch.Generator().manual_seed(0)
+
+    def encoding(ids):
+        e = fake_encoding(len(ids), generator=g)
+        return type(e)(e.embedding, e.tokens, torch.tensor(ids))
+
+    slots = [encoding([7, 1, 2, 3, 4]), encoding([9, 1, 2, 3, 4])]
+    hit = collate([encoding([7, 8])], [slots], [None], [])
+    miss = collate([encoding([30, 31])], [slots], [None], [])
+    miss.query, miss.query_tokens = hit.query, hit.query_tokens  # only the query's ids differ
     with torch.no_grad():
-        out_match = pathway(x)
-        x.query_ids = torch.tensor([[30, 31, -1, -1]])
-        out_none = pathway(x)
-    assert not torch.allclose(out_match[0, 0], out_none[0, 0], atol=1e-4)  # slot 0 shares term 7
-    assert torch.allclose(out_match[0, 1], out_none[0, 1], atol=1e-5)  # slot 1 shares nothing either way
+        out_hit, out_miss = pathway(hit), pathway(miss)
+    assert not torch.allclose(out_hit[0, 0], out_miss[0, 0], atol=1e-4)  # slot 0 shares the rare term 7
+    assert torch.allclose(out_hit[0, 1], out_miss[0, 1], atol=1e-5)  # slot 1 shares nothing either way
     with pytest.raises(ValueError):
         pathway.set_idf(torch.ones(3))
