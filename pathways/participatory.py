@@ -18,7 +18,7 @@ class Participatory(Pathway):
 
     def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1) -> None:
         super().__init__(embedding_dim, hidden_dim, dropout)
-        self.token_weight = nn.Linear(embedding_dim, 1)
+        self.token_weight = nn.Linear(embedding_dim, 1, bias=False)  # a bias would cancel in the softmax
         self.interaction = nn.Linear(embedding_dim, hidden_dim)
         self.head = mlp(hidden_dim + 3, hidden_dim, dropout)
 

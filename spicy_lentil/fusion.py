@@ -22,7 +22,8 @@ class NullPoint(nn.Module):
 
     Only the k selected pathways enter the attention (gathered, not merely masked), so its cost
     grows with k. Each pathway gets its own projection and identity embedding; a synthesizer MLP
-    reads the attended states of all pathways (inactive ones zero) and adds to the weighted sum.
+    reads the attended states of all pathways (inactive ones count as zero) and adds to the
+    routing-weighted sum of the pathway outputs.
     """
 
     def __init__(self, num_pathways: int, hidden_dim: int, dropout: float = 0.1) -> None:
@@ -32,12 +33,11 @@ class NullPoint(nn.Module):
         self.identity = nn.Parameter(torch.randn(num_pathways, hidden_dim) * 0.02)  # (pathways, hidden)
         self.attention = nn.MultiheadAttention(hidden_dim, num_heads=num_pathways, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(hidden_dim)
-        self.synthesizer = nn.Sequential(
-            nn.Linear(num_pathways * hidden_dim, 2 * hidden_dim),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(2 * hidden_dim, hidden_dim),
-        )
+        # The synthesizer reads the concatenation of all pathways' states (inactive ones zero). Its
+        # first layer is kept as per-pathway blocks so that only the k active blocks are multiplied.
+        self.synth_in = nn.Parameter(torch.randn(num_pathways, hidden_dim, 2 * hidden_dim) / (num_pathways * hidden_dim) ** 0.5)
+        self.synth_bias = nn.Parameter(torch.zeros(2 * hidden_dim))
+        self.synthesizer = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * hidden_dim, hidden_dim))
         self.out_norm = nn.LayerNorm(hidden_dim)
 
     def forward(self, outputs: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +53,8 @@ class NullPoint(nn.Module):
         # Weight on each pathway: the attention it receives, averaged over the pathways looking.
         received = attention.mean(dim=1).reshape(batch, slots, k)
         weights = outputs.new_zeros(batch, slots, pathways).scatter(2, selected[:, None, :].expand(batch, slots, k), received)
-        flat = outputs.new_zeros(batch, slots, pathways, hidden).scatter(2, index, h)
-        z = self.synthesizer(flat.reshape(batch, slots, pathways * hidden)) + gathered.sum(dim=2)
+        synth = torch.einsum("bskh,bkhg->bsg", h, self.synth_in[selected]) + self.synth_bias  # (batch, slots, 2 * hidden)
+        z = self.synthesizer(synth) + gathered.sum(dim=2)
         return self.out_norm(z), weights
 
 

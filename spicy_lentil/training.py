@@ -41,6 +41,7 @@ class TrainingArguments:
     learning_rate: float = 1e-3  # AdamW, linear warm-up then cosine decay
     weight_decay: float = 0.01
     warmup_steps: int = 20
+    document_weight: float = 0.2  # pointwise BCE on document scores (relevant 1, negatives 0): the listwise loss alone leaves their level free
     slot_weight: float = 1.0  # BCE on the rationale slots of relevant documents
     negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
     stance_weight: float = 0.2  # reprehension's stance head, where stance labels exist
@@ -165,10 +166,13 @@ class Trainer:
         return self.lentil.encoder.encode(texts)
 
     def _loss(self, output, batch: dict) -> dict[str, torch.Tensor]:
-        """The multi-task loss: listwise ranking + slot BCE + stance + routing losses."""
+        """The multi-task loss: listwise ranking + document BCE + slot BCE + stance + routing losses."""
         doc_logits = output.doc_logits.view(-1, batch["group"])  # (queries, 1 + negatives): the positive is column 0
         target = torch.zeros(doc_logits.shape[0], dtype=torch.long, device=doc_logits.device)
         ranking = nn.functional.cross_entropy(doc_logits, target)
+        relevant = torch.zeros_like(doc_logits)
+        relevant[:, 0] = 1.0
+        document = nn.functional.binary_cross_entropy_with_logits(doc_logits, relevant)
         slot_mask = batch["input"].slot_mask
         logits = output.slot_logits.masked_fill(~slot_mask, 0.0)
         weights = batch["slot_weight"]
@@ -180,9 +184,9 @@ class Trainer:
             if (labels >= 0).any():
                 stance = nn.functional.cross_entropy(output.stance_logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
         config = self.lentil.config
-        total = (ranking + slot + self.args.stance_weight * stance
+        total = (ranking + self.args.document_weight * document + slot + self.args.stance_weight * stance
                  + config.load_balancing_weight * output.load_balancing_loss + config.z_loss_weight * output.z_loss)
-        return {"loss": total, "ranking": ranking, "slot": slot, "stance": stance,
+        return {"loss": total, "ranking": ranking, "document": document, "slot": slot, "stance": stance,
                 "balance": output.load_balancing_loss, "z": output.z_loss}
 
     # ---- loop ----------------------------------------------------------------------------------

@@ -59,8 +59,8 @@ def test_resume_matches_an_uninterrupted_run(dataset, index, tmp_path):
     straight = load_file(tmp_path / "straight" / "checkpoints" / "epoch-003" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "checkpoints" / "epoch-003" / "model.safetensors")
     assert straight.keys() == resumed.keys()
-    for key in straight:
-        assert torch.allclose(straight[key], resumed[key], atol=1e-6), key
+    for key in straight:  # CPU reductions are not bit-exact from run to run; a resume bug moves weights by 1e-2
+        assert torch.allclose(straight[key], resumed[key], atol=1e-4), key
     log = [json.loads(line) for line in (tmp_path / "resumed" / "training_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert "validation" in log[0] and "ndcg@10" in log[0]["validation"]
