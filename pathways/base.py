@@ -26,10 +26,14 @@ class PathwayInput:
     title_mask: torch.Tensor  # (batch,) bool: the document has a title
 
     def select(self, index: torch.Tensor) -> "PathwayInput":
-        """The sub-batch of the given rows: how the gate dispatches a pathway's share of the batch."""
+        """The sub-batch of the given rows: how the gate dispatches a pathway's share of the batch.
+
+        Fields are indexed when a pathway first reads them, so the large token tensors are copied
+        only for the pathways that use them, and trimmed to the longest selected row.
+        """
         if index.numel() == self.batch_size and bool((index == torch.arange(self.batch_size, device=index.device)).all()):
             return self  # every row chose this pathway (always so when one query scores many documents)
-        return PathwayInput(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return _RowSelection(self, index)  # type: ignore[return-value]
 
     def to(self, device: torch.device | str) -> "PathwayInput":
         return PathwayInput(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
@@ -37,6 +41,31 @@ class PathwayInput:
     @property
     def batch_size(self) -> int:
         return self.query.shape[0]
+
+
+_TOKEN_FIELDS = ("tokens", "token_mask", "token_ids", "token_slot")
+
+
+class _RowSelection:
+    """Some rows of a `PathwayInput`, read like one; each field is indexed on first access."""
+
+    def __init__(self, source: PathwayInput, index: torch.Tensor) -> None:
+        self._source = source
+        self._index = index
+
+    @property
+    def batch_size(self) -> int:
+        return self._index.numel()
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in PathwayInput.__dataclass_fields__:
+            raise AttributeError(name)
+        value = getattr(self._source, name)[self._index]
+        if name in _TOKEN_FIELDS:
+            width = max(1, int(self._source.token_mask[self._index].sum(-1).max()))
+            value = value[:, :width]  # tokens are packed from the left: the rest is padding for these rows
+        self.__dict__[name] = value
+        return value
 
 
 def mlp(in_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
