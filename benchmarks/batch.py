@@ -137,7 +137,7 @@ def bench_memory_and_scaling(sizes: list[int]) -> tuple[str, str]:
     scaling = "\n".join([
         "## Scaling of a streaming score job",
         "",
-        "Wall time of the scoring itself (model loaded), same runs as above.",
+        "Wall time of `spicy-lentil score` in-process (model load included: it is the line's intercept), same runs as above.",
         "",
         markdown_table(["documents", "seconds", "ms per document"], [[int(n), f"{runs[int(n)][0]:.1f}", f"{1000 * runs[int(n)][0] / n:.2f}"] for n in xs]),
         "",

@@ -224,6 +224,10 @@ class SpicyLentil:
 
     def _iter_fields(self, query: str, documents: Iterator, batch_size: int) -> Iterator[RelevanceField]:
         query_encoding = self._encode_query(query)
+        with torch.inference_mode():
+            routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
+        # Only the extension pathway reads titles: skip encoding them when the query is not routed there.
+        wants_titles = "extension" in self._gate_summary(routing)[1]
         # Read a few batches ahead and batch documents of similar slot counts together, so little
         # padding is computed; results still come out in input order.
         window = batch_size * LOOKAHEAD_BATCHES
@@ -235,7 +239,7 @@ class SpicyLentil:
             split = [self.slotter.split(text) for _, _, text in parsed]
             slot_encodings = iter(self.encoder.encode([s.text for slots, _ in split for s in slots]))
             encodings = [[next(slot_encodings) for _ in slots] for slots, _ in split]
-            titles = list(dict.fromkeys(title for _, title, _ in parsed if title))
+            titles = list(dict.fromkeys(title for _, title, _ in parsed if title)) if wants_titles else []
             title_encodings = dict(zip(titles, self.encoder.encode(titles)))
             by_length = sorted(range(len(chunk)), key=lambda i: len(split[i][0]))
             fields: list[RelevanceField | None] = [None] * len(chunk)
@@ -245,7 +249,7 @@ class SpicyLentil:
                     query_encoding,
                     [encodings[i] for i in rows],
                     [split[i] for i in rows],
-                    [title_encodings.get(parsed[i][1]) if parsed[i][1] else None for i in rows],
+                    [title_encodings.get(parsed[i][1]) for i in rows],
                     [parsed[i][0] for i in rows],
                 )
                 for i, field in zip(rows, scored):

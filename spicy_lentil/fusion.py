@@ -46,14 +46,24 @@ class NullPoint(nn.Module):
         k = selected.shape[1]
         index = selected[:, None, :, None].expand(batch, slots, k, hidden)
         gathered = outputs.gather(2, index)  # (batch, slots, k, hidden)
-        h = torch.einsum("bskh,bkhg->bskg", gathered, self.projection[selected]) + self.identity[selected].unsqueeze(1)
+        # One query scoring many documents routes every row alike: then gather each weight once,
+        # not once per row (the per-row copies cost more than the multiplications).
+        shared = bool((selected == selected[:1]).all())
+        if shared:
+            h = torch.einsum("bskh,khg->bskg", gathered, self.projection[selected[0]]) + self.identity[selected[0]]
+        else:
+            h = torch.einsum("bskh,bkhg->bskg", gathered, self.projection[selected]) + self.identity[selected].unsqueeze(1)
         h = h.reshape(batch * slots, k, hidden)
         attended, attention = self.attention(h, h, h, need_weights=True, average_attn_weights=True)
         h = self.norm(h + attended).reshape(batch, slots, k, hidden)
         # Weight on each pathway: the attention it receives, averaged over the pathways looking.
         received = attention.mean(dim=1).reshape(batch, slots, k)
         weights = outputs.new_zeros(batch, slots, pathways).scatter(2, selected[:, None, :].expand(batch, slots, k), received)
-        synth = torch.einsum("bskh,bkhg->bsg", h, self.synth_in[selected]) + self.synth_bias  # (batch, slots, 2 * hidden)
+        if shared:
+            synth = torch.einsum("bskh,khg->bsg", h, self.synth_in[selected[0]])
+        else:
+            synth = torch.einsum("bskh,bkhg->bsg", h, self.synth_in[selected])
+        synth = synth + self.synth_bias  # (batch, slots, 2 * hidden)
         z = self.synthesizer(synth) + gathered.sum(dim=2)
         return self.out_norm(z), weights
 

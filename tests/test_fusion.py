@@ -52,3 +52,19 @@ def test_pooling_ignores_padding(pooling):
         out = model(make_input())
     assert (out.pooling_weights[1, 3:] == 0).all()
     assert torch.allclose(out.pooling_weights.sum(-1), torch.ones(3))
+
+
+def test_null_point_same_result_for_shared_and_mixed_routing():
+    """Rows routed differently (per-row weights) match the same rows scored alone (weights gathered once)."""
+    torch.manual_seed(0)
+    routing = Gate(384, 9, 4).eval()(torch.randn(2, 384))
+    assert not torch.equal(routing.selected_pathways[0], routing.selected_pathways[1])
+    outputs = torch.randn(2, 3, 9, 144) * routing.active[:, None, :, None]
+    null_point = NullPoint(9, 144, dropout=0.0).eval()
+    mixed, mixed_attention = null_point(outputs, routing)
+    for row in range(2):
+        alone = type(routing)(*(t[row: row + 1] for t in (routing.router_logits, routing.router_probs,
+                                                            routing.routing_weights, routing.selected_pathways)))
+        z, attention = null_point(outputs[row: row + 1], alone)
+        assert torch.allclose(z[0], mixed[row], atol=1e-5)
+        assert torch.allclose(attention[0], mixed_attention[row], atol=1e-6)
