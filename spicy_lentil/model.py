@@ -66,12 +66,6 @@ class SpicyLentilModel(nn.Module):
         # half the time, the same model scores bare documents and reranks corpus candidates.
         doc_in = config.hidden_dim + 2 + PRIOR_FEATURES + 1
         self.doc_head = nn.Sequential(nn.Linear(doc_in, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, 1))
-        # A linear path from the prior to the document logit, starting as the fused first-stage score:
-        # the network then learns a correction to the fusion instead of having to relearn it.
-        self.prior_skip = nn.Linear(PRIOR_FEATURES + 1, 1, bias=False)
-        with torch.no_grad():
-            self.prior_skip.weight.zero_()
-            self.prior_skip.weight[0, PRIOR_FEATURES - 1] = 1.0
         # Platt scaling (scale, shift) of slot and document logits, fitted after training.
         self.register_buffer("slot_calibration", torch.tensor([1.0, 0.0]))
         self.register_buffer("doc_calibration", torch.tensor([1.0, 0.0]))
@@ -114,7 +108,7 @@ class SpicyLentilModel(nn.Module):
             prior = torch.where(has_prior, prior, torch.zeros_like(prior)).to(x.slots.dtype)
             prior_features = torch.cat([prior, has_prior.to(x.slots.dtype)], dim=-1)
         doc_features = torch.cat([pooled, masked.max(-1).values.unsqueeze(-1), mean_slot.unsqueeze(-1), prior_features], dim=-1)
-        raw_doc = (self.doc_head(doc_features) + self.prior_skip(prior_features)).squeeze(-1)  # (batch,)
+        raw_doc = self.doc_head(doc_features).squeeze(-1)  # (batch,)
         slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
         row_weights = x.slot_mask.sum(-1)  # each query counts once per real slot, never for padding
