@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import time
 
+import torch
+
 from common import SCIFACT_DIR, markdown_table, median, write_section
 
 from app.documents import demo_corpus, demo_queries
@@ -19,6 +21,7 @@ from app.service import SharedLentil
 
 
 def main() -> None:
+    torch.set_num_threads(2)
     documents = demo_corpus()
     with open(SCIFACT_DIR / "corpus.jsonl", encoding="utf-8") as handle:
         for _, line in zip(range(100 - len(documents)), handle):
