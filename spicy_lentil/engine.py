@@ -241,19 +241,12 @@ class SpicyLentil:
             encodings = [[next(slot_encodings) for _ in slots] for slots, _ in split]
             titles = list(dict.fromkeys(title for _, title, _ in parsed if title)) if wants_titles else []
             title_encodings = dict(zip(titles, self.encoder.encode(titles)))
-            by_length = sorted(range(len(chunk)), key=lambda i: len(split[i][0]))
-            fields: list[RelevanceField | None] = [None] * len(chunk)
-            for start in range(0, len(chunk), batch_size):
-                rows = by_length[start: start + batch_size]
-                scored = self._score_documents(
-                    query_encoding,
-                    [encodings[i] for i in rows],
-                    [split[i] for i in rows],
-                    [title_encodings.get(parsed[i][1]) for i in rows],
-                    [parsed[i][0] for i in rows],
-                )
-                for i, field in zip(rows, scored):
-                    fields[i] = field
+            fields = self._score_in_length_batches(
+                query_encoding, split, batch_size,
+                encodings=lambda i: encodings[i],
+                title=lambda i: title_encodings.get(parsed[i][1]),
+                doc_id=lambda i: parsed[i][0],
+            )
             yield from fields
 
     def _encode_query(self, query: str):
@@ -363,17 +356,26 @@ class SpicyLentil:
         """Fields of indexed documents (by position) from their stored encodings: no encoder runs over documents."""
         docs = [int(i) for i in docs]
         slots = [index.slots(i) for i in docs]
-        # Documents of similar slot counts share a batch, so little padding is computed.
-        order = sorted(range(len(docs)), key=lambda r: len(slots[r][0]))
-        fields: list[RelevanceField | None] = [None] * len(docs)
+        return self._score_in_length_batches(
+            query_encoding, slots, batch_size,
+            encodings=lambda r: index.slot_encodings(docs[r]),
+            title=lambda r: index.title_encoding(docs[r]),
+            doc_id=lambda r: index.doc_ids[docs[r]],
+            prior=prior,
+        )
+
+    def _score_in_length_batches(self, query_encoding, split, batch_size, encodings, title, doc_id, prior=None):
+        """Scores documents in batches of similar slot counts (little padding), returned in input order."""
+        order = sorted(range(len(split)), key=lambda r: len(split[r][0]))
+        fields: list[RelevanceField | None] = [None] * len(split)
         for start in range(0, len(order), batch_size):
             rows = order[start: start + batch_size]
             scored = self._score_documents(
                 query_encoding,
-                [index.slot_encodings(docs[r]) for r in rows],
-                [slots[r] for r in rows],
-                [index.title_encoding(docs[r]) for r in rows],
-                [index.doc_ids[docs[r]] for r in rows],
+                [encodings(r) for r in rows],
+                [split[r] for r in rows],
+                [title(r) for r in rows],
+                [doc_id(r) for r in rows],
                 None if prior is None else prior[rows],
             )
             for r, field in zip(rows, scored):
