@@ -1,88 +1,100 @@
-"""Collation: from per-text encodings to the `PathwayInput` tensors the model reads.
+"""Collation: from per-document encodings to the `PathwayInput` tensors the model reads.
 
-Slot tokens are packed per row, all of a document's slots one after another, with the slot each
-token belongs to: padding every slot to the longest one in the batch would multiply the work of
-the token-level pathways several times over (one long sentence pads every other slot).
+A document's slots travel packed (`DocumentEncoding`): the token embeddings of all its slots one
+after another, with the slot each token belongs to. Padding every slot to the longest one in the
+batch would multiply the work of the token-level pathways several times over (one long sentence
+pads every other slot), and packed documents are padded to a batch with a few tensor ops instead
+of a Python loop over slots.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from pathways.base import PathwayInput
 
 from .encoder import Encoding
 
 
-def _pack(groups: Sequence[Sequence[Encoding]], dim: int, special_ids: torch.Tensor):
-    """Packs the tokens of each row's texts into (rows, max_tokens, ...) tensors in one scatter.
+@dataclass
+class DocumentEncoding:
+    """One document's slot encodings, packed."""
 
-    Returns tokens, ids (-1 for special tokens and padding), mask and, per token, the index of the
-    text it came from within its row (-1 for padding).
-    """
-    flat = [e for group in groups for e in group]
-    lengths = torch.tensor([e.tokens.shape[0] for e in flat], dtype=torch.long)  # per text
-    per_row = torch.tensor([sum(e.tokens.shape[0] for e in group) for group in groups], dtype=torch.long)
-    width = max(1, int(per_row.max())) if len(groups) else 1
-    rows = torch.repeat_interleave(torch.arange(len(groups)), per_row)  # per token
-    row_start = torch.cumsum(per_row, 0) - per_row
-    cols = torch.arange(int(per_row.sum())) - row_start[rows]
-    text_in_row = torch.cat([torch.arange(len(group)) for group in groups]) if flat else torch.zeros(0, dtype=torch.long)
-    tokens = torch.zeros(len(groups), width, dim)
-    ids = torch.full((len(groups), width), -1, dtype=torch.long)
-    owner = torch.full((len(groups), width), -1, dtype=torch.long)
-    if flat:
-        tokens[rows, cols] = torch.cat([e.tokens for e in flat]).float()
-        flat_ids = torch.cat([e.token_ids for e in flat])
-        ids[rows, cols] = torch.where(torch.isin(flat_ids, special_ids), -1, flat_ids)
-        owner[rows, cols] = torch.repeat_interleave(text_in_row, lengths)
-    return tokens, ids, owner >= 0, owner
+    slots: torch.Tensor  # (slots, dim) float32 L2-normalised slot embeddings
+    tokens: torch.Tensor  # (tokens, dim) float16 contextual token embeddings of all slots, in slot order
+    token_ids: torch.Tensor  # (tokens,) int64 tokenizer ids
+    token_slot: torch.Tensor  # (tokens,) int64 the slot each token belongs to
+
+    def __len__(self) -> int:
+        return self.slots.shape[0]
+
+    @classmethod
+    def pack(cls, encodings: Sequence[Encoding]) -> "DocumentEncoding":
+        """Packs the encodings of a document's slots, in slot order."""
+        if not encodings:
+            raise ValueError("DocumentEncoding.pack: a document needs at least one slot")
+        lengths = torch.tensor([e.tokens.shape[0] for e in encodings], dtype=torch.long)
+        return cls(
+            slots=torch.stack([e.embedding for e in encodings]).float(),
+            tokens=torch.cat([e.tokens for e in encodings]),
+            token_ids=torch.cat([e.token_ids for e in encodings]).long(),
+            token_slot=torch.repeat_interleave(torch.arange(len(encodings)), lengths),
+        )
 
 
 def collate(
     queries: Sequence[Encoding],
-    documents: Sequence[Sequence[Encoding]],
+    documents: Sequence[DocumentEncoding | Sequence[Encoding]],
     titles: Sequence[Encoding | None],
     special_ids: Sequence[int],
 ) -> PathwayInput:
-    """Builds one `PathwayInput` from a batch of (query, document slots, title) triples.
+    """Builds one `PathwayInput` from a batch of (query, document, title) triples.
 
-    Every document must have at least one slot: empty documents are answered without the model.
+    Args:
+        queries: one query encoding per row.
+        documents: per row, a `DocumentEncoding` or the list of its slot encodings (packed here).
+            Every document needs at least one slot: empty documents are answered without the model.
+        titles: per row, the title's encoding or None.
+        special_ids: tokenizer ids that get id -1 (no lexical match on [CLS], [SEP], ...).
     """
+    documents = [d if isinstance(d, DocumentEncoding) else DocumentEncoding.pack(d) for d in documents]
     if any(len(doc) == 0 for doc in documents):
         raise ValueError("collate: every document needs at least one slot")
-    batch = len(documents)
     dim = queries[0].embedding.shape[0]
     special = torch.tensor(sorted(special_ids), dtype=torch.long)
-    counts = torch.tensor([len(doc) for doc in documents])
-    max_slots = int(counts.max())
-    flat_slots = [e for doc in documents for e in doc]
 
-    query_tokens, query_ids, query_token_mask, _ = _pack([[q] for q in queries], dim, special)
-    tokens, token_ids, token_mask, token_slot = _pack(documents, dim, special)
+    def ids(padded: torch.Tensor) -> torch.Tensor:
+        return torch.where(torch.isin(padded, special), -1, padded)
 
-    rows = torch.repeat_interleave(torch.arange(batch), counts)
-    cols = torch.arange(len(flat_slots)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-    slots = torch.zeros(batch, max_slots, dim)
-    slots[rows, cols] = torch.stack([e.embedding for e in flat_slots]).float()
-    slot_mask = torch.zeros(batch, max_slots, dtype=torch.bool)
-    slot_mask[rows, cols] = True
+    # Same query on every row (one query, many documents): pad it once and expand.
+    same_query = all(q is queries[0] for q in queries)
+    distinct = queries[:1] if same_query else queries
+    query_tokens = pad_sequence([q.tokens for q in distinct], batch_first=True).float()  # (queries, q_tokens, dim)
+    query_ids = ids(pad_sequence([q.token_ids.long() for q in distinct], batch_first=True, padding_value=-1))
+    query_token_mask = pad_sequence([torch.ones(q.token_ids.shape[0], dtype=torch.bool) for q in distinct], batch_first=True)
+    query = torch.stack([q.embedding for q in distinct]).float()
+    if same_query:
+        rows = len(documents)
+        query, query_tokens = query.expand(rows, -1), query_tokens.expand(rows, -1, -1)
+        query_ids, query_token_mask = query_ids.expand(rows, -1), query_token_mask.expand(rows, -1)
 
+    token_slot = pad_sequence([d.token_slot for d in documents], batch_first=True, padding_value=-1)  # (batch, tokens)
     title_mask = torch.tensor([t is not None for t in titles], dtype=torch.bool)
-    title = torch.stack([t.embedding.float() if t is not None else torch.zeros(dim) for t in titles])
     return PathwayInput(
-        query=torch.stack([q.embedding for q in queries]).float(),
+        query=query,
         query_tokens=query_tokens,
         query_token_mask=query_token_mask,
         query_ids=query_ids,
-        slots=slots,
-        slot_mask=slot_mask,
-        tokens=tokens,
-        token_mask=token_mask,
-        token_ids=token_ids,
+        slots=pad_sequence([d.slots for d in documents], batch_first=True).float(),  # (batch, slots, dim)
+        slot_mask=pad_sequence([torch.ones(len(d), dtype=torch.bool) for d in documents], batch_first=True),
+        tokens=pad_sequence([d.tokens for d in documents], batch_first=True).float(),  # (batch, tokens, dim)
+        token_mask=token_slot >= 0,
+        token_ids=ids(pad_sequence([d.token_ids for d in documents], batch_first=True, padding_value=-1)),
         token_slot=token_slot,
-        title=title,
+        title=torch.stack([t.embedding.float() if t is not None else torch.zeros(dim) for t in titles]),
         title_mask=title_mask,
     )

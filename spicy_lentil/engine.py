@@ -358,7 +358,7 @@ class SpicyLentil:
         slots = [index.slots(i) for i in docs]
         return self._score_in_length_batches(
             query_encoding, slots, batch_size,
-            encodings=lambda r: index.slot_encodings(docs[r]),
+            encodings=lambda r: index.document_encoding(docs[r]),
             title=lambda r: index.title_encoding(docs[r]),
             doc_id=lambda r: index.doc_ids[docs[r]],
             prior=prior,

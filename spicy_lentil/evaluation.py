@@ -138,8 +138,7 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
             key = f"{query_id}|{doc_id}"
             slot_scores["spicy_lentil"][key] = [s.score for s in by_doc[doc_id].slots]
             if baselines:
-                encodings = index.slot_encodings(index.position[doc_id])
-                slot_scores["dense"][key] = [float(e.embedding.numpy() @ q) for e in encodings]
+                slot_scores["dense"][key] = (index.document_encoding(index.position[doc_id]).slots.numpy() @ q).tolist()
                 slot_scores["bm25"][key] = _bm25_slot_scores(query, [s.text for s in by_doc[doc_id].slots])
         if baselines:
             for name, signal in (("bm25", "bm25"), ("dense", "dense_doc"), ("dense_best_slot", "dense_slot"), ("fusion", "fusion")):

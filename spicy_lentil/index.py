@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .batching import DocumentEncoding
 from .encoder import Encoder, Encoding
 from .errors import SpicyLentilError
 from .io import Rejects, iter_jsonl_documents
@@ -225,17 +226,18 @@ class CorpusIndex:
         doc = self._shards[s].docs[j]
         return [Slot(doc["text"][a:b], a, b) for a, b in doc["spans"]], doc["truncated"]
 
-    def slot_encodings(self, i: int) -> list[Encoding]:
-        """Stored encodings of document i's slots: what reranking reads instead of running the encoder."""
+    def document_encoding(self, i: int) -> DocumentEncoding:
+        """Stored encodings of document i's slots, packed: what reranking reads instead of running the encoder."""
         s, j = self._locate[i]
         shard = self._shards[s]
         first, last = int(shard.doc_slots[j]), int(shard.doc_slots[j + 1])
         bounds = np.asarray(shard.slot_tokens[first: last + 1])
-        tokens = torch.from_numpy(np.array(shard.tokens[bounds[0]: bounds[-1]]))
-        ids = torch.from_numpy(np.array(shard.token_ids[bounds[0]: bounds[-1]], dtype=np.int64))
-        embeddings = torch.from_numpy(np.array(shard.slot_embeddings[first:last], dtype=np.float32))
-        cuts = (bounds - bounds[0]).tolist()
-        return [Encoding(embeddings[k], tokens[cuts[k]: cuts[k + 1]], ids[cuts[k]: cuts[k + 1]]) for k in range(last - first)]
+        return DocumentEncoding(
+            slots=torch.from_numpy(np.array(shard.slot_embeddings[first:last], dtype=np.float32)),
+            tokens=torch.from_numpy(np.array(shard.tokens[bounds[0]: bounds[-1]])),
+            token_ids=torch.from_numpy(np.array(shard.token_ids[bounds[0]: bounds[-1]], dtype=np.int64)),
+            token_slot=torch.repeat_interleave(torch.arange(last - first), torch.from_numpy(np.diff(bounds))),
+        )
 
     def title_encoding(self, i: int) -> Encoding | None:
         """Document i's title as an `Encoding` (sentence embedding only), or None without a title."""

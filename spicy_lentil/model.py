@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pathways.base import PathwayInput
+from pathways.base import PathwayInput, masked_mean
 from pathways.registry import build_pathways
 
 from .config import SpicyLentilConfig
@@ -59,7 +59,12 @@ class SpicyLentilModel(nn.Module):
         )
         self.gate = Gate(config.embedding_dim, config.num_pathways, config.pathways_per_query, config.router_noise)
         self.fusion = build_fusion(config.fusion, config.num_pathways, config.hidden_dim, config.dropout)
-        self.slot_head = nn.Linear(config.hidden_dim, 1)
+        # A slot is judged against the rest of its document (rationale selection is a ranking within
+        # the document), so the slot head also reads the slot's state minus the document's mean state.
+        self.slot_head = nn.Linear(2 * config.hidden_dim, 1)
+        # Query-independent salience of a slot (does it read like a finding, a method, background?):
+        # one dot product per slot, the same whichever pathways run.
+        self.salience = nn.Linear(config.embedding_dim, 1)
         self.pooling = POOLING_CLASSES[config.pooling](config.embedding_dim, config.hidden_dim)
         # The document head also reads the first-stage prior when reranking a corpus (z-scored BM25
         # and dense signals) and a flag saying whether there is one: trained with the prior dropped
@@ -97,7 +102,8 @@ class SpicyLentilModel(nn.Module):
         outputs = outputs * x.slot_mask[:, :, None, None]
         z, attention = self.fusion(outputs, routing)  # (batch, slots, hidden), (batch, slots, pathways)
         attention = attention * x.slot_mask.unsqueeze(-1)
-        raw_slot = self.slot_head(z).squeeze(-1)  # (batch, slots)
+        contrast = z - masked_mean(z, x.slot_mask, dim=1).unsqueeze(1)  # (batch, slots, hidden)
+        raw_slot = (self.slot_head(torch.cat([z, contrast], dim=-1)) + self.salience(x.slots)).squeeze(-1)  # (batch, slots)
         pooled, pooling_weights = self.pooling(z, x.slot_mask, x.query)
         masked = raw_slot.masked_fill(~x.slot_mask, float("-inf"))
         mean_slot = (raw_slot * x.slot_mask).sum(-1) / x.slot_mask.sum(-1).clamp(min=1)

@@ -43,6 +43,7 @@ class TrainingArguments:
     warmup_steps: int = 20
     document_weight: float = 0.2  # pointwise BCE on document scores (relevant 1, negatives 0): the listwise loss alone leaves their level free
     slot_weight: float = 1.0  # BCE on the rationale slots of relevant documents
+    slot_ranking_weight: float = 1.0  # listwise CE over each labelled document's slots, rationales as targets: slot MAP is a ranking within the document
     negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
     stance_weight: float = 0.2  # reprehension's stance head, where stance labels exist
     prior_dropout: float = 0.5  # share of queries trained without the first-stage prior
@@ -59,10 +60,12 @@ class Trainer:
         args: the training arguments.
         train: training split; `train_index` its corpus index.
         validation: validation split (same corpus), or None to keep the last epoch.
+        examples: training examples mined earlier (`Trainer.examples` of a run on the same data,
+            index and `negative_pool`), to skip mining; None mines them.
     """
 
     def __init__(self, lentil: SpicyLentil, args: TrainingArguments, train: RelevanceData, train_index: CorpusIndex,
-                 validation: RelevanceData | None = None) -> None:
+                 validation: RelevanceData | None = None, examples: list[dict] | None = None) -> None:
         from accelerate import Accelerator
 
         self.lentil, self.args = lentil, args
@@ -71,7 +74,7 @@ class Trainer:
         self.accelerator = Accelerator()
         self.first_stage = FirstStage()
         torch.manual_seed(args.seed)
-        self.examples = self._mine_examples()
+        self.examples = examples if examples is not None else self._mine_examples()
         self.slot_targets = slot_labels(train, train_index)
         params = [{"params": [p for p in lentil.model.parameters() if p.requires_grad], "lr": args.learning_rate}]
         if args.train_encoder:
@@ -114,9 +117,11 @@ class Trainer:
         df = torch.zeros_like(pathway.idf)
         n_slots = 0
         for i in range(len(self.index)):
-            for encoding in self.index.slot_encodings(i):
-                df[torch.unique(encoding.token_ids)] += 1
-                n_slots += 1
+            document = self.index.document_encoding(i)
+            # Unique (slot, id) pairs: each slot counts once per id it contains.
+            pairs = torch.unique(document.token_slot * len(df) + document.token_ids)
+            df += torch.bincount(pairs % len(df), minlength=len(df)).to(df.dtype)
+            n_slots += len(document)
         idf = torch.log1p((n_slots - df + 0.5) / (df + 0.5)).clamp(min=0)
         idf[list(self.lentil.encoder.tokenizer.all_special_ids)] = 0.0
         pathway.set_idf(idf)
@@ -140,7 +145,7 @@ class Trainer:
         if self.args.train_encoder:
             documents = [self._encode([s.text for s in self.index.slots(doc)[0]]) for doc in rows]
         else:
-            documents = [self.index.slot_encodings(doc) for doc in rows]
+            documents = [self.index.document_encoding(doc) for doc in rows]
         batch = collate(queries, documents, [self.index.title_encoding(d) for d in rows], self.lentil._special_ids)
         slot_mask = batch.slot_mask
         slot_target = torch.zeros(slot_mask.shape)
@@ -178,15 +183,22 @@ class Trainer:
         weights = batch["slot_weight"]
         bce = nn.functional.binary_cross_entropy_with_logits(logits, batch["slot_target"], reduction="none")
         slot = (bce * weights).sum() / weights.sum().clamp(min=1e-6)
+        labelled = batch["slot_target"].sum(-1) > 0  # (batch,) relevant documents with rationale labels
+        slot_ranking = logits.new_zeros(())
+        if labelled.any():
+            target = batch["slot_target"][labelled]
+            log_probs = torch.log_softmax(output.slot_logits[labelled], dim=-1).masked_fill(~slot_mask[labelled], 0.0)
+            slot_ranking = -((log_probs * target).sum(-1) / target.sum(-1).clamp(min=1)).mean()
         stance = logits.new_zeros(())
         if output.stance_logits is not None:
             labels = batch["stance"][output.stance_rows]  # (rows that ran reprehension, slots); -1 = unlabelled
             if (labels >= 0).any():
                 stance = nn.functional.cross_entropy(output.stance_logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
         config = self.lentil.config
-        total = (ranking + self.args.document_weight * document + slot + self.args.stance_weight * stance
+        total = (ranking + self.args.document_weight * document + slot + self.args.slot_ranking_weight * slot_ranking
+                 + self.args.stance_weight * stance
                  + config.load_balancing_weight * output.load_balancing_loss + config.z_loss_weight * output.z_loss)
-        return {"loss": total, "ranking": ranking, "document": document, "slot": slot, "stance": stance,
+        return {"loss": total, "ranking": ranking, "document": document, "slot": slot, "slot_ranking": slot_ranking, "stance": stance,
                 "balance": output.load_balancing_loss, "z": output.z_loss}
 
     # ---- loop ----------------------------------------------------------------------------------

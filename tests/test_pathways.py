@@ -76,3 +76,15 @@ def test_prehension_rewards_shared_rare_terms():
     assert torch.allclose(out_hit[0, 1], out_miss[0, 1], atol=1e-5)  # slot 1 shares nothing either way
     with pytest.raises(ValueError):
         pathway.set_idf(torch.ones(3))
+
+
+def test_collate_packs_each_documents_tokens_with_their_slot():
+    g = torch.Generator().manual_seed(3)
+    query = fake_encoding(5, generator=g)
+    documents = [[fake_encoding(n, generator=g) for n in (4, 9, 6)], [fake_encoding(7, generator=g)]]
+    x = collate([query, query], documents, [None, None], [101, 102])
+    assert x.tokens.shape[:2] == (2, 19) and x.slots.shape[:2] == (2, 3)
+    assert x.token_slot[0].tolist() == [0] * 4 + [1] * 9 + [2] * 6
+    assert torch.equal(x.tokens[0, 4:13], documents[0][1].tokens.float())
+    assert (x.token_slot[1, 7:] == -1).all() and not x.token_mask[1, 7:].any() and x.slot_mask[1].tolist() == [True, False, False]
+    assert x.token_ids[0, 0] == -1 and x.token_ids[0, 1] == documents[0][0].token_ids[1]  # [CLS] never matches a word

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -38,6 +39,7 @@ def test_training_lowers_the_loss(dataset, index, tmp_path):
     assert len(log) == 4
     assert log[-1]["loss"] < log[0]["loss"]
     assert log[-1]["slot"] < log[0]["slot"]
+    assert log[-1]["slot_ranking"] < log[0]["slot_ranking"]  # rationales climb within their documents
     assert (tmp_path / "run" / "model.safetensors").is_file()
     # The IDF table was learned from the corpus: special tokens weigh nothing, rare words weigh more than "the".
     idf = trainer.lentil.model.pathways["prehension"].idf
@@ -83,6 +85,18 @@ def test_index_staleness(dataset, index, lentil, tmp_path):
     # Building over a stale folder rebuilds it instead of trusting it.
     rebuilt = CorpusIndex.build(dataset / "corpus.jsonl", folder, lentil.encoder, lentil.slotter, show_progress_bar=False)
     assert rebuilt.manifest["encoder"] == lentil.encoder.name and len(rebuilt) == len(index)
+
+
+def test_indexed_rerank_matches_encoding_on_the_fly(dataset, index, lentil):
+    """The index's stored, packed encodings score documents as encoding them afresh does."""
+    query = "Does caffeine act on adenosine receptors?"
+    docs = np.arange(6)
+    indexed = lentil.rerank_indexed(lentil._encode_query(query), index, docs)
+    fresh = lentil.fields(query, [index.document(int(d)) for d in docs])
+    for a, b in zip(indexed, fresh):
+        assert [s.text for s in a.slots] == [s.text for s in b.slots]
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        assert np.allclose([s.score for s in a.slots], [s.score for s in b.slots], atol=1e-4)
 
 
 def test_second_search_runs_no_document_encoding(dataset, index, lentil):
