@@ -7,6 +7,7 @@ from typing import Sequence
 
 from pathways import PATHWAYS
 from spicy_lentil import CompressedContext, RelevanceField, SpicyLentil
+from spicy_lentil.runtime import configure
 
 WARM_UP_QUERY = "warm up"
 
@@ -29,6 +30,7 @@ class SharedLentil:
     @classmethod
     def load(cls, folder: str | None, warm_corpus: Sequence[dict] = ()) -> "SharedLentil":
         """Loads the model and scores `warm_corpus` once, so its slots are encoded before the first query."""
+        configure()
         lentil = SpicyLentil.from_pretrained(folder or None)
         shared = cls(lentil, folder or "bundled default model")
         if warm_corpus:

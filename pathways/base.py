@@ -22,6 +22,7 @@ class PathwayInput:
     token_mask: torch.Tensor  # (batch, tokens) bool
     token_ids: torch.Tensor  # (batch, tokens) token ids; -1 for padding and special tokens
     token_slot: torch.Tensor  # (batch, tokens) the slot each token belongs to; -1 for padding
+    token_scale: torch.Tensor  # (batch, tokens) 1 / L2 norm of each token embedding: cosines without a normalised copy
     title: torch.Tensor  # (batch, dim) title embedding; zeros where the document has none
     title_mask: torch.Tensor  # (batch,) bool: the document has a title
 
@@ -43,7 +44,7 @@ class PathwayInput:
         return self.query.shape[0]
 
 
-_TOKEN_FIELDS = ("tokens", "token_mask", "token_ids", "token_slot")
+_TOKEN_FIELDS = ("tokens", "token_mask", "token_ids", "token_slot", "token_scale")
 
 
 class _RowSelection:

@@ -24,8 +24,7 @@ class Participatory(Pathway):
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
         q = nn.functional.normalize(x.query_tokens, dim=-1)  # (batch, q_tokens, dim)
-        t = nn.functional.normalize(x.tokens, dim=-1)  # (batch, tokens, dim)
-        sim = torch.einsum("bqd,btd->btq", q, t)  # (batch, tokens, q_tokens)
+        sim = torch.bmm(x.tokens, q.transpose(1, 2)) * x.token_scale.unsqueeze(-1)  # (batch, tokens, q_tokens) cosines
         maxsim = segment_max(sim, x).clamp(min=-1.0)  # (batch, slots, q_tokens)
         q_mask = x.query_token_mask.unsqueeze(1)  # (batch, 1, q_tokens)
         weight_logits = self.token_weight(x.query_tokens).squeeze(-1).masked_fill(~x.query_token_mask, -1e4)

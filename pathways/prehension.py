@@ -30,6 +30,19 @@ class Prehension(Pathway):
             raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
         self.idf.copy_(idf)
 
+    @staticmethod
+    def _gripped(hit: torch.Tensor, x: PathwayInput) -> torch.Tensor:
+        """What was gripped: per slot, the mean embedding of its tokens that match some query token.
+
+        Few tokens match, so only those are gathered (never a masked copy of every token).
+        """
+        batch, slots = x.slot_mask.shape
+        rows, positions = torch.nonzero(hit, as_tuple=True)  # (hits,) each
+        target = rows * slots + x.token_slot[rows, positions]  # flat (batch * slots) slot index of each hit
+        sums = x.tokens.new_zeros(batch * slots, x.tokens.shape[-1]).index_add_(0, target, x.tokens[rows, positions])
+        counts = x.tokens.new_zeros(batch * slots).index_add_(0, target, x.tokens.new_ones(target.shape[0]))
+        return (sums / counts.clamp(min=1).unsqueeze(-1)).view(batch, slots, -1)
+
     def forward(self, x: PathwayInput) -> torch.Tensor:
         q_ids = x.query_ids
         q_valid = q_ids >= 0  # (batch, q_tokens)
@@ -47,9 +60,7 @@ class Prehension(Pathway):
         bm25 = (idf.unsqueeze(1) * tf * (self.k1 + 1) / (tf + norm.unsqueeze(-1))).sum(-1, keepdim=True)
         doc_best = bm25.masked_fill(~x.slot_mask.unsqueeze(-1), 0).amax(dim=1, keepdim=True)
         relative = bm25 / doc_best.clamp(min=1e-6)
-        # What was gripped: the mean embedding of the slot tokens that match some query token.
-        hit = match.any(-1, keepdim=True).float()  # (batch, tokens, 1)
-        gripped = segment_sum(x.tokens * hit, x) / segment_sum(hit, x).clamp(min=1)  # (batch, slots, dim)
+        gripped = self._gripped(match.any(-1), x)  # (batch, slots, dim)
         features = torch.cat(
             [self.matched(gripped), overlap, idf_overlap, torch.log1p(bm25), relative, torch.log1p(length).unsqueeze(-1),
              (present.sum(-1, keepdim=True) == n_query).float()],

@@ -24,13 +24,12 @@ class Reprehension(Pathway):
         self.head = mlp(hidden_dim + 3 * self.num_cues, hidden_dim, dropout)
         self.stance = nn.Linear(hidden_dim, num_stances)
 
-    def _responses(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Response of each cue probe to each token: (..., tokens, num_cues)."""
-        return torch.einsum("...td,cd->...tc", nn.functional.normalize(tokens, dim=-1), self.cues)
-
     def forward(self, x: PathwayInput) -> torch.Tensor:
-        slot_cues = segment_max(self._responses(x.tokens), x)  # (batch, slots, cues)
-        query_response = self._responses(x.query_tokens).masked_fill(~x.query_token_mask.unsqueeze(-1), -1.0)
+        # Response of each cue probe to each (unit-length) token.
+        token_response = torch.matmul(x.tokens, self.cues.t()) * x.token_scale.unsqueeze(-1)  # (batch, tokens, cues)
+        slot_cues = segment_max(token_response, x)  # (batch, slots, cues)
+        query_response = torch.matmul(nn.functional.normalize(x.query_tokens, dim=-1), self.cues.t())  # (batch, q_tokens, cues)
+        query_response = query_response.masked_fill(~x.query_token_mask.unsqueeze(-1), -1.0)
         query_cues = query_response.amax(dim=1).unsqueeze(1).expand_as(slot_cues)  # (batch, slots, cues)
         q = x.query.unsqueeze(1).expand_as(x.slots)
         contrast = self.contrast(torch.cat([q * x.slots, q - x.slots], dim=-1))  # (batch, slots, hidden)

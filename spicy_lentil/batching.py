@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
@@ -37,12 +38,12 @@ class DocumentEncoding:
         """Packs the encodings of a document's slots, in slot order."""
         if not encodings:
             raise ValueError("DocumentEncoding.pack: a document needs at least one slot")
-        lengths = torch.tensor([e.tokens.shape[0] for e in encodings], dtype=torch.long)
+        lengths = np.array([e.tokens.shape[0] for e in encodings], dtype=np.int64)
         return cls(
             slots=torch.stack([e.embedding for e in encodings]).float(),
             tokens=torch.cat([e.tokens for e in encodings]),
             token_ids=torch.cat([e.token_ids for e in encodings]).long(),
-            token_slot=torch.repeat_interleave(torch.arange(len(encodings)), lengths),
+            token_slot=torch.from_numpy(np.repeat(np.arange(len(encodings), dtype=np.int64), lengths)),
         )
 
 
@@ -83,6 +84,13 @@ def collate(
         query_ids, query_token_mask = query_ids.expand(rows, -1), query_token_mask.expand(rows, -1)
 
     token_slot = pad_sequence([d.token_slot for d in documents], batch_first=True, padding_value=-1)  # (batch, tokens)
+    # Token embeddings are the batch's one large tensor: allocate it once and convert each document's
+    # float16 tokens straight into it (padding then converting would allocate and walk it twice).
+    tokens = torch.empty(len(documents), token_slot.shape[1], dim)  # (batch, tokens, dim)
+    for row, document in enumerate(documents):
+        n = document.tokens.shape[0]
+        tokens[row, :n].copy_(document.tokens)
+        tokens[row, n:].zero_()  # padding only: zero-filling the whole tensor first would touch it twice
     title_mask = torch.tensor([t is not None for t in titles], dtype=torch.bool)
     return PathwayInput(
         query=query,
@@ -91,10 +99,11 @@ def collate(
         query_ids=query_ids,
         slots=pad_sequence([d.slots for d in documents], batch_first=True).float(),  # (batch, slots, dim)
         slot_mask=pad_sequence([torch.ones(len(d), dtype=torch.bool) for d in documents], batch_first=True),
-        tokens=pad_sequence([d.tokens for d in documents], batch_first=True).float(),  # (batch, tokens, dim)
+        tokens=tokens,
         token_mask=token_slot >= 0,
         token_ids=ids(pad_sequence([d.token_ids for d in documents], batch_first=True, padding_value=-1)),
         token_slot=token_slot,
+        token_scale=1.0 / torch.linalg.vector_norm(tokens, dim=-1).clamp(min=1e-12),
         title=torch.stack([t.embedding.float() if t is not None else torch.zeros(dim) for t in titles]),
         title_mask=title_mask,
     )

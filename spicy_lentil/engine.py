@@ -246,6 +246,7 @@ class SpicyLentil:
                 encodings=lambda i: encodings[i],
                 title=lambda i: title_encodings.get(parsed[i][1]),
                 doc_id=lambda i: parsed[i][0],
+                tokens=lambda i: sum(e.tokens.shape[0] for e in encodings[i]),
             )
             yield from fields
 
@@ -361,12 +362,17 @@ class SpicyLentil:
             encodings=lambda r: index.document_encoding(docs[r]),
             title=lambda r: index.title_encoding(docs[r]),
             doc_id=lambda r: index.doc_ids[docs[r]],
+            tokens=lambda r: index.token_count(docs[r]),
             prior=prior,
         )
 
-    def _score_in_length_batches(self, query_encoding, split, batch_size, encodings, title, doc_id, prior=None):
-        """Scores documents in batches of similar slot counts (little padding), returned in input order."""
-        order = sorted(range(len(split)), key=lambda r: len(split[r][0]))
+    def _score_in_length_batches(self, query_encoding, split, batch_size, encodings, title, doc_id, tokens, prior=None):
+        """Scores documents in batches of similar token counts, returned in input order.
+
+        Token embeddings are the batch's largest tensor and every row is padded to the longest
+        document's token count, so documents are batched by that count (the slot counts follow it).
+        """
+        order = sorted(range(len(split)), key=lambda r: (tokens(r), len(split[r][0])))
         fields: list[RelevanceField | None] = [None] * len(split)
         for start in range(0, len(order), batch_size):
             rows = order[start: start + batch_size]

@@ -23,10 +23,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .batching import collate
+from .calibration import fit_calibration
 from .data import RelevanceData
 from .engine import SpicyLentil
 from .evaluation import evaluate, slot_labels
 from .index import CorpusIndex
+from .model import SpicyLentilModel
 from .retrieval import FirstStage
 
 
@@ -43,13 +45,14 @@ class TrainingArguments:
     warmup_steps: int = 20
     document_weight: float = 0.2  # pointwise BCE on document scores (relevant 1, negatives 0): the listwise loss alone leaves their level free
     slot_weight: float = 1.0  # BCE on the rationale slots of relevant documents
-    slot_ranking_weight: float = 1.0  # listwise CE over each labelled document's slots, rationales as targets: slot MAP is a ranking within the document
+    slot_ranking_weight: float = 2.0  # listwise CE over each labelled document's slots, rationales as targets: slot MAP is a ranking within the document
     negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
     stance_weight: float = 0.2  # reprehension's stance head, where stance labels exist
-    prior_dropout: float = 0.5  # share of queries trained without the first-stage prior
+    prior_dropout: float = 0.25  # share of queries trained without the first-stage prior (bare documents have none)
     seed: int = 0
     train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
     encoder_learning_rate: float = 2e-5
+    calibrate: bool = True  # after training, fit Platt scaling of the kept model on the validation split (calibration.json)
 
 
 class Trainer:
@@ -260,7 +263,20 @@ class Trainer:
             if after_epoch is not None:
                 after_epoch(epoch)
         self.model.eval()
+        if self.args.calibrate and self.validation is not None and state["best_epoch"] is not None and self.accelerator.is_main_process:
+            self._calibrate_best()
         return state
+
+    def _calibrate_best(self) -> None:
+        """Fits Platt scaling of the kept (best) model on the validation split and saves it in place."""
+        if self.args.train_encoder:
+            best = SpicyLentil.from_pretrained(self.output)
+        else:  # same encoder: reuse the loaded one instead of loading it again
+            best = SpicyLentil(SpicyLentilModel(self.lentil.config), self.lentil.encoder)
+            best.model.load_state_dict(load_file(self.output / "model.safetensors"))
+        calibration = fit_calibration(best, self.validation, self.index, self.args.candidates, self.first_stage)
+        best.save_pretrained(self.output, save_encoder=self.args.train_encoder)
+        (self.output / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     # ---- checkpoints ---------------------------------------------------------------------------
 

@@ -165,3 +165,27 @@ def test_encoder_cache_encodes_a_document_once(lentil):
     finally:
         lentil.encoder.model.encode = original
     assert calls == [1, 2, 1]  # query, the two slots, the second query; slots not encoded again
+
+
+def test_runtime_configure_sets_threads_and_keeps_freed_memory_on_glibc():
+    import platform
+
+    from spicy_lentil.runtime import configure
+
+    threads = torch.get_num_threads()
+    try:
+        result = configure(threads=1)
+        assert result["threads"] == 1 == torch.get_num_threads()
+        assert result["keep_freed_memory"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+        assert configure(keep_freed_memory=False)["keep_freed_memory"] is False
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_encoder_batches_by_token_count_but_keeps_input_order(lentil):
+    texts = [f"Sentence {i} " + "about vitamin D and bones " * (i % 7) for i in range(20)]
+    together = lentil.encoder.encode(texts, batch_size=4, use_cache=False)
+    for text, encoding in zip(texts, together):
+        alone = lentil.encoder.encode([text], use_cache=False)[0]
+        assert torch.equal(encoding.token_ids, alone.token_ids)
+        assert torch.allclose(encoding.embedding, alone.embedding, atol=1e-5)

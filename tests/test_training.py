@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from spicy_lentil import SpicyLentil
+from spicy_lentil.calibration import expected_calibration_error, fit_calibration, platt
 from spicy_lentil.data import DataError, load_data
 from spicy_lentil.index import CorpusIndex, StaleIndexError
 from spicy_lentil.training import Trainer, TrainingArguments
@@ -49,23 +50,68 @@ def test_training_lowers_the_loss(dataset, index, tmp_path):
 
 
 def test_resume_matches_an_uninterrupted_run(dataset, index, tmp_path):
-    make_trainer(dataset, index, tmp_path / "straight", epochs=3).train()
+    # One thread: multi-threaded CPU reductions are not bit-exact from run to run (two straight
+    # runs differ by ~3e-4), which would hide a small resume bug. On one thread they are exact.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        make_trainer(dataset, index, tmp_path / "straight", epochs=3).train()
 
-    def interrupt(epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
+        def interrupt(epoch):
+            if epoch == 1:
+                raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        make_trainer(dataset, index, tmp_path / "resumed", epochs=3).train(after_epoch=interrupt)
-    make_trainer(dataset, index, tmp_path / "resumed", epochs=3).train(resume=True)
+        with pytest.raises(KeyboardInterrupt):
+            make_trainer(dataset, index, tmp_path / "resumed", epochs=3).train(after_epoch=interrupt)
+        make_trainer(dataset, index, tmp_path / "resumed", epochs=3).train(resume=True)
+    finally:
+        torch.set_num_threads(threads)
     straight = load_file(tmp_path / "straight" / "checkpoints" / "epoch-003" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "checkpoints" / "epoch-003" / "model.safetensors")
     assert straight.keys() == resumed.keys()
-    for key in straight:  # CPU reductions are not bit-exact from run to run; a resume bug moves weights by 1e-2
-        assert torch.allclose(straight[key], resumed[key], atol=1e-4), key
+    for key in straight:
+        assert torch.allclose(straight[key], resumed[key], atol=1e-6), (key, float((straight[key] - resumed[key]).abs().max()))
     log = [json.loads(line) for line in (tmp_path / "resumed" / "training_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert "validation" in log[0] and "ndcg@10" in log[0]["validation"]
+    # The kept model was calibrated on the validation split, and the fitted scaling is what it loads with.
+    report = json.loads((tmp_path / "straight" / "calibration.json").read_text())
+    kept = load_file(tmp_path / "straight" / "model.safetensors")
+    assert report["document_examples"] > 0 and report["slot_examples"] > 0
+    assert torch.allclose(kept["doc_calibration"], torch.tensor(report["document"]))
+    assert torch.allclose(kept["slot_calibration"], torch.tensor(report["slot"]))
+
+
+def test_platt_scaling_recovers_a_known_distortion():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0.0, 2.0, 20000)
+    labels = rng.random(20000) < 1 / (1 + np.exp(-true_logits))
+    scale, shift = platt(3.0 * true_logits + 1.0, labels)  # overconfident and biased
+    assert scale == pytest.approx(1 / 3, rel=0.1) and shift == pytest.approx(-1 / 3, abs=0.1)
+    before = expected_calibration_error(1 / (1 + np.exp(-(3.0 * true_logits + 1.0))), labels)
+    after = expected_calibration_error(1 / (1 + np.exp(-(scale * (3.0 * true_logits + 1.0) + shift))), labels)
+    assert after < 0.02 < before
+    assert platt(-true_logits, labels) == (1.0, 0.0)  # a scale that would invert the ranking is refused
+    assert platt(true_logits, np.ones(20000)) == (1.0, 0.0)  # one class: nothing to fit
+
+
+def test_calibration_keeps_every_ranking(dataset, index):
+    lentil = SpicyLentil.from_pretrained()
+    query = "Does caffeine act on adenosine receptors?"
+    docs = np.arange(len(index))
+    before = lentil.rerank_indexed(lentil._encode_query(query), index, docs)
+    report = fit_calibration(lentil, load_data(dataset, "val"), index, candidates=10)
+    after = lentil.rerank_indexed(lentil._encode_query(query), index, docs)
+    assert report.document[0] > 0 and report.slot[0] > 0
+
+    def keeps_order(old: list[float], new: list[float]) -> bool:
+        order = np.argsort(old, kind="stable")
+        return bool(np.all(np.diff(np.asarray(new)[order]) >= 0))
+
+    assert keeps_order([f.score for f in before], [f.score for f in after])
+    assert [f.score for f in after] != [f.score for f in before]
+    for a, b in zip(before, after):
+        assert keeps_order([s.score for s in a.slots], [s.score for s in b.slots])
 
 
 def test_index_staleness(dataset, index, lentil, tmp_path):
@@ -97,6 +143,19 @@ def test_indexed_rerank_matches_encoding_on_the_fly(dataset, index, lentil):
         assert [s.text for s in a.slots] == [s.text for s in b.slots]
         assert a.score == pytest.approx(b.score, abs=1e-4)
         assert np.allclose([s.score for s in a.slots], [s.score for s in b.slots], atol=1e-4)
+
+
+def test_stored_rows_read_the_same_with_and_without_pread(index, monkeypatch):
+    import os
+
+    with_pread = [index.document_encoding(i) for i in range(len(index))]
+    monkeypatch.delattr(os, "preadv", raising=False)  # systems without it read through the memory map
+    for i, a in enumerate(with_pread):
+        b = index.document_encoding(i)
+        assert a.tokens.dtype == b.tokens.dtype == torch.float16
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.slots, b.slots)
+        assert torch.equal(a.token_slot, b.token_slot) and torch.equal(a.token_ids, b.token_ids)
+        assert a.tokens.shape[0] == index.token_count(i) == a.token_slot.shape[0]
 
 
 def test_second_search_runs_no_document_encoding(dataset, index, lentil):
