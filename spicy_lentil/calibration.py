@@ -94,7 +94,8 @@ def fit_calibration(lentil, data: RelevanceData, index: CorpusIndex, candidates:
         encoding = lentil._encode_query(query)
         signals = first_stage.signals(index, query, encoding.embedding.numpy())
         docs = first_stage.candidates(signals, candidates)
-        extra = [index.position[d] for d in relevant if d in index.position and index.position[d] not in set(docs.tolist())]
+        ranked = set(docs.tolist())
+        extra = [index.position[d] for d in relevant if d in index.position and index.position[d] not in ranked]
         docs = np.concatenate([docs, np.array(extra, dtype=np.int64)])
         fields = lentil.rerank_indexed(encoding, index, docs, first_stage.prior(signals, docs))
         for position, field in zip(docs, fields):

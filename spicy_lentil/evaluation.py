@@ -128,7 +128,8 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
         t2 = time.perf_counter()
         fields = lentil.rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs))
         runs["spicy_lentil"][query_id] = {index.doc_ids[int(d)]: f.score for d, f in zip(docs, fields)}
-        extra = [index.position[d] for d in labelled.get(query_id, []) if index.position[d] not in set(docs.tolist())]
+        ranked = set(docs.tolist())
+        extra = [index.position[d] for d in labelled.get(query_id, []) if index.position[d] not in ranked]
         extra_fields = lentil.rerank_indexed(query_encoding, index, np.array(extra, dtype=np.int64)) if extra else []
         by_doc = {index.doc_ids[int(d)]: f for d, f in zip(list(docs) + extra, list(fields) + extra_fields)}
         seconds["encode_queries"] += t1 - t0
