@@ -80,6 +80,16 @@ def mlp(in_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
     )
 
 
+def token_products(tokens: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Dot products of every token with a few vectors: (batch, tokens, dim) x (vectors, dim) or
+    (batch, vectors, dim) -> (batch, tokens, vectors).
+
+    Computed as vectors x tokens^T and returned transposed: with a few vectors against thousands
+    of tokens, MKL's CPU kernels run that orientation about twice as fast, with equal results.
+    """
+    return torch.bmm(vectors.expand(tokens.shape[0], -1, -1), tokens.transpose(1, 2)).transpose(1, 2)
+
+
 def segment_max(values: torch.Tensor, x: PathwayInput, empty: float = -1.0) -> torch.Tensor:
     """Per-slot maximum of per-token values: (batch, tokens, features) -> (batch, slots, features).
 
@@ -132,3 +142,12 @@ class Pathway(nn.Module):
 
     def forward(self, x: PathwayInput) -> torch.Tensor:  # (batch, slots, hidden)
         raise NotImplementedError
+
+    def head_on_slots(self, features: torch.Tensor, x: PathwayInput) -> torch.Tensor:
+        """`self.head` over the real slots only: (batch, slots, features) -> (batch, slots, hidden), zeros on padding.
+
+        The head is most of a pathway's arithmetic, and a batch of documents is about a third padding.
+        """
+        out = features.new_zeros(*features.shape[:2], self.hidden_dim)
+        out[x.slot_mask] = self.head(features[x.slot_mask])  # (real slots, hidden)
+        return out

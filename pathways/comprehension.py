@@ -29,4 +29,4 @@ class Comprehension(Pathway):
         h = self.project(x.slots)  # (batch, slots, hidden)
         h = self.context(h, src_key_padding_mask=~x.slot_mask)  # (batch, slots, hidden)
         q = self.query(x.query).unsqueeze(1).expand_as(h)
-        return self.head(torch.cat([h, q * h, (q - h).abs()], dim=-1))
+        return self.head_on_slots(torch.cat([h, q * h, (q - h).abs()], dim=-1), x)

@@ -1,7 +1,6 @@
 """Extension: does the slot's neighbourhood extend the match?"""
 
 import torch
-from torch import nn
 
 from .base import Pathway, PathwayInput, masked_mean, mlp
 
@@ -22,15 +21,15 @@ class Extension(Pathway):
         self.head = mlp(3 * embedding_dim + 3, hidden_dim, dropout)
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
-        mask = x.slot_mask.float()
-        s = x.slots * mask.unsqueeze(-1)
-        kernel = torch.ones(1, 1, 2 * self.window + 1, device=s.device)
-        kernel[0, 0, self.window] = 0.0  # neighbours only, not the slot itself
-        batch, slots, dim = s.shape
-        summed = nn.functional.conv1d(s.transpose(1, 2).reshape(batch * dim, 1, slots), kernel, padding=self.window)
-        summed = summed.reshape(batch, dim, slots).transpose(1, 2)  # (batch, slots, dim)
-        counts = nn.functional.conv1d(mask.unsqueeze(1), kernel, padding=self.window).transpose(1, 2)  # (batch, slots, 1)
-        neighbours = summed / counts.clamp(min=1)
+        mask = x.slot_mask.float().unsqueeze(-1)  # (batch, slots, 1)
+        s = x.slots * mask
+        summed, counts = torch.zeros_like(s), torch.zeros_like(mask)
+        for offset in range(1, self.window + 1):  # neighbours only, not the slot itself
+            summed[:, offset:] += s[:, :-offset]
+            summed[:, :-offset] += s[:, offset:]
+            counts[:, offset:] += mask[:, :-offset]
+            counts[:, :-offset] += mask[:, offset:]
+        neighbours = summed / counts.clamp(min=1)  # (batch, slots, dim)
         # No title: the document centroid stands in for what the document is about.
         title = torch.where(x.title_mask.unsqueeze(-1), x.title, masked_mean(x.slots, x.slot_mask, dim=1))
         q = x.query.unsqueeze(1)
@@ -38,4 +37,4 @@ class Extension(Pathway):
         q_nbr = (q * neighbours).sum(-1, keepdim=True)
         q_title = (q * title).sum(-1, keepdim=True)
         q_slot = (q * s).sum(-1, keepdim=True)
-        return self.head(torch.cat([q * neighbours, q * title, q * s, q_nbr, q_title, q_slot], dim=-1))
+        return self.head_on_slots(torch.cat([q * neighbours, q * title, q * s, q_nbr, q_title, q_slot], dim=-1), x)

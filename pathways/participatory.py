@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp, segment_max
+from .base import Pathway, PathwayInput, mlp, segment_max, token_products
 
 
 class Participatory(Pathway):
@@ -24,7 +24,8 @@ class Participatory(Pathway):
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
         q = nn.functional.normalize(x.query_tokens, dim=-1)  # (batch, q_tokens, dim)
-        sim = torch.bmm(x.tokens, q.transpose(1, 2)) * x.token_scale.unsqueeze(-1)  # (batch, tokens, q_tokens) cosines
+        sim = token_products(x.tokens, q)  # (batch, tokens, q_tokens)
+        sim = sim * x.token_scale.unsqueeze(-1)  # cosines
         maxsim = segment_max(sim, x).clamp(min=-1.0)  # (batch, slots, q_tokens)
         q_mask = x.query_token_mask.unsqueeze(1)  # (batch, 1, q_tokens)
         weight_logits = self.token_weight(x.query_tokens).squeeze(-1).masked_fill(~x.query_token_mask, -1e4)
@@ -33,4 +34,4 @@ class Participatory(Pathway):
         plain = (maxsim * q_mask).sum(-1, keepdim=True) / q_mask.sum(-1, keepdim=True).clamp(min=1)
         best = maxsim.masked_fill(~q_mask, -1.0).max(dim=-1, keepdim=True).values
         engaged = torch.einsum("bsq,bqd->bsd", weights * maxsim.clamp(min=0.0), q)  # which query words found partners
-        return self.head(torch.cat([self.interaction(engaged), weighted, plain, best], dim=-1))
+        return self.head_on_slots(torch.cat([self.interaction(engaged), weighted, plain, best], dim=-1), x)

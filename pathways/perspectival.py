@@ -30,4 +30,4 @@ class Perspectival(Pathway):
         typicality = nn.functional.cosine_similarity(x.slots, centroid.unsqueeze(1), dim=-1).unsqueeze(-1)
         spread = deviation.norm(dim=-1, keepdim=True)
         features = torch.cat([lens * deviation, q * deviation, query_gain, typicality, spread], dim=-1)
-        return self.head(features)
+        return self.head_on_slots(features, x)

@@ -66,4 +66,4 @@ class Prehension(Pathway):
              (present.sum(-1, keepdim=True) == n_query).float()],
             dim=-1,
         )
-        return self.head(features)
+        return self.head_on_slots(features, x)

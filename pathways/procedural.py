@@ -43,4 +43,4 @@ class Procedural(Pathway):
         for conv in self.convs:
             h = (h + torch.relu(conv(h.transpose(1, 2)).transpose(1, 2))) * mask  # padding stays zero
         gamma, beta = self.film(x.query).unsqueeze(1).chunk(2, dim=-1)  # (batch, 1, hidden) each
-        return self.head(h * (1 + gamma) + beta)
+        return self.head_on_slots(h * (1 + gamma) + beta, x)

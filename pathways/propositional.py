@@ -19,4 +19,4 @@ class Propositional(Pathway):
         q = x.query.unsqueeze(1).expand_as(x.slots)  # (batch, slots, dim)
         s = x.slots
         cosine = (q * s).sum(-1, keepdim=True)  # (batch, slots, 1)
-        return self.head(torch.cat([q, s, q * s, (q - s).abs(), cosine], dim=-1))
+        return self.head_on_slots(torch.cat([q, s, q * s, (q - s).abs(), cosine], dim=-1), x)

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp, segment_max
+from .base import Pathway, PathwayInput, mlp, segment_max, token_products
 
 
 class Reprehension(Pathway):
@@ -26,14 +26,14 @@ class Reprehension(Pathway):
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
         # Response of each cue probe to each (unit-length) token.
-        token_response = torch.matmul(x.tokens, self.cues.t()) * x.token_scale.unsqueeze(-1)  # (batch, tokens, cues)
+        token_response = token_products(x.tokens, self.cues) * x.token_scale.unsqueeze(-1)  # (batch, tokens, cues)
         slot_cues = segment_max(token_response, x)  # (batch, slots, cues)
         query_response = torch.matmul(nn.functional.normalize(x.query_tokens, dim=-1), self.cues.t())  # (batch, q_tokens, cues)
         query_response = query_response.masked_fill(~x.query_token_mask.unsqueeze(-1), -1.0)
         query_cues = query_response.amax(dim=1).unsqueeze(1).expand_as(slot_cues)  # (batch, slots, cues)
         q = x.query.unsqueeze(1).expand_as(x.slots)
         contrast = self.contrast(torch.cat([q * x.slots, q - x.slots], dim=-1))  # (batch, slots, hidden)
-        return self.head(torch.cat([contrast, slot_cues, query_cues, slot_cues - query_cues], dim=-1))
+        return self.head_on_slots(torch.cat([contrast, slot_cues, query_cues, slot_cues - query_cues], dim=-1), x)
 
     def stance_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Stance of each slot toward the query from this pathway's output: (batch, slots, num_stances)."""

@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--pathways-per-query", type=int, default=4, help="the gate's top-k, 1..9")
     score.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (parquet needs --out)")
     score.add_argument("--resume", action="store_true", help="skip documents whose _id the output already holds")
-    score.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    score.add_argument("--threads", type=int, default=0, help="CPU cores to use (default: all physical cores)")
     score.set_defaults(handler=cmd_score)
 
     index = commands.add_parser("index", help="index a JSONL corpus once: slots, embeddings, BM25 (resumable)")
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command != "app":  # the app's own process configures itself
-            configure(threads=getattr(args, "threads", 0))
+            configure(threads=getattr(args, "threads", 0), parallel_batches=args.command != "train")
         return args.handler(args)
     except (SpicyLentilError, ValueError, TypeError, OSError) as error:
         print(f"spicy-lentil {args.command}: error: {error}", file=sys.stderr)

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import BUNDLED_ENCODER
+from .runtime import map_batches
 
 
 @dataclass
@@ -131,23 +132,24 @@ class Encoder:
         if len(missing) > batch_size:  # one batch (a query, say) gains nothing from sorting: skip tokenizing twice
             order.sort(key=self.count_tokens(missing).__getitem__)
         batches = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
-        for rows in tqdm(batches, desc="encoding", unit="batch", disable=not show_progress_bar):
+
+        # The caller tokenizes every batch first: the workers share the network, which is stateless
+        # in inference, but not the Rust tokenizer, whose settings calls may change.
+        features = [self._features([missing[i] for i in rows]) for rows in batches]
+
+        def forward(batch: int) -> list[Encoding]:
             with torch.inference_mode():
-                outputs = self.model.encode(
-                    [missing[i] for i in rows],
-                    batch_size=batch_size,
-                    output_value=None,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                    convert_to_tensor=False,
-                )
-            for i, out in zip(rows, outputs):
-                length = int(out["attention_mask"].sum())
-                fresh[missing[i]] = Encoding(
-                    embedding=out["sentence_embedding"].float().cpu(),
-                    tokens=out["token_embeddings"][:length].to(torch.float16).cpu(),
-                    token_ids=out["input_ids"][:length].long().cpu(),
-                )
+                out = self.model(features[batch])
+            embeddings = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu()
+            lengths = out["attention_mask"].sum(-1).tolist()
+            return [
+                Encoding(embeddings[j], out["token_embeddings"][j, :n].to(torch.float16).cpu(), out["input_ids"][j, :n].long().cpu())
+                for j, n in enumerate(lengths)
+            ]
+
+        encoded = map_batches(forward, range(len(batches)))
+        for rows, encodings in tqdm(zip(batches, encoded), total=len(batches), desc="encoding", unit="batch", disable=not show_progress_bar):
+            fresh.update((missing[i], encoding) for i, encoding in zip(rows, encodings))
         # Read before storing: a call larger than the cache must still get all its encodings.
         result = []
         for text in texts:
@@ -164,9 +166,7 @@ class Encoder:
 
     def encode_with_grad(self, texts: Sequence[str]) -> list[Encoding]:
         """Encodes texts through the encoder with autograd on (for `--train-encoder`); nothing is cached."""
-        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
-        features = preprocess(list(texts))
-        features = {k: v.to(self.model.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
+        features = self._features(texts)
         out = self.model(features)
         embeddings = torch.nn.functional.normalize(out["sentence_embedding"], dim=-1)
         lengths = out["attention_mask"].sum(-1).tolist()
@@ -174,6 +174,12 @@ class Encoder:
             Encoding(embeddings[i], out["token_embeddings"][i, :n], features["input_ids"][i, :n].long())
             for i, n in enumerate(lengths)
         ]
+
+    def _features(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The tokenized batch on the model's device."""
+        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = preprocess(list(texts))
+        return {k: v.to(self.model.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
 
     def clear_cache(self) -> None:
         self._cache.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -17,6 +17,7 @@ from .encoder import Encoder
 from .errors import ModelLoadError, as_document, check_query
 from .gate import RoutingStatistics
 from .model import SpicyLentilModel
+from .runtime import map_batches
 from .slots import Slot, Slotter
 
 if TYPE_CHECKING:
@@ -28,6 +29,10 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PROGRESS_THRESHOLD = 256  # documents; `show_progress_bar=None` shows a bar from this many on
 LOOKAHEAD_BATCHES = 4  # batches read ahead by iter_fields to group documents of similar length
+# Most token positions (rows x longest document) in one model batch. The batch's float32 token
+# tensor then stays under glibc's 32 MB mmap ceiling (runtime.configure), so its memory is reused
+# from batch to batch instead of mapped afresh, one page fault per 4 KiB, for each long batch.
+MAX_BATCH_TOKENS = 16384
 
 
 @dataclass
@@ -373,10 +378,11 @@ class SpicyLentil:
         document's token count, so documents are batched by that count (the slot counts follow it).
         """
         order = sorted(range(len(split)), key=lambda r: (tokens(r), len(split[r][0])))
-        fields: list[RelevanceField | None] = [None] * len(split)
-        for start in range(0, len(order), batch_size):
-            rows = order[start: start + batch_size]
-            scored = self._score_documents(
+        # Longest batches first: with batches running side by side, the last to finish is a short one.
+        batches = _token_budget_batches(order, tokens, batch_size, MAX_BATCH_TOKENS)[::-1]
+
+        def score(rows: list[int]) -> list[RelevanceField]:
+            return self._score_documents(
                 query_encoding,
                 [encodings(r) for r in rows],
                 [split[r] for r in rows],
@@ -384,6 +390,9 @@ class SpicyLentil:
                 [doc_id(r) for r in rows],
                 None if prior is None else prior[rows],
             )
+
+        fields: list[RelevanceField | None] = [None] * len(split)
+        for rows, scored in zip(batches, map_batches(score, batches)):
             for r, field in zip(rows, scored):
                 fields[r] = field
         return fields
@@ -413,6 +422,16 @@ class SpicyLentil:
             by_doc.setdefault(d, []).append(slot.text)
         text = "\n\n".join(" ".join(parts) for parts in by_doc.values())
         return CompressedContext(text, selected, used, sum(lengths))
+
+
+def _token_budget_batches(order: list[int], tokens: Callable[[int], int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Splits rows sorted by token count into batches of at most `batch_size` rows and `max_tokens` padded positions."""
+    batches: list[list[int]] = [[]]
+    for r in order:
+        if batches[-1] and (len(batches[-1]) == batch_size or (len(batches[-1]) + 1) * tokens(r) > max_tokens):
+            batches.append([])
+        batches[-1].append(r)
+    return [b for b in batches if b]
 
 
 def _check_documents(documents: Any) -> Iterable:

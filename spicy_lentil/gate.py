@@ -17,6 +17,10 @@ class Routing:
     routing_weights: torch.Tensor  # (batch, k) renormalised weights of the selected pathways, highest first
     selected_pathways: torch.Tensor  # (batch, k) indices of the selected pathways
 
+    def select(self, rows: slice | torch.Tensor) -> "Routing":
+        """The routing of some rows."""
+        return Routing(self.router_logits[rows], self.router_probs[rows], self.routing_weights[rows], self.selected_pathways[rows])
+
     @property
     def dense_weights(self) -> torch.Tensor:
         """(batch, pathways): routing weight of every pathway, 0.0 for those not selected."""

@@ -83,6 +83,26 @@ class SpicyLentilModel(nn.Module):
     def top_k(self, k: int) -> None:
         self.gate.top_k = k
 
+    def _fuse(self, outputs: torch.Tensor, routing: Routing, slot_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fusion of every real slot; padding gets zeros.
+
+        Fusion works slot by slot, so when every row is routed alike (one query, many documents: a
+        search, a scoring job) the real slots of all rows are fused as one row, and the padding,
+        a third of a batch of candidates, costs nothing.
+        """
+        batch, slots, pathways, hidden = outputs.shape
+        routed_alike = bool((routing.selected_pathways == routing.selected_pathways[:1]).all()) and bool(
+            (routing.routing_weights == routing.routing_weights[:1]).all())
+        if not routed_alike:
+            z, attention = self.fusion(outputs, routing)
+            return z, attention * slot_mask.unsqueeze(-1)
+        packed, packed_attention = self.fusion(outputs[slot_mask].unsqueeze(0), routing.select(slice(0, 1)))  # (1, real slots, ...)
+        z = outputs.new_zeros(batch, slots, hidden)
+        z[slot_mask] = packed[0]
+        attention = outputs.new_zeros(batch, slots, pathways)
+        attention[slot_mask] = packed_attention[0]
+        return z, attention
+
     def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
         """Scores a batch; `prior` is (batch, PRIOR_FEATURES) first-stage features (NaN rows: none), or None for none."""
         batch, slots = x.slot_mask.shape
@@ -100,8 +120,7 @@ class SpicyLentilModel(nn.Module):
             if name == "reprehension":
                 stance_logits, stance_rows = self.pathways[name].stance_logits(h), rows
         outputs = outputs * x.slot_mask[:, :, None, None]
-        z, attention = self.fusion(outputs, routing)  # (batch, slots, hidden), (batch, slots, pathways)
-        attention = attention * x.slot_mask.unsqueeze(-1)
+        z, attention = self._fuse(outputs, routing, x.slot_mask)  # (batch, slots, hidden), (batch, slots, pathways)
         contrast = z - masked_mean(z, x.slot_mask, dim=1).unsqueeze(1)  # (batch, slots, hidden)
         raw_slot = (self.slot_head(torch.cat([z, contrast], dim=-1)) + self.salience(x.slots)).squeeze(-1)  # (batch, slots)
         pooled, pooling_weights = self.pooling(z, x.slot_mask, x.query)

@@ -152,34 +152,75 @@ def test_hostile_documents_score(lentil):
 def test_encoder_cache_encodes_a_document_once(lentil):
     lentil.encoder.clear_cache()
     calls = []
-    original = lentil.encoder.model.encode
+    original = lentil.encoder._features
 
-    def counting(texts, **kwargs):
+    def counting(texts):
         calls.append(len(texts))
-        return original(texts, **kwargs)
+        return original(texts)
 
-    lentil.encoder.model.encode = counting
+    lentil.encoder._features = counting
     try:
         lentil.field(QUERY, DOCS[2])
         lentil.field("Another query about Rome", DOCS[2])
     finally:
-        lentil.encoder.model.encode = original
+        del lentil.encoder._features
     assert calls == [1, 2, 1]  # query, the two slots, the second query; slots not encoded again
 
 
-def test_runtime_configure_sets_threads_and_keeps_freed_memory_on_glibc():
+@pytest.fixture
+def restore_runtime():
+    from spicy_lentil import runtime
+
+    threads, workers = torch.get_num_threads(), runtime._workers
+    yield runtime
+    runtime.configure(threads=threads, parallel_batches=False)
+    runtime._workers = workers
+    torch.set_num_threads(threads)
+
+
+def test_runtime_configure_sets_threads_workers_and_keeps_freed_memory_on_glibc(restore_runtime):
     import platform
 
-    from spicy_lentil.runtime import configure
+    result = restore_runtime.configure(threads=2)
+    assert result == {"threads": 1, "batch_workers": 2, "keep_freed_memory": result["keep_freed_memory"]}
+    assert torch.get_num_threads() == 1
+    assert result["keep_freed_memory"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    assert restore_runtime.configure(threads=2, parallel_batches=False, keep_freed_memory=False) == {
+        "threads": 2, "batch_workers": 1, "keep_freed_memory": False}
 
-    threads = torch.get_num_threads()
-    try:
-        result = configure(threads=1)
-        assert result["threads"] == 1 == torch.get_num_threads()
-        assert result["keep_freed_memory"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
-        assert configure(keep_freed_memory=False)["keep_freed_memory"] is False
-    finally:
-        torch.set_num_threads(threads)
+
+def test_batch_workers_run_one_thread_each_in_order_and_leave_the_caller_alone(restore_runtime):
+    import threading
+
+    restore_runtime.configure(threads=2, parallel_batches=False)
+    restore_runtime._workers = 2  # two workers while the caller keeps two intra-op threads
+    seen = restore_runtime.map_batches(lambda b: (b, torch.get_num_threads(), threading.current_thread().name), range(6))
+    seen = list(seen)
+    assert [b for b, _, _ in seen] == list(range(6))
+    assert {threads for _, threads, _ in seen} == {1}
+    assert all(name.startswith("spicy-lentil-batch") for _, _, name in seen)
+    assert torch.get_num_threads() == 2
+    fresh = []
+    thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert fresh == [2]  # threads started later still begin with the caller's count
+
+
+def test_parallel_batches_give_the_sequential_results(lentil, restore_runtime):
+    texts = [f"Sentence {i} " + "about vitamin D and bones " * (i % 5) for i in range(12)]
+    restore_runtime.configure(threads=2, parallel_batches=False)
+    sequential = lentil.fields(QUERY, DOCS, batch_size=1)
+    encoded = lentil.encoder.encode(texts, batch_size=2, use_cache=False)
+    restore_runtime.configure(threads=2)
+    parallel = lentil.fields(QUERY, DOCS, batch_size=1)
+    for a, b in zip(parallel, sequential):  # equal up to the summation order of one thread against two
+        assert a.document_id == b.document_id and [s.text for s in a.slots] == [s.text for s in b.slots]
+        assert a.score == pytest.approx(b.score, abs=1e-6)
+        assert [s.score for s in a.slots] == pytest.approx([s.score for s in b.slots], abs=1e-6)
+    for a, b in zip(lentil.encoder.encode(texts, batch_size=2, use_cache=False), encoded):
+        assert torch.equal(a.token_ids, b.token_ids)
+        assert torch.allclose(a.embedding, b.embedding, atol=1e-6) and torch.allclose(a.tokens.float(), b.tokens.float(), atol=1e-3)
 
 
 def test_encoder_batches_by_token_count_but_keeps_input_order(lentil):

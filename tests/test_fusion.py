@@ -63,8 +63,35 @@ def test_null_point_same_result_for_shared_and_mixed_routing():
     null_point = NullPoint(9, 144, dropout=0.0).eval()
     mixed, mixed_attention = null_point(outputs, routing)
     for row in range(2):
-        alone = type(routing)(*(t[row: row + 1] for t in (routing.router_logits, routing.router_probs,
-                                                            routing.routing_weights, routing.selected_pathways)))
-        z, attention = null_point(outputs[row: row + 1], alone)
+        z, attention = null_point(outputs[row: row + 1], routing.select(slice(row, row + 1)))
         assert torch.allclose(z[0], mixed[row], atol=1e-5)
         assert torch.allclose(attention[0], mixed_attention[row], atol=1e-6)
+
+
+def test_null_point_attention_is_multihead_attention():
+    """The broadcast attention over k pathway states computes what nn.MultiheadAttention does with its weights."""
+    torch.manual_seed(0)
+    null_point = NullPoint(9, 144, dropout=0.0).eval()
+    h = torch.randn(2, 5, 4, 144)  # (batch, slots, k, hidden)
+    with torch.no_grad():
+        attended, weights = null_point._attend(h)
+        flat = h.reshape(10, 4, 144)
+        expected, expected_weights = null_point.attention(flat, flat, flat, need_weights=True, average_attn_weights=True)
+    assert torch.allclose(attended, expected.reshape(2, 5, 4, 144), atol=1e-5)
+    assert torch.allclose(weights, expected_weights.reshape(2, 5, 4, 4), atol=1e-6)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_rows_routed_alike_are_fused_packed_like_padded(fusion):
+    """One query over many documents fuses only the real slots, packed; the result is the padded fusion's."""
+    torch.manual_seed(0)
+    model = SpicyLentilModel(SpicyLentilConfig(fusion=fusion)).eval()
+    routing = model.gate(torch.randn(1, 384).expand(3, -1))
+    slot_mask = make_input().slot_mask  # row 1 is padded after 3 slots
+    outputs = torch.randn(3, 5, 9, 144) * routing.active[:, None, :, None] * slot_mask[:, :, None, None]
+    with torch.no_grad():
+        z, attention = model._fuse(outputs, routing, slot_mask)
+        padded_z, padded_attention = model.fusion(outputs, routing)
+    assert torch.allclose(z[slot_mask], padded_z[slot_mask], atol=1e-5)
+    assert torch.allclose(attention[slot_mask], padded_attention[slot_mask], atol=1e-6)
+    assert (z[~slot_mask] == 0).all() and (attention[~slot_mask] == 0).all()

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from pathways import PATHWAY_NAMES, build_pathways
+from pathways.base import token_products
 from spicy_lentil.batching import collate
 from tests.conftest import fake_encoding, make_input
 
@@ -42,7 +43,16 @@ def test_batch_neighbours_and_padding_do_not_change_a_document(name):
     alone = collate([query], [short], [None], [101, 102])
     together = collate([query, query], [long, short], [None, None], [101, 102])
     with torch.no_grad():
-        assert torch.allclose(pathway(alone)[0], pathway(together)[1, :3], atol=1e-5)
+        batched = pathway(together)
+        assert torch.allclose(pathway(alone)[0], batched[1, :3], atol=1e-5)
+    assert (batched[1, 3:] == 0).all()  # the head never runs on padding
+
+
+def test_token_products_equal_plain_products():
+    g = torch.Generator().manual_seed(0)
+    tokens, shared, per_row = torch.randn(3, 11, 384, generator=g), torch.randn(5, 384, generator=g), torch.randn(3, 5, 384, generator=g)
+    assert torch.allclose(token_products(tokens, shared), tokens @ shared.t(), atol=1e-5)
+    assert torch.allclose(token_products(tokens, per_row), torch.bmm(tokens, per_row.transpose(1, 2)), atol=1e-5)
 
 
 def test_pathways_compute_different_things():
