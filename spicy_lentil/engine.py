@@ -213,21 +213,26 @@ class SpicyLentil:
             tqdm(self.iter_fields(query, documents, batch_size), total=total, disable=not show_progress_bar, desc="fields", unit="doc")
         )
 
-    def iter_fields(self, query: str, documents: Iterable[str | dict], batch_size: int = 32) -> Iterator[RelevanceField]:
+    def iter_fields(
+        self, query: str, documents: Iterable[str | dict], batch_size: int = 32, cache_slots: bool = True
+    ) -> Iterator[RelevanceField]:
         """Yields relevance fields lazily, in input order, so any-size inputs stream.
 
         Args:
             query: the query text.
             documents: strings or dicts with "text" (any iterable, generators included).
             batch_size: documents per model batch.
+            cache_slots: keep slot (and title) encodings in the encoder's cache for the next query.
+                Off for one pass over many distinct documents (a score job): there the cache only
+                churns memory, and peak memory grows with the input (20,000 short documents: +20%).
         """
         check_query(query)
         documents = _check_documents(documents)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        return self._iter_fields(query, iter(documents), batch_size)
+        return self._iter_fields(query, iter(documents), batch_size, cache_slots)
 
-    def _iter_fields(self, query: str, documents: Iterator, batch_size: int) -> Iterator[RelevanceField]:
+    def _iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool) -> Iterator[RelevanceField]:
         query_encoding = self._encode_query(query)
         with torch.inference_mode():
             routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
@@ -242,10 +247,10 @@ class SpicyLentil:
                 return
             parsed = [as_document(doc, f"documents[{chunk_start + i}]") for i, doc in enumerate(chunk)]
             split = [self.slotter.split(text) for _, _, text in parsed]
-            slot_encodings = iter(self.encoder.encode([s.text for slots, _ in split for s in slots]))
+            slot_encodings = iter(self.encoder.encode([s.text for slots, _ in split for s in slots], use_cache=cache_slots))
             encodings = [[next(slot_encodings) for _ in slots] for slots, _ in split]
             titles = list(dict.fromkeys(title for _, title, _ in parsed if title)) if wants_titles else []
-            title_encodings = dict(zip(titles, self.encoder.encode(titles)))
+            title_encodings = dict(zip(titles, self.encoder.encode(titles, use_cache=cache_slots)))
             fields = self._score_in_length_batches(
                 query_encoding, split, batch_size,
                 encodings=lambda i: encodings[i],

@@ -156,7 +156,7 @@ def score_job(lentil: SpicyLentil, query: str, documents: Iterable[dict], output
     written = 0
     progress = tqdm(total=total, desc="scoring", unit="doc", disable=not show_progress_bar, dynamic_ncols=True)
     try:
-        for field in lentil.iter_fields(query, pending(), batch_size=batch_size):
+        for field in lentil.iter_fields(query, pending(), batch_size=batch_size, cache_slots=False):
             row = result_row(field)
             if sink is None:
                 sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")

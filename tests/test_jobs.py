@@ -71,3 +71,17 @@ def test_torn_last_line_is_cut(tmp_path):
     assert path.read_text() == '{"_id": "a"}\n{"_id": "b"}\n'
     _cut_torn_tail(path)
     assert path.read_text() == '{"_id": "a"}\n{"_id": "b"}\n'
+
+
+def test_score_job_leaves_the_slot_cache_alone(tmp_path, lentil):
+    """A one-pass job over distinct documents does not churn the encoder's cache (peak memory would grow with the input)."""
+    from spicy_lentil.io import Rejects
+    from spicy_lentil.jobs import score_job
+
+    lentil.encoder.clear_cache()
+    documents = [{"_id": f"d{i}", "text": f"Document {i} is about rivers. Its second sentence is number {i}."} for i in range(5)]
+    summary = score_job(lentil, "rivers", documents, tmp_path / "out.jsonl", Rejects(echo=False), show_progress_bar=False)
+    assert summary["scored"] == 5
+    assert len(lentil.encoder._cache) == 1  # the query only
+    lentil.fields("rivers", [documents[0]["text"]])
+    assert len(lentil.encoder._cache) == 3  # interactive scoring still caches slots for the next query
