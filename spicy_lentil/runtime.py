@@ -3,9 +3,9 @@
 Threads. Inference runs many batches (of texts to encode, of documents to rerank), and on a
 2-core machine running two batches side by side, one intra-op thread each, beats running them one
 after another on two intra-op threads: the reranker's small operations gain nothing from a second
-thread (a search with the index took 187 ms on one thread, 232 ms on two, 150 ms on two batch
-workers of one thread each), and the encoder's large ones gain no more than a second batch worker
-gives. Training keeps intra-op threads for its large backward passes.
+thread (a search with the index: 157 ms against 205 ms, BENCHMARKS.md), and the encoder's large
+ones gain no more from it than from a second batch worker. Training keeps intra-op threads for
+its large backward passes.
 
 Memory. Reranking allocates the same large tensors batch after batch (a batch's token embeddings
 are about 15 MB). glibc hands blocks that large back to the kernel when they are freed and maps
