@@ -230,3 +230,13 @@ def test_encoder_batches_by_token_count_but_keeps_input_order(lentil):
         alone = lentil.encoder.encode([text], use_cache=False)[0]
         assert torch.equal(encoding.token_ids, alone.token_ids)
         assert torch.allclose(encoding.embedding, alone.embedding, atol=1e-5)
+
+
+def test_token_budget_batches_cap_rows_and_padded_tokens():
+    from spicy_lentil.engine import _token_budget_batches
+
+    tokens = [10, 10, 20, 30, 30, 40, 500]  # sorted, as the engine sorts them
+    batches = _token_budget_batches(list(range(len(tokens))), tokens.__getitem__, batch_size=3, max_tokens=100)
+    assert [r for b in batches for r in b] == list(range(len(tokens)))
+    assert all(len(b) <= 3 and (len(b) == 1 or len(b) * tokens[b[-1]] <= 100) for b in batches)
+    assert batches[-1] == [6]  # a document over the budget still gets a batch of its own
