@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CACHE_DIR, REPO_ROOT, SCIFACT_DIR, interleaved_times, markdown_table, median, write_section
+from common import CACHE_DIR, REPO_ROOT, SCIFACT_DIR, interleaved_times, machine_speed, markdown_table, median, write_section
 
 from spicy_lentil import SpicyLentil
 from spicy_lentil.data import load_data
@@ -94,12 +94,14 @@ def bench_search(lentil: SpicyLentil) -> str:
 
     # The runtime's default (batches side by side, one thread each), then batches one at a time on
     # all cores' intra-op threads, then the default again: two blocks each, against drift.
+    speed_before = machine_speed()
     settings = (True, False, True, False)
     runs = {parallel: [] for parallel in settings}
     for parallel in settings:
         configure(parallel_batches=parallel)
         runs[parallel] += timed_searches()
     configure()
+    speed_after = machine_speed()
     indexed, sequential = runs[True], runs[False]
     on_the_fly = []
     for query in queries[:ON_THE_FLY_QUERIES]:  # encoding 100 abstracts takes ~15 s a query: a few show the contrast
@@ -118,6 +120,8 @@ def bench_search(lentil: SpicyLentil) -> str:
         "`search` = first stage (BM25 + dense document + best-slot cosine, z-score fusion) over the whole corpus, "
         "then rerank of the top 100 from the index's stored slot encodings. `on the fly` = rerank of the same 100 "
         "candidates with `fields`, encoding their slots (cold cache).",
+        "",
+        f"Machine speed (`common.machine_speed`) before the timed searches: {speed_before}; after: {speed_after}.",
         "",
         markdown_table(["path", "median ms", "p90 ms"], [
             [f"search with the index ({batch_workers()} batches at once, 1 thread each: the default)", f"{ms(indexed):.0f}", f"{1000 * np.percentile(indexed, 90):.0f}"],

@@ -103,6 +103,26 @@ def contention_probe(calls: int = 30) -> dict[int, float]:
     return result
 
 
+def machine_speed(repeats: int = 15) -> str:
+    """One thread's matrix-multiply rate and memory-copy rate right now, to read a latency against.
+
+    The machines are shared: the same code ran a search 15-25% slower when neighbours were busy.
+    Quiet, one thread does about 65 GFLOPS on a 1024^3 float32 matmul here.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        src, dst = torch.randn(16 * 2**20), torch.empty(16 * 2**20)  # 64 MiB each: beyond the caches
+        matmul, _ = median_time(lambda: a @ b, repeats)
+        copy, _ = median_time(lambda: dst.copy_(src), repeats)
+    finally:
+        torch.set_num_threads(threads)
+    return f"{2 * 1024**3 / matmul / 1e9:.0f} GFLOPS (1024^3 matmul), {src.nbytes / copy / 1e9:.1f} GB/s (64 MiB copy), one thread"
+
+
 def contention_text(probe: dict[int, float]) -> str:
     return ", ".join(f"{ms:.2f} ms with {n} thread{'s' if n > 1 else ''}" for n, ms in probe.items())
 
@@ -202,3 +222,28 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+# ---- SciFact val, split by whether the cited abstracts were seen in training ----------------------
+
+def scifact_val_by_document_novelty() -> dict[str, dict[str, dict[str, int]]]:
+    """SciFact val qrels in two parts: `seen` claims cite an abstract that some train claim also cites,
+    `unseen` claims cite only abstracts no train claim cites.
+
+    A reranker trained on `train` can learn which abstracts tend to be cited; only the `unseen`
+    part shows what carries over to documents it never saw judged, as on other data.
+    """
+    from spicy_lentil.data import load_data
+
+    train = load_data(SCIFACT_DIR, "train")
+    val = load_data(SCIFACT_DIR, "val")
+    train_docs = {doc for judged in train.qrels.values() for doc, relevance in judged.items() if relevance > 0}
+    seen = {q: judged for q, judged in val.qrels.items() if any(r > 0 and d in train_docs for d, r in judged.items())}
+    return {"all": val.qrels, "seen": seen, "unseen": {q: judged for q, judged in val.qrels.items() if q not in seen}}
+
+
+def ndcg_by_document_novelty(run: dict[str, dict[str, float]], parts: dict[str, dict[str, dict[str, int]]]) -> dict[str, float]:
+    """nDCG@10 of one run on each part of `scifact_val_by_document_novelty()`."""
+    from spicy_lentil.evaluation import ranking_metrics
+
+    return {name: ranking_metrics(qrels, {q: run[q] for q in qrels if q in run})["ndcg@10"] for name, qrels in parts.items()}

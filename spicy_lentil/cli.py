@@ -121,6 +121,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result.seconds["index"] = index_seconds
     result.seconds["total"] = time.perf_counter() - started
     print(result.table())
+    if args.runs:
+        result.write_runs(args.runs)
     payload = json.dumps(result.to_dict(), indent=2)
     if args.output:
         Path(args.output).write_text(payload + "\n", encoding="utf-8")
@@ -199,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--candidates", type=int, default=100)
     evaluate.add_argument("--pathways-per-query", type=int, default=4)
     evaluate.add_argument("--output", default=None, help="metrics JSON (default: stdout)")
+    evaluate.add_argument("--runs", default=None, metavar="DIR", help="also write each system's ranking as DIR/<system>.run (TREC format)")
     evaluate.add_argument("--cache-dir", default="cache")
     evaluate.set_defaults(handler=cmd_eval)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ir_measures
 import numpy as np
@@ -77,10 +78,26 @@ class Evaluation:
     model: dict[str, float]
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, Run] = field(default_factory=dict)  # system -> its ranking of every query, for per-query analysis
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "split": self.split, "queries": self.queries, "model": self.model,
                 "baselines": self.baselines, "seconds": self.seconds}
+
+    def write_runs(self, folder: str | Path) -> list[Path]:
+        """Writes each system's ranking as a TREC run file (`<system>.run`), readable by trec_eval, ir-measures and ranx."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for system, run in self.runs.items():
+            path = folder / f"{system}.run"
+            with open(path, "w", encoding="utf-8") as handle:
+                for query_id, scores in run.items():
+                    ranked = sorted(scores.items(), key=lambda item: -item[1])
+                    handle.writelines(f"{query_id} Q0 {doc_id} {rank} {score:.8g} {system}\n"
+                                      for rank, (doc_id, score) in enumerate(ranked, start=1))
+            paths.append(path)
+        return paths
 
     def table(self) -> str:
         """A plain-text table, one row per system."""
@@ -147,7 +164,7 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
     seconds["total"] = time.perf_counter() - start
     label_map = {f"{q}|{d}": v for (q, d), v in labels.items()}
     model_metrics = {**ranking_metrics(data.qrels, runs["spicy_lentil"]), **slot_metrics(label_map, slot_scores["spicy_lentil"])}
-    result = Evaluation(data.name, data.split, len(data.queries), model_metrics, seconds=seconds)
+    result = Evaluation(data.name, data.split, len(data.queries), model_metrics, seconds=seconds, runs=runs)
     if baselines:
         for name in ("bm25", "dense", "dense_best_slot", "fusion"):
             metrics = ranking_metrics(data.qrels, runs[name])
@@ -156,7 +173,8 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
             result.baselines[name] = metrics
         if bi_encoder is not None:
             t0 = time.perf_counter()
-            result.baselines["bi_encoder_finetuned"] = ranking_metrics(data.qrels, bi_encoder.run(data, candidates))
+            runs["bi_encoder_finetuned"] = bi_encoder.run(data, candidates)
+            result.baselines["bi_encoder_finetuned"] = ranking_metrics(data.qrels, runs["bi_encoder_finetuned"])
             seconds["bi_encoder"] = time.perf_counter() - t0
     return result
 

@@ -85,10 +85,11 @@ def test_null_point_attention_is_multihead_attention():
 def test_rows_routed_alike_are_fused_packed_like_padded(fusion):
     """One query over many documents fuses only the real slots, packed; the result is the padded fusion's."""
     torch.manual_seed(0)
-    model = SpicyLentilModel(SpicyLentilConfig(fusion=fusion)).eval()
+    config = SpicyLentilConfig(fusion=fusion)
+    model = SpicyLentilModel(config).eval()
     routing = model.gate(torch.randn(1, 384).expand(3, -1))
     slot_mask = make_input().slot_mask  # row 1 is padded after 3 slots
-    outputs = torch.randn(3, 5, 9, 144) * routing.active[:, None, :, None] * slot_mask[:, :, None, None]
+    outputs = torch.randn(3, 5, 9, config.hidden_dim) * routing.active[:, None, :, None] * slot_mask[:, :, None, None]
     with torch.no_grad():
         z, attention = model._fuse(outputs, routing, slot_mask)
         padded_z, padded_attention = model.fusion(outputs, routing)

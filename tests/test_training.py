@@ -204,3 +204,24 @@ def test_pairs_file_becomes_a_dataset(tmp_path):
     assert list(data.qrels.values())[0] == {next(k for k, d in data.corpus.items() if "Statins" in d["text"]): 1,
                                             next(k for k, d in data.corpus.items() if "Salt" in d["text"]): 0}
     assert data.corpus_path.is_file()
+
+
+def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
+    import ir_measures
+
+    from spicy_lentil.cli import main
+    from spicy_lentil.evaluation import ranking_metrics
+
+    code = main(["eval", str(dataset), "--split", "val", "--candidates", "5", "--output", str(tmp_path / "metrics.json"),
+                 "--runs", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    assert "spicy_lentil" in capsys.readouterr().out  # the table
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"ndcg@10", "recall@100", "mrr@10", "slot_map", "slot_mrr", "slot_auc"} <= set(metrics["model"])
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["spicy_lentil.run"]
+    run: dict[str, dict[str, float]] = {}
+    for row in ir_measures.read_trec_run(str(tmp_path / "runs" / "spicy_lentil.run")):
+        run.setdefault(row.query_id, {})[row.doc_id] = row.score
+    val = load_data(dataset, "val")
+    assert set(run) == set(val.queries) and all(len(docs) == 5 for docs in run.values())
+    assert ranking_metrics(val.qrels, run)["ndcg@10"] == pytest.approx(metrics["model"]["ndcg@10"], abs=1e-6)
