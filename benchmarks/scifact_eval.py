@@ -17,9 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import ir_measures
 from common import (CACHE_DIR, REPO_ROOT, SCIFACT_DIR, markdown_table, ndcg_by_document_novelty,
                     scifact_val_by_document_novelty, write_section)
+
+from spicy_lentil.evaluation import read_run
 
 COLUMNS = ["ndcg@10", "recall@100", "mrr@10", "slot_map", "slot_mrr", "slot_auc"]
 
@@ -49,10 +50,7 @@ def main() -> None:
     parts = scifact_val_by_document_novelty()
     novelty_rows = []
     for path in sorted((tmp / "runs").glob("*.run"), key=lambda p: (p.stem != "spicy_lentil", p.stem)):
-        run: dict[str, dict[str, float]] = {}
-        for row in ir_measures.read_trec_run(str(path)):
-            run.setdefault(row.query_id, {})[row.doc_id] = row.score
-        ndcg = ndcg_by_document_novelty(run, parts)
+        ndcg = ndcg_by_document_novelty(read_run(path), parts)
         novelty_rows.append([path.stem] + [f"{ndcg[part]:.4f}" for part in ("all", "seen", "unseen")])
     systems = {"spicy_lentil": second["model"], **second["baselines"]}
     rows = [[name] + [f"{m[c]:.4f}" if c in m else "-" for c in COLUMNS] for name, m in systems.items()]

@@ -32,6 +32,14 @@ def ranking_metrics(qrels: dict[str, dict[str, int]], run: Run) -> dict[str, flo
     return {name: float(np.mean(list(values.values()))) if values else 0.0 for name, values in per_query.items()}
 
 
+def read_run(path: str | Path) -> Run:
+    """A TREC run file (as `Evaluation.write_runs` writes it) as `{query_id: {doc_id: score}}`."""
+    run: Run = {}
+    for row in ir_measures.read_trec_run(str(path)):
+        run.setdefault(row.query_id, {})[row.doc_id] = row.score
+    return run
+
+
 def slot_metrics(labels: dict[str, list[int]], scores: dict[str, list[float]]) -> dict[str, float]:
     """Slot MAP, MRR and AUC over labelled (query, document) pairs.
 

@@ -1,9 +1,8 @@
 import math
 
-import ir_measures
 import pytest
 
-from spicy_lentil.evaluation import Evaluation, ranking_metrics, slot_metrics
+from spicy_lentil.evaluation import Evaluation, ranking_metrics, read_run, slot_metrics
 
 
 def test_ranking_metrics_on_a_hand_checked_example():
@@ -36,5 +35,4 @@ def test_runs_are_written_in_trec_format(tmp_path):
     assert sorted(p.name for p in paths) == ["bm25.run", "spicy_lentil.run"]
     lines = (tmp_path / "runs" / "spicy_lentil.run").read_text().splitlines()
     assert lines == ["q1 Q0 d1 1 0.9 spicy_lentil", "q1 Q0 d2 2 0.1 spicy_lentil"]
-    read = {(r.query_id, r.doc_id): r.score for r in ir_measures.read_trec_run(str(tmp_path / "runs" / "bm25.run"))}
-    assert read == {("q1", "d1"): 3.0, ("q2", "d7"): 1.5}
+    assert read_run(tmp_path / "runs" / "bm25.run") == runs["bm25"]

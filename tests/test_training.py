@@ -207,10 +207,8 @@ def test_pairs_file_becomes_a_dataset(tmp_path):
 
 
 def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
-    import ir_measures
-
     from spicy_lentil.cli import main
-    from spicy_lentil.evaluation import ranking_metrics
+    from spicy_lentil.evaluation import ranking_metrics, read_run
 
     code = main(["eval", str(dataset), "--split", "val", "--candidates", "5", "--output", str(tmp_path / "metrics.json"),
                  "--runs", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")])
@@ -219,9 +217,7 @@ def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert {"ndcg@10", "recall@100", "mrr@10", "slot_map", "slot_mrr", "slot_auc"} <= set(metrics["model"])
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["spicy_lentil.run"]
-    run: dict[str, dict[str, float]] = {}
-    for row in ir_measures.read_trec_run(str(tmp_path / "runs" / "spicy_lentil.run")):
-        run.setdefault(row.query_id, {})[row.doc_id] = row.score
+    run = read_run(tmp_path / "runs" / "spicy_lentil.run")
     val = load_data(dataset, "val")
     assert set(run) == set(val.queries) and all(len(docs) == 5 for docs in run.values())
     assert ranking_metrics(val.qrels, run)["ndcg@10"] == pytest.approx(metrics["model"]["ndcg@10"], abs=1e-6)
