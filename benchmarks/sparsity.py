@@ -391,7 +391,7 @@ Requirement: the time of the pathways + null point with k = 4 at most **{THRESHO
 
 ### Where the time goes
 
-Each pathway's own forward time on the full batches (forward hooks inside the timed k=9 calls, where all nine run on the same batches; median over the timed claims), and the parts that are not pathways. "Rest" is the routing dispatch, the scatter of pathway outputs into the `(batch, slots, pathways, hidden)` tensor, masking and the auxiliary losses. "Routed to" is the share of all {len(selections)} SciFact claims whose k=4 selection includes the pathway.
+Each pathway's own forward time on the full batches (forward hooks inside the timed k=9 calls, where all nine run on the same batches; median over the timed claims), and the parts that are not pathways. "Rest" is the routing dispatch, the scatter of pathway outputs into the `(batch, slots, k, hidden)` tensor of active outputs, masking and the auxiliary losses. "Routed to" is the share of all {len(selections)} SciFact claims whose k=4 selection includes the pathway.
 
 {markdown_table(["module", "s per 10,000 slots", "share of the nine pathways", "routed to"], cost_rows)}
 

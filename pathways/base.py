@@ -116,6 +116,15 @@ def segment_sum(values: torch.Tensor, x: PathwayInput) -> torch.Tensor:
     return out.view(batch, slots + 1, features)[:, :slots]
 
 
+def real_slots(slot_mask: torch.Tensor) -> torch.Tensor:
+    """Flat positions `(real slots,)` of the real slots in a `(batch, slots)` mask.
+
+    `index_select` with them copies a wide `(batch, slots, features)` tensor's real rows about 3x
+    faster on CPU than indexing it with the boolean mask.
+    """
+    return slot_mask.reshape(-1).nonzero().squeeze(1)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean of `x` over `dim` where `mask` is True; zero where nothing is."""
     weights = mask.to(x.dtype).unsqueeze(-1)
@@ -148,6 +157,8 @@ class Pathway(nn.Module):
 
         The head is most of a pathway's arithmetic, and a batch of documents is about a third padding.
         """
-        out = features.new_zeros(*features.shape[:2], self.hidden_dim)
-        out[x.slot_mask] = self.head(features[x.slot_mask])  # (real slots, hidden)
-        return out
+        batch, slots, width = features.shape
+        real = real_slots(x.slot_mask)
+        out = features.new_zeros(batch * slots, self.hidden_dim)
+        out.index_copy_(0, real, self.head(features.reshape(batch * slots, width).index_select(0, real)))  # (real slots, hidden)
+        return out.view(batch, slots, self.hidden_dim)

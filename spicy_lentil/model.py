@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pathways.base import PathwayInput, masked_mean
+from pathways.base import PathwayInput, masked_mean, real_slots
 from pathways.registry import build_pathways
 
 from .config import SpicyLentilConfig
@@ -83,32 +83,13 @@ class SpicyLentilModel(nn.Module):
     def top_k(self, k: int) -> None:
         self.gate.top_k = k
 
-    def _fuse(self, outputs: torch.Tensor, routing: Routing, slot_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The fusion of every real slot; padding gets zeros.
+    def _pathways_by_row(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Runs each pathway on the rows that selected it: the active outputs `(batch, slots, k, hidden)`.
 
-        Fusion works slot by slot, so when every row is routed alike (one query, many documents: a
-        search, a scoring job) the real slots of all rows are fused as one row, and the padding,
-        a third of a batch of candidates, costs nothing.
+        Also returns reprehension's stance logits and the rows they belong to (None where it did not run).
         """
-        batch, slots, pathways, hidden = outputs.shape
-        routed_alike = bool((routing.selected_pathways == routing.selected_pathways[:1]).all()) and bool(
-            (routing.routing_weights == routing.routing_weights[:1]).all())
-        if not routed_alike:
-            z, attention = self.fusion(outputs, routing)
-            return z, attention * slot_mask.unsqueeze(-1)
-        packed, packed_attention = self.fusion(outputs[slot_mask].unsqueeze(0), routing.select(slice(0, 1)))  # (1, real slots, ...)
-        z = outputs.new_zeros(batch, slots, hidden)
-        z[slot_mask] = packed[0]
-        attention = outputs.new_zeros(batch, slots, pathways)
-        attention[slot_mask] = packed_attention[0]
-        return z, attention
-
-    def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
-        """Scores a batch; `prior` is (batch, PRIOR_FEATURES) first-stage features (NaN rows: none), or None for none."""
         batch, slots = x.slot_mask.shape
-        hidden = self.config.hidden_dim
-        routing = self.gate(x.query)
-        outputs = x.slots.new_zeros(batch, slots, len(self.pathway_names), hidden)  # (batch, slots, pathways, hidden)
+        active = x.slots.new_zeros(batch, slots, routing.selected_pathways.shape[1], self.config.hidden_dim)
         stance_logits = stance_rows = None
         for index, name in enumerate(self.pathway_names):
             rows, position = torch.where(routing.selected_pathways == index)
@@ -116,11 +97,51 @@ class SpicyLentilModel(nn.Module):
                 continue  # sparse for real: a pathway no row selected never runs
             h = self.pathways[name](x.select(rows))  # (rows, slots, hidden)
             weight = routing.routing_weights[rows, position].to(h.dtype)
-            outputs[rows, :, index] = h * weight[:, None, None]  # Mixtral-style: scale by the routing weight
+            active[rows, :, position] = h * weight[:, None, None]  # Mixtral-style: scale by the routing weight
             if name == "reprehension":
                 stance_logits, stance_rows = self.pathways[name].stance_logits(h), rows
-        outputs = outputs * x.slot_mask[:, :, None, None]
-        z, attention = self._fuse(outputs, routing, x.slot_mask)  # (batch, slots, hidden), (batch, slots, pathways)
+        return active * x.slot_mask[:, :, None, None], stance_logits, stance_rows
+
+    def _pathways_packed(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The same for a batch whose rows are all routed alike, with the real slots of all rows packed
+        into one row: `(1, real slots, k, hidden)`.
+
+        One query scoring many documents (a search, a scoring job) routes every row alike; packed,
+        the fusion skips the padding, a third of a batch of candidates.
+        """
+        columns, stance_logits, stance_rows = [], None, None
+        real = real_slots(x.slot_mask)
+        for position, index in enumerate(routing.selected_pathways[0].tolist()):
+            name = self.pathway_names[index]
+            h = self.pathways[name](x)  # (batch, slots, hidden)
+            packed = h.reshape(-1, h.shape[-1]).index_select(0, real)  # (real slots, hidden)
+            columns.append(packed * routing.routing_weights[0, position].to(h.dtype))
+            if name == "reprehension":
+                stance_logits, stance_rows = self.pathways[name].stance_logits(h), torch.arange(x.batch_size, device=h.device)
+        return torch.stack(columns, dim=1).unsqueeze(0), stance_logits, stance_rows
+
+    def _fuse(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Active pathways, then fusion: slot states `(batch, slots, hidden)` and pathway attention
+        `(batch, slots, pathways)`, zeros on padding; and reprehension's stance logits and their rows."""
+        selected, weights = routing.selected_pathways, routing.routing_weights
+        if not (bool((selected == selected[:1]).all()) and bool((weights == weights[:1]).all())):
+            active, stance_logits, stance_rows = self._pathways_by_row(x, routing)
+            z, attention = self.fusion(active, routing)
+            return z, attention * x.slot_mask.unsqueeze(-1), stance_logits, stance_rows
+        active, stance_logits, stance_rows = self._pathways_packed(x, routing)
+        packed_z, packed_attention = self.fusion(active, routing.select(slice(0, 1)))  # (1, real slots, ...)
+        batch, slots = x.slot_mask.shape
+        z = active.new_zeros(batch, slots, self.config.hidden_dim)
+        z[x.slot_mask] = packed_z[0]
+        attention = active.new_zeros(batch, slots, len(self.pathway_names))
+        attention[x.slot_mask] = packed_attention[0]
+        return z, attention, stance_logits, stance_rows
+
+    def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
+        """Scores a batch; `prior` is (batch, PRIOR_FEATURES) first-stage features (NaN rows: none), or None for none."""
+        batch, slots = x.slot_mask.shape
+        routing = self.gate(x.query)
+        z, attention, stance_logits, stance_rows = self._fuse(x, routing)  # (batch, slots, hidden), (batch, slots, pathways)
         contrast = z - masked_mean(z, x.slot_mask, dim=1).unsqueeze(1)  # (batch, slots, hidden)
         raw_slot = (self.slot_head(torch.cat([z, contrast], dim=-1)) + self.salience(x.slots)).squeeze(-1)  # (batch, slots)
         pooled, pooling_weights = self.pooling(z, x.slot_mask, x.query)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from spicy_lentil.config import FUSIONS, SpicyLentilConfig
-from spicy_lentil.fusion import NullPoint
+from spicy_lentil.fusion import NullPoint, build_fusion
 from spicy_lentil.gate import Gate
 from spicy_lentil.model import SpicyLentilModel
 from tests.conftest import make_input
@@ -12,9 +12,9 @@ def test_null_point_attention_shape_and_masking():
     torch.manual_seed(0)
     gate = Gate(384, 9, 3).eval()
     routing = gate(torch.randn(2, 384))
-    outputs = torch.randn(2, 4, 9, 144) * routing.active[:, None, :, None]
+    active = torch.randn(2, 4, 3, 144)  # (batch, slots, k, hidden): the selected pathways' outputs only
     null_point = NullPoint(9, 144, dropout=0.0).eval()
-    z, attention = null_point(outputs, routing)
+    z, attention = null_point(active, routing)
     assert z.shape == (2, 4, 144)
     assert attention.shape == (2, 4, 9)
     inactive = ~routing.active[:, None, :].expand(2, 4, 9)
@@ -22,13 +22,29 @@ def test_null_point_attention_shape_and_masking():
     assert torch.allclose(attention.sum(-1), torch.ones(2, 4), atol=1e-5)
 
 
-def test_null_point_ignores_inactive_outputs():
+@pytest.mark.parametrize("fusion", ["concat_linear", "learned_weights", "gated_unit"])
+def test_seed_fusions_on_active_outputs_match_their_definitions_on_all_nine(fusion):
+    """Fed only the k active outputs, each seed fusion computes its definition over all nine (inactive ones zero)."""
     torch.manual_seed(0)
-    routing = Gate(384, 9, 4).eval()(torch.randn(1, 384))
-    outputs = torch.randn(1, 3, 9, 144) * routing.active[:, None, :, None]
-    null_point = NullPoint(9, 144, dropout=0.0).eval()
-    noisy = outputs + torch.randn_like(outputs) * (~routing.active)[:, None, :, None]
-    assert torch.allclose(null_point(outputs, routing)[0], null_point(noisy, routing)[0], atol=1e-5)
+    module = build_fusion(fusion, 9, 144, dropout=0.0).eval()
+    routing = Gate(384, 9, 4).eval()(torch.randn(3, 384))
+    active = torch.randn(3, 5, 4, 144)
+    dense = torch.zeros(3, 5, 9, 144).scatter(2, routing.selected_pathways[:, None, :, None].expand(3, 5, 4, 144), active)
+    mask = routing.active[:, None, :]  # (batch, 1, pathways)
+    with torch.no_grad():
+        z, weights = module(active, routing)
+        if fusion == "concat_linear":
+            expected = module.norm(module.linear(dense.reshape(3, 5, 9 * 144)))
+            expected_weights = routing.dense_weights[:, None, :].expand(3, 5, 9)
+        elif fusion == "learned_weights":
+            expected_weights = torch.softmax(module.logits.masked_fill(~routing.active, float("-inf")), -1)[:, None, :].expand(3, 5, 9)
+            expected = module.norm(torch.einsum("bsph,bsp->bsh", dense, expected_weights))
+        else:
+            expected_weights = torch.softmax(module.gate(dense.reshape(3, 5, 9 * 144)).masked_fill(~mask, float("-inf")), -1)
+            transformed = torch.tanh(torch.einsum("bsph,phg->bspg", dense, module.transform))
+            expected = module.norm((expected_weights.unsqueeze(-1) * transformed).sum(2))
+    assert torch.allclose(z, expected, atol=1e-5)
+    assert torch.allclose(weights, expected_weights, atol=1e-6)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -59,11 +75,11 @@ def test_null_point_same_result_for_shared_and_mixed_routing():
     torch.manual_seed(0)
     routing = Gate(384, 9, 4).eval()(torch.randn(2, 384))
     assert not torch.equal(routing.selected_pathways[0], routing.selected_pathways[1])
-    outputs = torch.randn(2, 3, 9, 144) * routing.active[:, None, :, None]
+    active = torch.randn(2, 3, 4, 144)
     null_point = NullPoint(9, 144, dropout=0.0).eval()
-    mixed, mixed_attention = null_point(outputs, routing)
+    mixed, mixed_attention = null_point(active, routing)
     for row in range(2):
-        z, attention = null_point(outputs[row: row + 1], routing.select(slice(row, row + 1)))
+        z, attention = null_point(active[row: row + 1], routing.select(slice(row, row + 1)))
         assert torch.allclose(z[0], mixed[row], atol=1e-5)
         assert torch.allclose(attention[0], mixed_attention[row], atol=1e-6)
 
@@ -83,16 +99,20 @@ def test_null_point_attention_is_multihead_attention():
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_rows_routed_alike_are_fused_packed_like_padded(fusion):
-    """One query over many documents fuses only the real slots, packed; the result is the padded fusion's."""
+    """One query over many documents fuses only the real slots, packed; the result is the padded, per-row path's."""
     torch.manual_seed(0)
-    config = SpicyLentilConfig(fusion=fusion)
-    model = SpicyLentilModel(config).eval()
-    routing = model.gate(torch.randn(1, 384).expand(3, -1))
-    slot_mask = make_input().slot_mask  # row 1 is padded after 3 slots
-    outputs = torch.randn(3, 5, 9, config.hidden_dim) * routing.active[:, None, :, None] * slot_mask[:, :, None, None]
+    model = SpicyLentilModel(SpicyLentilConfig(fusion=fusion)).eval()
+    x = make_input()  # row 1 is padded after 3 slots
+    for name in ("query", "query_tokens", "query_token_mask", "query_ids"):
+        setattr(x, name, getattr(x, name)[:1].expand(3, *getattr(x, name).shape[1:]))  # one query on every row
     with torch.no_grad():
-        z, attention = model._fuse(outputs, routing, slot_mask)
-        padded_z, padded_attention = model.fusion(outputs, routing)
-    assert torch.allclose(z[slot_mask], padded_z[slot_mask], atol=1e-5)
-    assert torch.allclose(attention[slot_mask], padded_attention[slot_mask], atol=1e-6)
-    assert (z[~slot_mask] == 0).all() and (attention[~slot_mask] == 0).all()
+        routing = model.gate(x.query)
+        z, attention, stance, _ = model._fuse(x, routing)  # routed alike: packed
+        active, by_row_stance, _ = model._pathways_by_row(x, routing)
+        padded_z, padded_attention = model.fusion(active, routing)
+    mask = x.slot_mask
+    assert torch.allclose(z[mask], padded_z[mask], atol=1e-5)
+    assert torch.allclose(attention[mask], padded_attention[mask], atol=1e-6)
+    assert (z[~mask] == 0).all() and (attention[~mask] == 0).all()
+    assert stance is not None  # reprehension is among this query's pathways: its stance head reads the same states
+    assert torch.allclose(stance[mask], by_row_stance[mask], atol=1e-5)
