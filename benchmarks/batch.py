@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from common import CACHE_DIR, REPO_ROOT, SCIFACT_DIR, interleaved_times, machine_speed, markdown_table, median, write_section
 
 from spicy_lentil import SpicyLentil
@@ -93,22 +92,17 @@ def bench_search(lentil: SpicyLentil) -> str:
             seconds.append(time.perf_counter() - start)
         return seconds
 
-    # The runtime's default (batches side by side, one thread each, BLAS on one thread), batches one
-    # at a time on all cores' intra-op threads, and the default with numpy's BLAS left on all cores:
-    # two blocks each, in turn, against drift.
-    def blas_left_on_all_cores() -> None:
-        configure()
-        threadpool_limits(limits=batch_workers(), user_api="blas")
-
-    setups = {"default": configure, "sequential": lambda: configure(parallel_batches=False), "blas": blas_left_on_all_cores}
+    # The runtime's default (batches side by side, one thread each), then batches one at a time on
+    # all cores' intra-op threads, then the default again: two blocks each, against drift.
     speed_before = machine_speed()
-    runs = {name: [] for name in setups}
-    for name in list(setups) * 2:
-        setups[name]()
-        runs[name] += timed_searches()
+    settings = (True, False, True, False)
+    runs = {parallel: [] for parallel in settings}
+    for parallel in settings:
+        configure(parallel_batches=parallel)
+        runs[parallel] += timed_searches()
     configure()
     speed_after = machine_speed()
-    indexed, sequential, blas = runs["default"], runs["sequential"], runs["blas"]
+    indexed, sequential = runs[True], runs[False]
     on_the_fly = []
     for query in queries[:ON_THE_FLY_QUERIES]:  # encoding 100 abstracts takes ~15 s a query: a few show the contrast
         # The same candidates, reranked while encoding their slots on the fly (cold encoder cache).
@@ -132,12 +126,10 @@ def bench_search(lentil: SpicyLentil) -> str:
         markdown_table(["path", "median ms", "p90 ms"], [
             [f"search with the index ({batch_workers()} batches at once, 1 thread each: the default)", f"{ms(indexed):.0f}", f"{1000 * np.percentile(indexed, 90):.0f}"],
             ["search with the index (one batch at a time, torch's threads)", f"{ms(sequential):.0f}", f"{1000 * np.percentile(sequential, 90):.0f}"],
-            ["search with the index (the default, but numpy's BLAS left on every core)", f"{ms(blas):.0f}", f"{1000 * np.percentile(blas, 90):.0f}"],
             ["rerank, encoding on the fly", f"{ms(on_the_fly):.0f}", f"{1000 * np.percentile(on_the_fly, 90):.0f}"],
         ]),
         "",
         f"Batches side by side against one at a time: {median(sequential) / median(indexed):.2f}x faster. "
-        f"BLAS held to one thread against left on every core: {median(blas) / median(indexed):.2f}x faster. "
         f"Index speed-up: {median(on_the_fly) / median(indexed):.1f}x. Target: median at most 150 ms "
         f"({'PASS' if ms(indexed) <= 150 else 'FAIL'}).",
     ])

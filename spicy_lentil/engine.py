@@ -83,6 +83,31 @@ class CompressedContext:
         }
 
 
+@dataclass
+class _Scored:
+    """One document's model outputs, made into a `RelevanceField` only for the documents a caller keeps
+    (a search returns 10 of the 100 it reranks; building the other fields' slot lists is wasted)."""
+
+    score: float
+    slot_scores: torch.Tensor  # (slots,) in [0, 1]; empty for an empty document
+    attention: torch.Tensor  # (slots, pathways) the fusion's weight on each pathway
+    gate: dict[str, float]
+    active: list[str]
+    document_id: str | None
+
+    def field(self, split: tuple[list[Slot], bool], pathway_names: list[str]) -> RelevanceField:
+        slots, truncated = split
+        return RelevanceField(
+            score=self.score,
+            slots=[Slot(s.text, s.start, s.end, v) for s, v in zip(slots, self.slot_scores.tolist())],
+            gate=self.gate,
+            active=self.active,
+            pathway_attention=[dict(zip(pathway_names, a)) for a in self.attention.tolist()],
+            truncated=truncated,
+            document_id=self.document_id,
+        )
+
+
 class SpicyLentil:
     """Query-driven relevance fields over document slots.
 
@@ -251,14 +276,14 @@ class SpicyLentil:
             encodings = [[next(slot_encodings) for _ in slots] for slots, _ in split]
             titles = list(dict.fromkeys(title for _, title, _ in parsed if title)) if wants_titles else []
             title_encodings = dict(zip(titles, self.encoder.encode(titles, use_cache=cache_slots)))
-            fields = self._score_in_length_batches(
-                query_encoding, split, batch_size,
+            scored = self._score_in_length_batches(
+                query_encoding, len(chunk), batch_size,
                 encodings=lambda i: encodings[i],
                 title=lambda i: title_encodings.get(parsed[i][1]),
                 doc_id=lambda i: parsed[i][0],
                 tokens=lambda i: sum(e.tokens.shape[0] for e in encodings[i]),
             )
-            yield from fields
+            yield from (result.field(split[i], self.model.pathway_names) for i, result in enumerate(scored))
 
     def _encode_query(self, query: str):
         encoding = self.encoder.encode([query])[0]
@@ -266,33 +291,25 @@ class SpicyLentil:
             self.routing_statistics.update(self.model.gate(encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
         return encoding
 
-    def _score_documents(self, query_encoding, encodings, split, titles, doc_ids, prior=None) -> list[RelevanceField]:
-        """Runs the model on documents whose slots are already encoded; empty documents get the neutral field."""
+    def _score_documents(self, query_encoding, encodings, titles, doc_ids, prior=None) -> list[_Scored]:
+        """Runs the model on documents whose slots are already encoded; empty documents get the neutral result."""
         device = self.model.slot_head.weight.device
         scored = [i for i, doc in enumerate(encodings) if doc]
+        pathways = len(self.model.pathway_names)
         with torch.inference_mode():
             routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(device))
             gate, active = self._gate_summary(routing)
-            fields = [RelevanceField(0.0, [], gate, active, [], False, doc_id) for doc_id in doc_ids]
+            results = [_Scored(0.0, torch.zeros(0), torch.zeros(0, pathways), gate, active, doc_id) for doc_id in doc_ids]
             if not scored:
-                return fields
+                return results
             batch = collate([query_encoding] * len(scored), [encodings[i] for i in scored], [titles[i] for i in scored],
                             self._special_ids).to(device)
             output = self.model(batch, None if prior is None else torch.as_tensor(prior[scored], device=device))
-        slot_scores, doc_scores, attention = output.field.cpu(), output.score.cpu(), output.pathway_attention.cpu()
+        slot_scores, doc_scores, attention = output.field.cpu(), output.score.cpu().tolist(), output.pathway_attention.cpu()
         for row, i in enumerate(scored):
-            slots, truncated = split[i]
-            n = len(slots)
-            fields[i] = RelevanceField(
-                score=float(doc_scores[row]),
-                slots=[Slot(s.text, s.start, s.end, v) for s, v in zip(slots, slot_scores[row, :n].tolist())],
-                gate=gate,
-                active=active,
-                pathway_attention=[dict(zip(self.model.pathway_names, a)) for a in attention[row, :n].tolist()],
-                truncated=truncated,
-                document_id=doc_ids[i],
-            )
-        return fields
+            n = len(encodings[i])
+            results[i] = _Scored(doc_scores[row], slot_scores[row, :n], attention[row, :n], gate, active, doc_ids[i])
+        return results
 
     def _gate_summary(self, routing) -> tuple[dict[str, float], list[str]]:
         weights = routing.dense_weights[0].tolist()
@@ -354,21 +371,25 @@ class SpicyLentil:
         query_encoding = self._encode_query(query)
         signals = first_stage.signals(index, query, query_encoding.embedding.numpy())
         docs = first_stage.candidates(signals, max(candidates, top_k))
-        fields = self.rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size)
-        order = sorted(range(len(docs)), key=lambda r: -fields[r].score)[:top_k]
+        scored = self._rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size)
+        order = sorted(range(len(docs)), key=lambda r: -scored[r].score)[:top_k]
         results = []
         for r in order:
             doc = index.document(int(docs[r]))
-            results.append({"corpus_id": doc["_id"], "score": fields[r].score, "text": doc["text"], "title": doc["title"],
-                            "first_stage": float(signals["fusion"][docs[r]]), "field": fields[r]})
+            field = scored[r].field(index.slots(int(docs[r])), self.model.pathway_names)
+            results.append({"corpus_id": doc["_id"], "score": field.score, "text": doc["text"], "title": doc["title"],
+                            "first_stage": float(signals["fusion"][docs[r]]), "field": field})
         return results
 
     def rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 32) -> list[RelevanceField]:
         """Fields of indexed documents (by position) from their stored encodings: no encoder runs over documents."""
+        scored = self._rerank_indexed(query_encoding, index, docs, prior, batch_size)
+        return [result.field(index.slots(int(i)), self.model.pathway_names) for result, i in zip(scored, docs)]
+
+    def _rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 32) -> list[_Scored]:
         docs = [int(i) for i in docs]
-        slots = [index.slots(i) for i in docs]
         return self._score_in_length_batches(
-            query_encoding, slots, batch_size,
+            query_encoding, len(docs), batch_size,
             encodings=lambda r: index.document_encoding(docs[r]),
             title=lambda r: index.title_encoding(docs[r]),
             doc_id=lambda r: index.doc_ids[docs[r]],
@@ -376,31 +397,30 @@ class SpicyLentil:
             prior=prior,
         )
 
-    def _score_in_length_batches(self, query_encoding, split, batch_size, encodings, title, doc_id, tokens, prior=None):
-        """Scores documents in batches of similar token counts, returned in input order.
+    def _score_in_length_batches(self, query_encoding, count, batch_size, encodings, title, doc_id, tokens, prior=None) -> list[_Scored]:
+        """Scores `count` documents in batches of similar token counts, returned in input order.
 
         Token embeddings are the batch's largest tensor and every row is padded to the longest
         document's token count, so documents are batched by that count (the slot counts follow it).
         """
-        order = sorted(range(len(split)), key=lambda r: (tokens(r), len(split[r][0])))
+        order = sorted(range(count), key=tokens)
         # Longest batches first: with batches running side by side, the last to finish is a short one.
         batches = _token_budget_batches(order, tokens, batch_size, MAX_BATCH_TOKENS)[::-1]
 
-        def score(rows: list[int]) -> list[RelevanceField]:
+        def score(rows: list[int]) -> list[_Scored]:
             return self._score_documents(
                 query_encoding,
                 [encodings(r) for r in rows],
-                [split[r] for r in rows],
                 [title(r) for r in rows],
                 [doc_id(r) for r in rows],
                 None if prior is None else prior[rows],
             )
 
-        fields: list[RelevanceField | None] = [None] * len(split)
+        results: list[_Scored | None] = [None] * count
         for rows, scored in zip(batches, map_batches(score, batches)):
-            for r, field in zip(rows, scored):
-                fields[r] = field
-        return fields
+            for r, result in zip(rows, scored):
+                results[r] = result
+        return results
 
     def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int = 512, batch_size: int = 32) -> CompressedContext:
         """The most relevant slots across documents that fit a token budget, kept in document order.

@@ -95,16 +95,20 @@ class _Shard:
     title_embeddings: np.ndarray
 
     folder: Path
+    offsets: dict  # array name -> byte offset of its data in the .npy file, for `rows`
     handles: dict = field(default_factory=dict, repr=False)  # array name -> open file, for `rows`
 
     @classmethod
     def load(cls, folder: Path) -> "_Shard":
         with open(folder / "docs.jsonl", encoding="utf-8") as handle:
             docs = [json.loads(line) for line in handle]
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                  for name in ("doc_slots", "slot_embeddings", "slot_tokens", "tokens", "token_ids", "doc_embeddings",
-                               "title_embeddings")}
-        return cls(docs=docs, folder=folder, **arrays)
+        maps = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                for name in ("doc_slots", "slot_embeddings", "slot_tokens", "tokens", "token_ids", "doc_embeddings",
+                             "title_embeddings")}
+        # Plain ndarray views of the maps: slicing an np.memmap runs Python-level bookkeeping on every
+        # slice, and a search slices a few hundred times.
+        arrays = {name: array.view(np.ndarray) for name, array in maps.items()}
+        return cls(docs=docs, folder=folder, offsets={name: array.offset for name, array in maps.items()}, **arrays)
 
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
         """A copy of rows [start, stop) of one stored array.
@@ -121,7 +125,7 @@ class _Shard:
             if name not in self.handles:
                 self.handles[name] = open(self.folder / f"{name}.npy", "rb", buffering=0)  # closed with the shard
             row_bytes = out.nbytes // out.shape[0]
-            read = os.preadv(self.handles[name].fileno(), [memoryview(out).cast("B")], source.offset + start * row_bytes)
+            read = os.preadv(self.handles[name].fileno(), [memoryview(out).cast("B")], self.offsets[name] + start * row_bytes)
             if read != out.nbytes:
                 raise OSError(f"{self.folder / name}.npy: short read ({read} of {out.nbytes} bytes); the index is damaged")
         return out

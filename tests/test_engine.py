@@ -178,22 +178,15 @@ def restore_runtime():
     torch.set_num_threads(threads)
 
 
-def test_runtime_configure_sets_threads_workers_blas_and_keeps_freed_memory_on_glibc(restore_runtime):
+def test_runtime_configure_sets_threads_workers_and_keeps_freed_memory_on_glibc(restore_runtime):
     import platform
 
-    from threadpoolctl import threadpool_info
-
-    def blas_threads() -> set[int]:
-        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
-
     result = restore_runtime.configure(threads=2)
-    assert result == {"threads": 1, "batch_workers": 2, "blas_threads": 1, "keep_freed_memory": result["keep_freed_memory"]}
+    assert result == {"threads": 1, "batch_workers": 2, "keep_freed_memory": result["keep_freed_memory"]}
     assert torch.get_num_threads() == 1
-    assert blas_threads() == {1}  # no BLAS helper threads spinning beside the batch workers
     assert result["keep_freed_memory"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     assert restore_runtime.configure(threads=2, parallel_batches=False, keep_freed_memory=False) == {
-        "threads": 2, "batch_workers": 1, "blas_threads": 2, "keep_freed_memory": False}
-    assert blas_threads() == {2}
+        "threads": 2, "batch_workers": 1, "keep_freed_memory": False}
 
 
 def test_batch_workers_run_one_thread_each_in_order_and_leave_the_caller_alone(restore_runtime):
