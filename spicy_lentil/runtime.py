@@ -3,7 +3,7 @@
 Threads. Inference runs many batches (of texts to encode, of documents to rerank), and on a
 2-core machine running two batches side by side, one intra-op thread each, beats running them one
 after another on two intra-op threads: the reranker's small operations gain nothing from a second
-thread (a search with the index: 167 ms against 216 ms in the latest run, BENCHMARKS.md), and the encoder's large
+thread (a search with the index: 147 ms against 205 ms in the latest run, BENCHMARKS.md), and the encoder's large
 ones gain no more from it than from a second batch worker. Training keeps intra-op threads for
 its large backward passes.
 
