@@ -159,16 +159,22 @@ def test_stored_rows_read_the_same_with_and_without_pread(index, monkeypatch):
 
 
 def test_second_search_runs_no_document_encoding(dataset, index, lentil):
-    calls = []
-    original = lentil.encoder.model.encode
-    lentil.encoder.model.encode = lambda texts, **kw: calls.append(list(texts)) or original(texts, **kw)
+    query = "Does caffeine act on adenosine receptors?"
+    rows = []  # texts in each forward pass of the encoder network
+    network = lentil.encoder.model
+    network.forward = lambda features, *a, **kw: rows.append(features["input_ids"].shape[0]) or type(network).forward(network, features, *a, **kw)
+    lentil.encoder.clear_cache()
     try:
-        results = lentil.search(index, "Does caffeine act on adenosine receptors?", top_k=3, candidates=8)
+        results = lentil.search(index, query, top_k=3, candidates=8)
     finally:
-        lentil.encoder.model.encode = original
-    assert all(len(batch) == 1 for batch in calls)  # only the query was encoded
+        del network.forward
+    assert rows == [1]  # only the query was encoded
     assert len(results) == 3
-    for result in results:
+    # Fields are built for the returned documents only: each must be its own document's field.
+    docs = [index.position[result["corpus_id"]] for result in results]
+    for result, full in zip(results, lentil.rerank_indexed(lentil._encode_query(query), index, docs)):
+        assert [(s.text, s.start, s.end) for s in result["field"].slots] == [(s.text, s.start, s.end) for s in full.slots]
+        assert np.allclose([s.score for s in result["field"].slots], [s.score for s in full.slots], atol=1e-5)
         for slot in result["field"].slots:
             assert result["text"][slot.start:slot.end] == slot.text
 
