@@ -2,7 +2,7 @@
 
 Every fusion takes the routing-weighted outputs of the active pathways only, `(batch, slots, k,
 hidden)` with column j from pathway `routing.selected_pathways[:, j]` (a pathway that did not run
-has no output at all, so nothing here grows with the number of pathways), and returns the
+has no output at all, and no block of zeros is multiplied in its place), and returns the
 synthesised slot states `(batch, slots, hidden)` and, per slot, a weight on each pathway
 `(batch, slots, pathways)` (0.0 for inactive ones).
 """
