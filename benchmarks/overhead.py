@@ -73,7 +73,7 @@ def instrumented(lentil, titles: set[str], query: str):
         "network": st.forward,
         "collate": engine.collate,
         "forward": lentil.model.forward,
-        "scoring": lentil._score_in_length_batches,
+        "scoring": lentil._score_batched,
     }
 
     lock = threading.Lock()  # encoder batches run side by side: their timings arrive from several threads
@@ -104,11 +104,11 @@ def instrumented(lentil, titles: set[str], query: str):
     st.forward = timed("network", originals["network"])
     engine.collate = timed("collate", originals["collate"])
     lentil.model.forward = timed("model", originals["forward"])
-    lentil._score_in_length_batches = timed("scoring", originals["scoring"])
+    lentil._score_batched = timed("scoring", originals["scoring"])
     try:
         yield seconds, texts
     finally:
-        del lentil.slotter.split, lentil.encoder.encode, st.forward, lentil.model.forward, lentil._score_in_length_batches  # back to the class methods
+        del lentil.slotter.split, lentil.encoder.encode, st.forward, lentil.model.forward, lentil._score_batched  # back to the class methods
         engine.collate = originals["collate"]
 
 

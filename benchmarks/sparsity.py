@@ -286,11 +286,10 @@ def main() -> None:
     start = time.perf_counter()
     base_batches = build_batches(lentil, query_encodings[chosen[0]], selected, slot_encodings, title_encodings)
     collate_s = time.perf_counter() - start
-    token_masks = [f.name for f in dataclasses.fields(base_batches[0]) if f.name.endswith("token_mask") and not f.name.startswith("query")]
-    padded = sum(getattr(b, name).numel() for b in base_batches for name in token_masks)
+    packed = sum(b.tokens.shape[0] for b in base_batches)
     real = sum(e.tokens.shape[0] for e in slot_encodings)
     log(f"{n_slots} slots from {len(selected)} documents, {len(base_batches)} batches (collated in {collate_s:.0f} s); "
-        f"mean {mean_tokens:.1f} tokens per slot; slot-token tensors hold {padded:,} positions for {real:,} real tokens")
+        f"mean {mean_tokens:.1f} tokens per slot; the batches' packed token tensors hold {packed:,} rows for {real:,} tokens")
 
     # Routing of every claim (the gate reads the query embedding only).
     with torch.inference_mode():
@@ -383,7 +382,7 @@ Requirement: the time of the pathways + null point with k = 4 at most **{THRESHO
 **Result: median ratio {median_ratio:.3f} over {len(per_query)} SciFact claim{"s" if len(per_query) > 1 else ""} → {verdict}** (per-claim {min(ratios):.3f}–{max(ratios):.3f}). Predicted from the per-pathway costs below for all {len(predictions)} SciFact claims: median {pred_median:.3f}, {100 * pred_pass:.0f}% of claims at most {THRESHOLD}.
 
 - Machine load (`contention_probe`: one layer norm of a 64 × 40 × 384 tensor): {contention_text(probe_before)} at the start; {contention_text(probe_after)} at the end. On idle cores 2 threads are no slower than 1 (~1 ms); when they are several times slower, the 2 cores were busy with other jobs and every parallel op waited for a descheduled OpenMP thread (~8 ms, a scheduler slice), which inflates op-heavy code (many small ops) far more than large matrix products. Compare with `--threads 1`.
-- Inputs: the first {len(selected)} SciFact abstracts (`corpus.jsonl` in order, titles kept) cut by `lentil.slotter` into exactly {n_slots:,} slots (the last document cut), mean {mean_tokens:.1f} tokens per slot, in {len(base_batches)} batches of {BATCH_DOCS} documents collated by `spicy_lentil.batching.collate` (the slot-token tensors, as `collate` lays them out, hold {padded:,} token positions for {real:,} real tokens). Bundled default model (`SpicyLentil.from_pretrained()`, null-point fusion), CPU, `torch.set_num_threads({args.threads})`.
+- Inputs: the first {len(selected)} SciFact abstracts (`corpus.jsonl` in order, titles kept) cut by `lentil.slotter` into exactly {n_slots:,} slots (the last document cut), mean {mean_tokens:.1f} tokens per slot, in {len(base_batches)} batches of {BATCH_DOCS} documents collated by `spicy_lentil.batching.collate` (tokens packed without padding, as `collate` lays them out: {packed:,} token rows for {real:,} tokens). Bundled default model (`SpicyLentil.from_pretrained()`, null-point fusion), CPU, `torch.set_num_threads({args.threads})`.
 - Timed: `lentil.model(batch)` under `torch.inference_mode()` over all batches: gate, active pathways, null point, pooling, slot/document heads, auxiliary losses. Encoding, slotting and collation are done beforehand and not timed. Pooling and heads do not depend on k, so they raise the ratio a little over pathways + null point alone (their share is in the table below).
 - Protocol: after a warm-up, per batch k=4 and k=9 run back to back, the order flipped from batch to batch (ABBA), {args.repeats} time(s) per batch and k (median per batch); the per-batch times are summed. Claims are taken evenly spaced from `queries.jsonl` ({args.queries} listed) and timed in turn while a {args.budget_s:.0f}-second budget lasts. Ratio = k=4 / k=9 per claim; the verdict is the median over the timed claims. "Pathways + null point only" is the same ratio restricted to the time inside the pathway and null-point modules (forward hooks), without pooling, heads, dispatch and losses.
 

@@ -10,7 +10,12 @@ from torch import nn
 
 @dataclass
 class PathwayInput:
-    """A batch of (query, document) pairs, padded. Padding is False in the masks, -1 in the ids."""
+    """A batch of (query, document) pairs.
+
+    Query and slot fields are padded per row (False in the masks, -1 in the ids). Tokens are packed:
+    the tokens of every slot of every row one after another, rows in order, with no padding. Token
+    counts vary several-fold between documents, and padded, a batch of candidates was a fifth padding.
+    """
 
     query: torch.Tensor  # (batch, dim) L2-normalised query embedding
     query_tokens: torch.Tensor  # (batch, query_tokens, dim) contextual query token embeddings
@@ -18,33 +23,38 @@ class PathwayInput:
     query_ids: torch.Tensor  # (batch, query_tokens) token ids; -1 for padding and special tokens
     slots: torch.Tensor  # (batch, slots, dim) L2-normalised slot embeddings
     slot_mask: torch.Tensor  # (batch, slots) bool
-    tokens: torch.Tensor  # (batch, tokens, dim) contextual token embeddings of all the row's slots, packed
-    token_mask: torch.Tensor  # (batch, tokens) bool
-    token_ids: torch.Tensor  # (batch, tokens) token ids; -1 for padding and special tokens
-    token_slot: torch.Tensor  # (batch, tokens) the slot each token belongs to; -1 for padding
-    token_scale: torch.Tensor  # (batch, tokens) 1 / L2 norm of each token embedding: cosines without a normalised copy
+    tokens: torch.Tensor  # (tokens, dim) contextual token embeddings of all slots of all rows, packed
+    token_ids: torch.Tensor  # (tokens,) token ids; -1 for special tokens
+    token_row: torch.Tensor  # (tokens,) int64 the batch row of each token, ascending
+    token_slot: torch.Tensor  # (tokens,) int64 the slot of each token within its row
+    token_scale: torch.Tensor  # (tokens,) 1 / L2 norm of each token embedding: cosines without a normalised copy
     title: torch.Tensor  # (batch, dim) title embedding; zeros where the document has none
     title_mask: torch.Tensor  # (batch,) bool: the document has a title
+    shared_query: bool = False  # every row has the same query: products of tokens with it are one matrix product
 
     def select(self, index: torch.Tensor) -> "PathwayInput":
         """The sub-batch of the given rows: how the gate dispatches a pathway's share of the batch.
 
         Fields are indexed when a pathway first reads them, so the large token tensors are copied
-        only for the pathways that use them, and trimmed to the longest selected row.
+        only for the pathways that use them.
         """
         if index.numel() == self.batch_size and bool((index == torch.arange(self.batch_size, device=index.device)).all()):
             return self  # every row chose this pathway (always so when one query scores many documents)
         return _RowSelection(self, index)  # type: ignore[return-value]
 
     def to(self, device: torch.device | str) -> "PathwayInput":
-        return PathwayInput(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return PathwayInput(**{f.name: _to(getattr(self, f.name), device) for f in fields(self)})
 
     @property
     def batch_size(self) -> int:
         return self.query.shape[0]
 
 
-_TOKEN_FIELDS = ("tokens", "token_mask", "token_ids", "token_slot", "token_scale")
+def _to(value, device):
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
+_TOKEN_FIELDS = ("tokens", "token_ids", "token_row", "token_slot", "token_scale")
 
 
 class _RowSelection:
@@ -61,12 +71,25 @@ class _RowSelection:
     def __getattr__(self, name: str):
         if name.startswith("_") or name not in PathwayInput.__dataclass_fields__:
             raise AttributeError(name)
-        value = getattr(self._source, name)[self._index]
         if name in _TOKEN_FIELDS:
-            width = max(1, int(self._source.token_mask[self._index].sum(-1).max()))
-            value = value[:, :width]  # tokens are packed from the left: the rest is padding for these rows
+            self.__dict__.update(self._tokens())
+            return self.__dict__[name]
+        value = getattr(self._source, name)
+        if isinstance(value, torch.Tensor):
+            value = value[self._index]
         self.__dict__[name] = value
         return value
+
+    def _tokens(self) -> dict[str, torch.Tensor]:
+        """The selected rows' tokens, renumbered to their new rows and kept in row order."""
+        source = self._source
+        new_row = torch.full((source.batch_size,), -1, dtype=torch.long, device=self._index.device)
+        new_row[self._index] = torch.arange(self._index.numel(), device=self._index.device)
+        token_row = new_row[source.token_row]  # (tokens,) -1 for rows not selected
+        kept = token_row.ge(0).nonzero().squeeze(1)
+        kept = kept[torch.argsort(token_row[kept], stable=True)]  # (kept tokens,)
+        selected = {name: getattr(source, name)[kept] for name in _TOKEN_FIELDS if name != "token_row"}
+        return {**selected, "token_row": token_row[kept]}
 
 
 def mlp(in_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
@@ -80,40 +103,52 @@ def mlp(in_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
     )
 
 
-def token_products(tokens: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-    """Dot products of every token with a few vectors: (batch, tokens, dim) x (vectors, dim) or
-    (batch, vectors, dim) -> (batch, tokens, vectors).
+def token_products(x: PathwayInput, vectors: torch.Tensor) -> torch.Tensor:
+    """Dot products of every token with a few vectors: `(vectors, dim)`, the same for every row, or
+    `(batch, vectors, dim)`, one set per row -> `(tokens, vectors)`.
 
-    Computed as vectors x tokens^T and returned transposed: with a few vectors against thousands
-    of tokens, MKL's CPU kernels run that orientation about twice as fast, with equal results.
+    Shared vectors are one matrix product over the packed tokens. Per-row vectors (rows with
+    different queries, in training) are multiplied with each row's tokens through a padded copy.
     """
-    return torch.bmm(vectors.expand(tokens.shape[0], -1, -1), tokens.transpose(1, 2)).transpose(1, 2)
+    if vectors.dim() == 2:
+        return x.tokens @ vectors.t()
+    batch, dim = vectors.shape[0], x.tokens.shape[-1]
+    counts = torch.bincount(x.token_row, minlength=batch)  # (batch,)
+    position = torch.arange(x.token_row.numel(), device=x.tokens.device) - (counts.cumsum(0) - counts)[x.token_row]
+    padded = x.tokens.new_zeros(batch, int(counts.max()), dim)  # (batch, longest row, dim)
+    padded[x.token_row, position] = x.tokens
+    return torch.bmm(vectors, padded.transpose(1, 2))[x.token_row, :, position]  # (tokens, vectors)
+
+
+def query_per_token(values: torch.Tensor, x: PathwayInput) -> torch.Tensor:
+    """Per-row query values `(batch, ...)` as seen by each token: `(tokens, ...)`, or `(1, ...)`,
+    which broadcasts over the tokens, when every row has the same query."""
+    return values[:1] if x.shared_query else values[x.token_row]
+
+
+def token_slot_index(x: PathwayInput) -> torch.Tensor:
+    """(tokens,) each token's slot as a flat position in `(batch * slots)`."""
+    return x.token_row * x.slot_mask.shape[1] + x.token_slot
 
 
 def segment_max(values: torch.Tensor, x: PathwayInput, empty: float = -1.0) -> torch.Tensor:
-    """Per-slot maximum of per-token values: (batch, tokens, features) -> (batch, slots, features).
+    """Per-slot maximum of per-token values: (tokens, features) -> (batch, slots, features).
 
-    Slots without tokens get `empty`.
+    Slots without tokens (padding) get `empty`.
     """
     batch, slots = x.slot_mask.shape
     features = values.shape[-1]
-    index = torch.where(x.token_mask, x.token_slot, slots).unsqueeze(-1).expand(-1, -1, features)
-    out = values.new_full((batch, slots + 1, features), float("-inf"))
-    out = out.scatter_reduce(1, index, values, reduce="amax", include_self=True)[:, :slots]
-    return torch.where(torch.isinf(out), torch.full_like(out, empty), out)
+    index = token_slot_index(x).unsqueeze(-1).expand(-1, features)  # (tokens, features)
+    out = values.new_full((batch * slots, features), float("-inf")).scatter_reduce(0, index, values, reduce="amax")
+    return torch.where(torch.isinf(out), torch.full_like(out, empty), out).view(batch, slots, features)
 
 
 def segment_sum(values: torch.Tensor, x: PathwayInput) -> torch.Tensor:
-    """Per-slot sum of per-token values: (batch, tokens, features) -> (batch, slots, features)."""
+    """Per-slot sum of per-token values: (tokens, features) -> (batch, slots, features)."""
     batch, slots = x.slot_mask.shape
     features = values.shape[-1]
-    # One flat index_add_ over (batch * (slots + 1)) rows: about 9x faster on CPU than scatter_add
-    # along dim 1 with an expanded index. Padding tokens land in each row's spare last slot.
-    row_offset = torch.arange(batch, device=values.device).unsqueeze(-1) * (slots + 1)
-    index = (torch.where(x.token_mask, x.token_slot, slots) + row_offset).reshape(-1)
-    out = values.new_zeros(batch * (slots + 1), features)
-    out.index_add_(0, index, values.reshape(-1, features))
-    return out.view(batch, slots + 1, features)[:, :slots]
+    out = values.new_zeros(batch * slots, features).index_add_(0, token_slot_index(x), values)
+    return out.view(batch, slots, features)
 
 
 def real_slots(slot_mask: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,7 @@ class Participatory(Pathway):
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
         q = nn.functional.normalize(x.query_tokens, dim=-1)  # (batch, q_tokens, dim)
-        sim = token_products(x.tokens, q)  # (batch, tokens, q_tokens)
-        sim = sim * x.token_scale.unsqueeze(-1)  # cosines
+        sim = token_products(x, q[0] if x.shared_query else q) * x.token_scale.unsqueeze(-1)  # (tokens, q_tokens) cosines
         maxsim = segment_max(sim, x).clamp(min=-1.0)  # (batch, slots, q_tokens)
         q_mask = x.query_token_mask.unsqueeze(1)  # (batch, 1, q_tokens)
         weight_logits = self.token_weight(x.query_tokens).squeeze(-1).masked_fill(~x.query_token_mask, -1e4)

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp, segment_sum
+from .base import Pathway, PathwayInput, mlp, query_per_token, segment_sum, token_slot_index
 
 
 class Prehension(Pathway):
@@ -37,17 +37,18 @@ class Prehension(Pathway):
         Few tokens match, so only those are gathered (never a masked copy of every token).
         """
         batch, slots = x.slot_mask.shape
-        rows, positions = torch.nonzero(hit, as_tuple=True)  # (hits,) each
-        target = rows * slots + x.token_slot[rows, positions]  # flat (batch * slots) slot index of each hit
-        sums = x.tokens.new_zeros(batch * slots, x.tokens.shape[-1]).index_add_(0, target, x.tokens[rows, positions])
+        positions = hit.nonzero().squeeze(1)  # (hits,)
+        target = token_slot_index(x)[positions]  # flat (batch * slots) slot index of each hit
+        sums = x.tokens.new_zeros(batch * slots, x.tokens.shape[-1]).index_add_(0, target, x.tokens[positions])
         counts = x.tokens.new_zeros(batch * slots).index_add_(0, target, x.tokens.new_ones(target.shape[0]))
         return (sums / counts.clamp(min=1).unsqueeze(-1)).view(batch, slots, -1)
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
         q_ids = x.query_ids
         q_valid = q_ids >= 0  # (batch, q_tokens)
-        t_valid = (x.token_ids >= 0) & x.token_mask  # (batch, tokens)
-        match = (x.token_ids.unsqueeze(-1) == q_ids.unsqueeze(1)) & t_valid.unsqueeze(-1) & q_valid.unsqueeze(1)
+        t_valid = x.token_ids >= 0  # (tokens,)
+        token_q_ids = query_per_token(q_ids, x)  # (tokens or 1, q_tokens)
+        match = (x.token_ids.unsqueeze(-1) == token_q_ids) & t_valid.unsqueeze(-1) & (token_q_ids >= 0)  # (tokens, q_tokens)
         tf = segment_sum(match.float(), x)  # (batch, slots, q_tokens): occurrences of each query term in each slot
         present = (tf > 0).float()
         idf = self.idf[q_ids.clamp(min=0)] * q_valid  # (batch, q_tokens)

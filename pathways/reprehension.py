@@ -26,7 +26,7 @@ class Reprehension(Pathway):
 
     def forward(self, x: PathwayInput) -> torch.Tensor:
         # Response of each cue probe to each (unit-length) token.
-        token_response = token_products(x.tokens, self.cues) * x.token_scale.unsqueeze(-1)  # (batch, tokens, cues)
+        token_response = token_products(x, self.cues) * x.token_scale.unsqueeze(-1)  # (tokens, cues)
         slot_cues = segment_max(token_response, x)  # (batch, slots, cues)
         query_response = torch.matmul(nn.functional.normalize(x.query_tokens, dim=-1), self.cues.t())  # (batch, q_tokens, cues)
         query_response = query_response.masked_fill(~x.query_token_mask.unsqueeze(-1), -1.0)

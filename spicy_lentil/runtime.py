@@ -3,12 +3,17 @@
 Threads. Inference runs many batches (of texts to encode, of documents to rerank), and on a
 2-core machine running two batches side by side, one intra-op thread each, beats running them one
 after another on two intra-op threads: the reranker's small operations gain nothing from a second
-thread (a search with the index: 147 ms against 205 ms in the latest run, BENCHMARKS.md), and the encoder's large
+thread (a search with the index: 124 ms against 196 ms in the latest run, BENCHMARKS.md), and the encoder's large
 ones gain no more from it than from a second batch worker. Training keeps intra-op threads for
 its large backward passes.
 
+numpy's and scipy's BLAS (OpenBLAS, used by the first stage's dot products over the index) get
+the same thread count as torch. Left at one thread per core, OpenBLAS's helper threads keep
+spinning for about a tenth of a second after each product, on the very cores the batch workers
+are about to use: a search runs 1.17x faster with BLAS held to one thread (BENCHMARKS.md).
+
 Memory. Reranking allocates the same large tensors batch after batch (a batch's token embeddings
-are about 15 MB). glibc hands blocks that large back to the kernel when they are freed and maps
+are up to 25 MB). glibc hands blocks that large back to the kernel when they are freed and maps
 them again for the next batch, and every 4 KiB page of fresh memory costs a page fault on first
 touch, which on virtual machines costs more than the arithmetic done on it. Raising glibc's mmap
 and trim thresholds keeps that memory in the process for the next batch.
@@ -51,7 +56,8 @@ def configure(threads: int | None = None, keep_freed_memory: bool = True, parall
             whose large backward passes do gain from intra-op threads).
 
     Returns:
-        What was set: `{"threads": torch intra-op threads, "batch_workers": int, "keep_freed_memory": bool}`.
+        What was set: `{"threads": torch intra-op threads, "batch_workers": int, "blas_threads": int,
+        "keep_freed_memory": bool}`.
     """
     import torch
 
@@ -65,6 +71,8 @@ def configure(threads: int | None = None, keep_freed_memory: bool = True, parall
             _pool.shutdown(wait=False)
             _pool = None
     torch.set_num_threads(1 if parallel_batches else cores)
+    blas_threads = 1 if parallel_batches else cores
+    _limit_blas(blas_threads)
     kept = False
     if keep_freed_memory and sys.platform.startswith("linux"):
         try:
@@ -72,7 +80,15 @@ def configure(threads: int | None = None, keep_freed_memory: bool = True, parall
             kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
         except (OSError, AttributeError):  # not glibc (musl has no mallopt)
             kept = False
-    return {"threads": torch.get_num_threads(), "batch_workers": batch_workers(), "keep_freed_memory": kept}
+    return {"threads": torch.get_num_threads(), "batch_workers": batch_workers(), "blas_threads": blas_threads, "keep_freed_memory": kept}
+
+
+def _limit_blas(threads: int) -> None:
+    from threadpoolctl import threadpool_limits
+
+    import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
+
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def batch_workers() -> int:

@@ -148,7 +148,7 @@ class Trainer:
         if self.args.train_encoder:
             documents = [self._encode([s.text for s in self.index.slots(doc)[0]]) for doc in rows]
         else:
-            documents = [self.index.document_encoding(doc) for doc in rows]
+            documents = self.index.document_batch(rows)
         batch = collate(queries, documents, [self.index.title_encoding(d) for d in rows], self.lentil._special_ids)
         slot_mask = batch.slot_mask
         slot_target = torch.zeros(slot_mask.shape)

@@ -178,15 +178,22 @@ def restore_runtime():
     torch.set_num_threads(threads)
 
 
-def test_runtime_configure_sets_threads_workers_and_keeps_freed_memory_on_glibc(restore_runtime):
+def test_runtime_configure_sets_threads_workers_blas_and_keeps_freed_memory_on_glibc(restore_runtime):
     import platform
 
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
     result = restore_runtime.configure(threads=2)
-    assert result == {"threads": 1, "batch_workers": 2, "keep_freed_memory": result["keep_freed_memory"]}
+    assert result == {"threads": 1, "batch_workers": 2, "blas_threads": 1, "keep_freed_memory": result["keep_freed_memory"]}
     assert torch.get_num_threads() == 1
+    assert blas_threads() == {1}  # no BLAS helper threads spinning beside the batch workers
     assert result["keep_freed_memory"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     assert restore_runtime.configure(threads=2, parallel_batches=False, keep_freed_memory=False) == {
-        "threads": 2, "batch_workers": 1, "keep_freed_memory": False}
+        "threads": 2, "batch_workers": 1, "blas_threads": 2, "keep_freed_memory": False}
+    assert blas_threads() == {2}
 
 
 def test_batch_workers_run_one_thread_each_in_order_and_leave_the_caller_alone(restore_runtime):
@@ -232,11 +239,18 @@ def test_encoder_batches_by_token_count_but_keeps_input_order(lentil):
         assert torch.allclose(encoding.embedding, alone.embedding, atol=1e-5)
 
 
-def test_token_budget_batches_cap_rows_and_padded_tokens():
-    from spicy_lentil.engine import _token_budget_batches
+def test_balanced_batches_cap_rows_and_tokens_and_share_the_work():
+    from spicy_lentil.engine import _balanced_batches
 
-    tokens = [10, 10, 20, 30, 30, 40, 500]  # sorted, as the engine sorts them
-    batches = _token_budget_batches(list(range(len(tokens))), tokens.__getitem__, batch_size=3, max_tokens=100)
-    assert [r for b in batches for r in b] == list(range(len(tokens)))
-    assert all(len(b) <= 3 and (len(b) == 1 or len(b) * tokens[b[-1]] <= 100) for b in batches)
-    assert batches[-1] == [6]  # a document over the budget still gets a batch of its own
+    tokens = [10, 10, 20, 30, 30, 40, 50, 500]  # sorted, as the engine sorts them
+    batches = _balanced_batches(list(range(len(tokens))), tokens.__getitem__, batch_size=3, max_tokens=100, workers=2)
+    assert sorted(r for b in batches for r in b) == list(range(len(tokens)))
+    assert batches[0] == [7]  # a document over the budget still gets a batch of its own
+    assert len(batches[1:]) == 4  # 190 tokens in 7 rows: 3 batches by rows, 2 by tokens, then a multiple of the workers
+    assert all(len(b) <= 3 and sum(tokens[r] for r in b) <= 100 for b in batches[1:])
+    even = list(range(100))
+    batches = _balanced_batches(even, lambda r: 200 + r, batch_size=64, max_tokens=16384, workers=2)
+    assert [len(b) for b in batches] == [50, 50]  # one batch per worker, not 64 + 36
+    sums = [sum(200 + r for r in b) for b in batches]
+    assert max(sums) / min(sums) < 1.01  # rows of every length in each
+    assert _balanced_batches([], len, 32, 100, 2) == [] and _balanced_batches([0], lambda r: 5, 32, 100, 2) == [[0]]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pathways import PATHWAY_NAMES, build_pathways
-from pathways.base import token_products
+from pathways.base import segment_max, segment_sum, token_products
 from spicy_lentil.batching import collate
 from tests.conftest import fake_encoding, make_input
 
@@ -49,10 +49,36 @@ def test_batch_neighbours_and_padding_do_not_change_a_document(name):
 
 
 def test_token_products_equal_plain_products():
+    x = make_input()  # rows of different token counts, packed
     g = torch.Generator().manual_seed(0)
-    tokens, shared, per_row = torch.randn(3, 11, 384, generator=g), torch.randn(5, 384, generator=g), torch.randn(3, 5, 384, generator=g)
-    assert torch.allclose(token_products(tokens, shared), tokens @ shared.t(), atol=1e-5)
-    assert torch.allclose(token_products(tokens, per_row), torch.bmm(tokens, per_row.transpose(1, 2)), atol=1e-5)
+    shared, per_row = torch.randn(5, 384, generator=g), torch.randn(x.batch_size, 5, 384, generator=g)
+    assert torch.allclose(token_products(x, shared), x.tokens @ shared.t(), atol=1e-5)
+    each_row = torch.stack([x.tokens[t] @ per_row[x.token_row[t]].t() for t in range(x.tokens.shape[0])])
+    assert torch.allclose(token_products(x, per_row), each_row, atol=1e-5)
+
+
+def test_segment_reductions_gather_each_slots_own_tokens():
+    x = make_input()
+    values = torch.randn(x.tokens.shape[0], 2)
+    maxima, sums = segment_max(values, x, empty=-7.0), segment_sum(values, x)
+    for row in range(x.batch_size):
+        for slot in range(x.slot_mask.shape[1]):
+            mine = values[(x.token_row == row) & (x.token_slot == slot)]
+            if x.slot_mask[row, slot]:
+                assert torch.allclose(maxima[row, slot], mine.max(0).values) and torch.allclose(sums[row, slot], mine.sum(0))
+            else:  # padding: no tokens
+                assert mine.numel() == 0 and (maxima[row, slot] == -7.0).all() and (sums[row, slot] == 0).all()
+
+
+def test_row_selection_keeps_the_selected_rows_tokens_in_order():
+    x = make_input(batch=4)
+    picked = x.select(torch.tensor([3, 1]))
+    for new_row, row in enumerate((3, 1)):
+        mine = x.token_row == row
+        assert torch.equal(picked.tokens[picked.token_row == new_row], x.tokens[mine])
+        assert torch.equal(picked.token_slot[picked.token_row == new_row], x.token_slot[mine])
+    assert picked.token_row.tolist() == sorted(picked.token_row.tolist())  # rows stay grouped, in order
+    assert torch.equal(picked.slots, x.slots[[3, 1]]) and picked.batch_size == 2
 
 
 def test_pathways_compute_different_things():
@@ -93,8 +119,11 @@ def test_collate_packs_each_documents_tokens_with_their_slot():
     query = fake_encoding(5, generator=g)
     documents = [[fake_encoding(n, generator=g) for n in (4, 9, 6)], [fake_encoding(7, generator=g)]]
     x = collate([query, query], documents, [None, None], [101, 102])
-    assert x.tokens.shape[:2] == (2, 19) and x.slots.shape[:2] == (2, 3)
-    assert x.token_slot[0].tolist() == [0] * 4 + [1] * 9 + [2] * 6
-    assert torch.equal(x.tokens[0, 4:13], documents[0][1].tokens.float())
-    assert (x.token_slot[1, 7:] == -1).all() and not x.token_mask[1, 7:].any() and x.slot_mask[1].tolist() == [True, False, False]
-    assert x.token_ids[0, 0] == -1 and x.token_ids[0, 1] == documents[0][0].token_ids[1]  # [CLS] never matches a word
+    assert x.tokens.shape == (19 + 7, 384) and x.slots.shape[:2] == (2, 3)  # tokens packed, no padding
+    assert x.token_row.tolist() == [0] * 19 + [1] * 7
+    assert x.token_slot.tolist() == [0] * 4 + [1] * 9 + [2] * 6 + [0] * 7
+    assert torch.equal(x.tokens[4:13], documents[0][1].tokens.float()) and torch.equal(x.tokens[19:], documents[1][0].tokens.float())
+    assert torch.equal(x.slots[0, 1], documents[0][1].embedding) and x.slot_mask[1].tolist() == [True, False, False]
+    assert not x.slots[1, 1:].any()  # slot padding is zero
+    assert x.token_ids[0] == -1 and x.token_ids[1] == documents[0][0].token_ids[1]  # [CLS] never matches a word
+    assert x.shared_query and not collate([query, fake_encoding(5, generator=g)], documents, [None, None], []).shared_query
