@@ -28,7 +28,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PROGRESS_THRESHOLD = 256  # documents; `show_progress_bar=None` shows a bar from this many on
-LOOKAHEAD_BATCHES = 4  # batches read ahead by iter_fields to group documents of similar length
+LOOKAHEAD_BATCHES = 4  # batches read ahead by iter_fields: encoded together, then dealt into balanced batches
 # Most tokens in one model batch. The batch's float32 token tensor then stays under glibc's 32 MB
 # mmap ceiling (runtime.configure), so its memory is reused from batch to batch instead of mapped
 # afresh, one page fault per 4 KiB, for each long batch.
@@ -263,8 +263,8 @@ class SpicyLentil:
             routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
         # Only the extension pathway reads titles: skip encoding them when the query is not routed there.
         wants_titles = "extension" in self._gate_summary(routing)[1]
-        # Read a few batches ahead and batch documents of similar slot counts together, so little
-        # padding is computed; results still come out in input order.
+        # Read a few batches ahead: the encoder batches their slots by length, and the model's batches
+        # share the work evenly (`_balanced_batches`); results still come out in input order.
         window = batch_size * LOOKAHEAD_BATCHES
         for chunk_start in itertools.count(0, window):
             chunk = list(itertools.islice(documents, window))
