@@ -28,7 +28,7 @@ from spicy_lentil.runtime import batch_workers, configure
 ON_THE_FLY_QUERIES = 5
 WARM_UP_QUERIES = 3
 IDLE_PAUSE = 1.0  # seconds before each search of the idle row
-SEARCH_BLOCKS = 2  # blocks of the 30 claims per setting
+SEARCH_BLOCKS = 4  # blocks of the 30 claims per setting, the settings' order reversed every other block
 TOPICS = ["river", "engine", "protein", "market", "poem", "glacier", "vaccine", "compiler", "harvest", "orbit"]
 
 
@@ -99,7 +99,7 @@ def bench_search(lentil: SpicyLentil) -> str:
 
     # The runtime's default (batches side by side, one thread each); batches one at a time on all
     # cores' intra-op threads; and the default but with numpy's BLAS left on every core (what
-    # `configure` prevents): SEARCH_BLOCKS blocks each, interleaved, against drift.
+    # `configure` prevents): SEARCH_BLOCKS blocks each, interleaved (ABC CBA ...), against drift.
     def default() -> None:
         configure()
 
@@ -113,9 +113,9 @@ def bench_search(lentil: SpicyLentil) -> str:
     settings = {"default": default, "sequential": sequential_batches, "blas": blas_on_every_core}
     speed_before = machine_speed()
     runs = {name: [] for name in settings}
-    for _ in range(SEARCH_BLOCKS):
-        for name, setting in settings.items():
-            setting()
+    for block in range(SEARCH_BLOCKS):
+        for name in (list(settings) if block % 2 == 0 else list(settings)[::-1]):
+            settings[name]()
             runs[name] += timed_searches()
     configure()
     after_idle = timed_searches(pause=IDLE_PAUSE)
@@ -133,7 +133,7 @@ def bench_search(lentil: SpicyLentil) -> str:
         on_the_fly.append(time.perf_counter() - start)
     ms = lambda xs: 1000 * median(xs)
     return "\n".join([
-        f"## Search latency (SciFact, 5,183 abstracts, {len(queries)} val claims after {WARM_UP_QUERIES} warm-up claims; on the fly: the first {ON_THE_FLY_QUERIES})",
+        f"## Search latency (SciFact, 5,183 abstracts, {len(queries)} val claims after {WARM_UP_QUERIES} warm-up claims, {SEARCH_BLOCKS} blocks per setting; on the fly: the first {ON_THE_FLY_QUERIES})",
         "",
         "`search` = first stage (BM25 + dense document + best-slot cosine, z-score fusion) over the whole corpus, "
         "then rerank of the top 100 from the index's stored slot encodings; every search encodes its query "
