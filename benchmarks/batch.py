@@ -138,7 +138,7 @@ def bench_search(lentil: SpicyLentil) -> str:
         "`search` = first stage (BM25 + dense document + best-slot cosine, z-score fusion) over the whole corpus, "
         "then rerank of the top 100 from the index's stored slot encodings; every search encodes its query "
         "(the encoder's cache is cleared before each). Searches run back to back, as in a busy service; the "
-        "idle row pauses before each, as a quiet service would (the machine's first milliseconds after idling are slower). "
+        "idle row pauses before each, as a quiet service would (on this machine a search right after idling is slower). "
         "`on the fly` = rerank of the same 100 candidates with `fields`, encoding their slots (cold cache).",
         "",
         f"Machine speed (`common.machine_speed`) before the timed searches: {speed_before}; after: {speed_after}.",

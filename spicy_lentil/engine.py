@@ -397,8 +397,9 @@ class SpicyLentil:
             gate, active = self._gate_summary(self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
         pathways = len(self.model.pathway_names)
         results = [_Scored(0.0, torch.zeros(0), torch.zeros(0, pathways), gate, active, doc_id(r)) for r in range(count)]
-        order = sorted((r for r in range(count) if tokens(r) > 0), key=tokens)
-        batches = _balanced_batches(order, tokens, batch_size, MAX_BATCH_TOKENS, batch_workers())
+        token_counts = [tokens(r) for r in range(count)]  # read once: sorting and dealing read them again and again
+        order = sorted((r for r in range(count) if token_counts[r] > 0), key=token_counts.__getitem__)
+        batches = _balanced_batches(order, token_counts.__getitem__, batch_size, MAX_BATCH_TOKENS, batch_workers())
 
         def score(rows: list[int]) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
             return self._score_documents(query_encoding, documents(rows), [title(r) for r in rows], None if prior is None else prior[rows])
