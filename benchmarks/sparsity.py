@@ -153,7 +153,7 @@ def build_batches(lentil, query_encoding, selected, slot_encodings, title_encodi
     batches = []
     for start in range(0, len(per_doc), BATCH_DOCS):
         docs = per_doc[start: start + BATCH_DOCS]
-        batches.append(collate([query_encoding] * len(docs), docs, titles[start: start + BATCH_DOCS], lentil._special_ids))
+        batches.append(collate([query_encoding] * len(docs), docs, titles[start: start + BATCH_DOCS], lentil.special_ids))
     return batches
 
 
@@ -168,7 +168,7 @@ def for_query(lentil, batches, query_encoding, filler):
     for batch in batches:
         n = batch.batch_size
         if n not in made:
-            made[n] = collate([query_encoding] * n, [[filler]] * n, [None] * n, lentil._special_ids)
+            made[n] = collate([query_encoding] * n, [[filler]] * n, [None] * n, lentil.special_ids)
         query_fields = [f.name for f in dataclasses.fields(batch) if f.name.startswith("query")]  # query, query_tokens, ...
         out.append(dataclasses.replace(batch, **{f: getattr(made[n], f) for f in query_fields}))
     return out

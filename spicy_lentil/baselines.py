@@ -86,3 +86,35 @@ class FineTunedBiEncoder:
             top = np.argsort(-scores[row])[:top_n]
             run[query_id] = {ids[i]: float(scores[row, i]) for i in top}
         return run
+
+
+class SentenceBiEncoder:
+    """The sentence-level yardstick: an encoder tuned on (query, answering sentence) pairs of the training
+    splits by `encoder_tuning` (the recipe Spicy Lentil's own encoder is tuned with), ranking slots by
+    cosine alone. Against it, a model over the same tuned encoder shows what its pathways add.
+
+    Args:
+        encoder: the base sentence-transformers model.
+        weights: the tuned tensors (`encoder.safetensors`).
+    """
+
+    def __init__(self, encoder: str, weights: str | Path) -> None:
+        from .encoder import Encoder
+
+        self.encoder = Encoder(encoder, device="cpu", weights=weights)
+
+    @classmethod
+    def trained(cls, splits: list[RelevanceData], encoder: str, cache_dir: str | Path = "cache") -> "SentenceBiEncoder":
+        """Tunes `encoder` on the splits' sentence labels, once per (encoder, splits), cached under `cache_dir`."""
+        from .encoder_tuning import ENCODER_WEIGHTS_NAME, tune_encoder
+
+        payload = json.dumps({"encoder": encoder, "slot_qrels": [sorted(map(str, s.slot_qrels.items())) for s in splits]})
+        folder = Path(cache_dir) / f"sentence-bi-encoder-{hashlib.sha256(payload.encode('utf-8')).hexdigest()[:16]}"
+        if not (folder / ENCODER_WEIGHTS_NAME).is_file():
+            tune_encoder(encoder, splits, folder)
+        return cls(encoder, folder / ENCODER_WEIGHTS_NAME)
+
+    def slot_scores(self, query: str, slots: list[str]) -> list[float]:
+        """Cosine of each slot to the query."""
+        q, *s = self.encoder.encode([query, *slots], use_cache=False)
+        return [float(v.embedding @ q.embedding) for v in s]

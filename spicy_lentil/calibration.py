@@ -10,7 +10,7 @@ the model makes is unchanged and only the meaning of a score such as 0.7 moves.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -31,15 +31,16 @@ class Calibration:
     document: tuple[float, float]  # (scale, shift) of document logits
     slot_examples: int  # slots the fit saw (labelled rationale pairs, and every slot of non-relevant candidates)
     document_examples: int  # (query, candidate) pairs the fit saw
-    slot_ece: tuple[float, float]  # expected calibration error of slot scores (before, after)
+    slot_ece: tuple[float, float]  # expected calibration error of slot scores (before, after), datasets pooled equally
     document_ece: tuple[float, float]  # the same for document scores
+    per_dataset: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> ECE after, per head
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(scale, shift) minimising the log loss of `sigmoid(scale * logit + shift)` against 0/1 labels.
+def platt(logits: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, float]:
+    """(scale, shift) minimising the (weighted) log loss of `sigmoid(scale * logit + shift)` against 0/1 labels.
 
     Returns the identity (1, 0) when the labels hold one class only, or when the best scale is not
     positive (the logits carry no usable signal there, and a negative scale would invert rankings).
@@ -49,7 +50,8 @@ def platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     labels = np.asarray(labels, dtype=np.int64)
     if labels.min(initial=1) == labels.max(initial=0):
         return 1.0, 0.0
-    fit = LogisticRegression(C=1e4, max_iter=1000).fit(np.asarray(logits, dtype=np.float64).reshape(-1, 1), labels)
+    fit = LogisticRegression(C=1e4, max_iter=1000).fit(np.asarray(logits, dtype=np.float64).reshape(-1, 1), labels,
+                                                       sample_weight=sample_weight)
     scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
     return (scale, shift) if scale > 0 else (1.0, 0.0)
 
@@ -68,30 +70,39 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(error)
 
 
-def fit_calibration(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 30,
-                    first_stage: FirstStage | None = None) -> Calibration:
-    """Fits and installs Platt scaling of `lentil`'s slot and document heads on one split.
+@dataclass
+class _Examples:
+    """Raw logits and 0/1 labels of one split, per head."""
 
-    The examples are what the model meets when reranking: each query's first-stage top
-    `candidates` (judged relevant or not), plus its labelled documents. Document labels come from
-    the qrels; slot labels from the slot qrels of relevant documents, and 0 for every slot of a
-    candidate that is not relevant. Relevant documents without slot labels add no slot examples.
+    doc_logits: list[float] = field(default_factory=list)
+    doc_labels: list[int] = field(default_factory=list)
+    slot_logits: list[float] = field(default_factory=list)
+    slot_labels: list[int] = field(default_factory=list)
 
-    Args:
-        lentil: the `SpicyLentil` to calibrate, changed in place.
-        data: the held-out split (its corpus must be `index`'s).
-        index: the corpus index.
-        candidates: first-stage documents per query.
+
+def calibration_examples(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 30,
+                         first_stage: FirstStage | None = None) -> _Examples:
+    """What the model meets when reranking one split, as (logit, label) pairs per head.
+
+    Each query's first-stage top `candidates` (judged relevant or not) plus its labelled documents:
+    document labels from the qrels; slot labels from the slot qrels of relevant documents, and 0
+    for every slot of a candidate that is not relevant. Relevant documents without slot labels add
+    no slot examples. Unanswerable pairs add their document (not relevant) and all its slots (0).
     """
-    model = lentil.model
-    model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
-    model.doc_calibration.copy_(torch.tensor([1.0, 0.0]))
     first_stage = first_stage or FirstStage()
     labels = slot_labels(data, index)
-    doc_logits, doc_labels, slot_logits, slot_targets = [], [], [], []
+    examples = _Examples()
+
+    def add(field, relevant: bool, targets: list[int] | None) -> None:
+        examples.doc_logits.append(_logit(field.score))
+        examples.doc_labels.append(int(relevant))
+        if targets is not None:
+            examples.slot_logits.extend(_logit(s.score) for s in field.slots)
+            examples.slot_labels.extend(targets)
+
     for query_id, query in data.queries.items():
         relevant = {d for d, rel in data.qrels.get(query_id, {}).items() if rel > 0}
-        encoding = lentil._encode_query(query)
+        encoding = lentil.encode_query(query)
         signals = first_stage.signals(index, query, encoding.embedding.numpy())
         docs = first_stage.candidates(signals, candidates)
         ranked = set(docs.tolist())
@@ -100,28 +111,64 @@ def fit_calibration(lentil, data: RelevanceData, index: CorpusIndex, candidates:
         fields = lentil.rerank_indexed(encoding, index, docs, first_stage.prior(signals, docs))
         for position, field in zip(docs, fields):
             doc_id = index.doc_ids[int(position)]
-            doc_logits.append(_logit(field.score))
-            doc_labels.append(int(doc_id in relevant))
-            if doc_id in relevant:
-                targets = labels.get((query_id, doc_id))
-                if targets is None:
-                    continue
-            else:
-                targets = [0] * len(field.slots)
-            slot_logits.extend(_logit(s.score) for s in field.slots)
-            slot_targets.extend(targets)
-    doc_logits, doc_labels = np.array(doc_logits), np.array(doc_labels)
-    slot_logits, slot_targets = np.array(slot_logits), np.array(slot_targets)
-    slot_scaling, doc_scaling = platt(slot_logits, slot_targets), platt(doc_logits, doc_labels)
+            is_relevant = doc_id in relevant
+            add(field, is_relevant, labels.get((query_id, doc_id)) if is_relevant else [0] * len(field.slots))
+    for _, query, doc_id in data.unanswerable:
+        if doc_id in index.position:
+            field = lentil.rerank_indexed(lentil.encode_query(query), index, [index.position[doc_id]])[0]
+            add(field, False, [0] * len(field.slots))
+    return examples
+
+
+def fit_calibration(lentil, splits: list[tuple[RelevanceData, CorpusIndex]], candidates: int = 30,
+                    first_stage: FirstStage | None = None) -> Calibration:
+    """Fits and installs Platt scaling of `lentil`'s slot and document heads on held-out splits of one or more datasets.
+
+    Each split's examples (`calibration_examples`) are weighted so that every dataset counts the same
+    however many examples it has: one scaling whose 0.5 means the same on each of them.
+
+    Args:
+        lentil: the `SpicyLentil` to calibrate, changed in place.
+        splits: (held-out split, its corpus index) per dataset.
+        candidates: first-stage documents per query.
+    """
+    model = lentil.model
+    model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
+    model.doc_calibration.copy_(torch.tensor([1.0, 0.0]))
+    per_split = {data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits}
+
+    def pooled(logits: str, labels: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = [(np.array(getattr(e, logits)), np.array(getattr(e, labels))) for e in per_split.values()]
+        parts = [(x, y) for x, y in parts if len(y)]
+        weights = [np.full(len(y), 1.0 / len(y)) for _, y in parts]
+        return (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]),
+                np.concatenate(weights) * sum(len(y) for _, y in parts) / max(1, len(parts)))
+
+    slot_logits, slot_targets, slot_weights = pooled("slot_logits", "slot_labels")
+    doc_logits, doc_labels, doc_weights = pooled("doc_logits", "doc_labels")
+    slot_scaling = platt(slot_logits, slot_targets, slot_weights)
+    doc_scaling = platt(doc_logits, doc_labels, doc_weights)
     model.slot_calibration.copy_(torch.tensor(slot_scaling))
     model.doc_calibration.copy_(torch.tensor(doc_scaling))
 
-    def ece(logits: np.ndarray, targets: np.ndarray, scaling: tuple[float, float]) -> tuple[float, float]:
-        after = 1.0 / (1.0 + np.exp(-(scaling[0] * logits + scaling[1])))
-        return expected_calibration_error(1.0 / (1.0 + np.exp(-logits)), targets), expected_calibration_error(after, targets)
+    def ece(logits, targets, scaling: tuple[float, float]) -> float:
+        return expected_calibration_error(_sigmoid(scaling[0] * np.asarray(logits) + scaling[1]), np.asarray(targets))
 
-    return Calibration(slot_scaling, doc_scaling, len(slot_targets), len(doc_labels),
-                       ece(slot_logits, slot_targets, slot_scaling), ece(doc_logits, doc_labels, doc_scaling))
+    def mean_ece(logits: str, labels: str, scaling: tuple[float, float]) -> float:
+        return float(np.mean([ece(getattr(e, logits), getattr(e, labels), scaling) for e in per_split.values()]))
+
+    identity = (1.0, 0.0)
+    return Calibration(
+        slot_scaling, doc_scaling, len(slot_targets), len(doc_labels),
+        (mean_ece("slot_logits", "slot_labels", identity), mean_ece("slot_logits", "slot_labels", slot_scaling)),
+        (mean_ece("doc_logits", "doc_labels", identity), mean_ece("doc_logits", "doc_labels", doc_scaling)),
+        {name: {"slot": ece(e.slot_logits, e.slot_labels, slot_scaling), "document": ece(e.doc_logits, e.doc_labels, doc_scaling)}
+         for name, e in per_split.items()},
+    )
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _logit(probability: float) -> float:

@@ -76,23 +76,51 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_data
+    from .encoder_tuning import ENCODER_WEIGHTS_NAME, EncoderTuningArguments, tune_encoder
     from .engine import SpicyLentil
     from .index import CorpusIndex
-    from .training import Trainer, TrainingArguments
+    from .training import Trainer, TrainingArguments, TrainingSet, parse_mix
 
-    train = load_data(args.data, args.split, args.cache_dir)
-    validation = load_data(args.data, args.validation_split, args.cache_dir) if args.validation_split else None
+    trains = [load_data(source, args.split, args.cache_dir) for source in args.data]
+    names = [t.name for t in trains]
+    weights = parse_mix(args.mix, names)
+    ranking = set(names) if args.rank_documents is None else set(parse_names(args.rank_documents, names, "--rank-documents"))
+    validations = [load_data(source, args.validation_split, args.cache_dir) if args.validation_split else None
+                   for source in args.data]
+    encoder_weights = None
+    if args.tune_encoder:
+        if args.init:
+            raise ValueError("--tune-encoder starts a fresh model; it cannot be combined with --init")
+        encoder_weights = Path(args.output) / ENCODER_WEIGHTS_NAME
+        if not (args.resume and encoder_weights.is_file()):
+            print(f"tuning the encoder on the sentence labels of {', '.join(names)}", file=sys.stderr)
+            tune_encoder(args.encoder, trains, args.output, EncoderTuningArguments(epochs=args.tune_epochs, seed=args.seed))
     if args.init:
         lentil = SpicyLentil.from_pretrained(args.init)
     else:
         lentil = SpicyLentil.new(SpicyLentilConfig(encoder=args.encoder, pathways_per_query=args.pathways_per_query,
-                                                   fusion=args.fusion, hidden_dim=args.hidden_dim), seed=args.seed)
-    index = CorpusIndex.for_corpus(train.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir)
+                                                   fusion=args.fusion, hidden_dim=args.hidden_dim), seed=args.seed,
+                                 encoder_weights=encoder_weights)
+    sets = [TrainingSet(train, CorpusIndex.for_corpus(train.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir),
+                        validation, weights[train.name], train.name in ranking)
+            for train, validation in zip(trains, validations)]
     training_args = TrainingArguments(output=args.output, epochs=args.epochs, seed=args.seed, train_encoder=args.train_encoder,
-                                      queries_per_step=args.queries_per_step, learning_rate=args.learning_rate)
-    state = Trainer(lentil, training_args, train, index, validation).train(resume=args.resume)
-    print(f"best epoch {state['best_epoch']} (validation nDCG@10 {state['best']:.4f}) saved to {args.output}", file=sys.stderr)
+                                      queries_per_step=args.queries_per_step, learning_rate=args.learning_rate,
+                                      **{k: v for k, v in (("negatives", args.negatives),
+                                                           ("validation_queries", args.validation_queries)) if v is not None})
+    state = Trainer(lentil, training_args, sets).train(resume=args.resume)
+    print(f"best epoch {state['best_epoch']} (validation selection score {state['best']:.4f}) saved to {args.output}",
+          file=sys.stderr)
     return 0
+
+
+def parse_names(spec: str, names: list[str], flag: str) -> list[str]:
+    """A comma-separated list of dataset names, each one of `names`."""
+    chosen = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise ValueError(f"{flag}: unknown dataset(s) {unknown}; the datasets are {names}")
+    return chosen
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -109,13 +137,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     index = CorpusIndex.for_corpus(data.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir)
     index_seconds = time.perf_counter() - started
-    bi_encoder = None
+    bi_encoder = sentence_bi_encoder = None
     if args.baselines:
-        from .baselines import FineTunedBiEncoder
+        from .baselines import FineTunedBiEncoder, SentenceBiEncoder
 
         bi_encoder = FineTunedBiEncoder(load_data(args.data, args.baseline_train_split, args.cache_dir),
                                         lentil.encoder.name, args.cache_dir)
-    result = evaluate(lentil, data, index, candidates=args.candidates, baselines=args.baselines, bi_encoder=bi_encoder)
+        sources = args.sentence_baseline_data or [args.data]
+        splits = [load_data(source, args.baseline_train_split, args.cache_dir) for source in sources]
+        if any(split.slot_qrels for split in splits):
+            sentence_bi_encoder = SentenceBiEncoder.trained(splits, lentil.encoder.name, args.cache_dir)
+    result = evaluate(lentil, data, index, candidates=args.candidates, baselines=args.baselines, bi_encoder=bi_encoder,
+                      sentence_bi_encoder=sentence_bi_encoder)
     result.seconds["index"] = index_seconds
     result.seconds["total"] = time.perf_counter() - started
     print(result.table())
@@ -172,21 +205,32 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--pathways-per-query", type=int, default=4)
     search.set_defaults(handler=cmd_search)
 
-    train = commands.add_parser("train", help="fine-tune the pathways on a BEIR folder or a pairs file")
-    train.add_argument("data", metavar="DATA", help="BEIR folder, .jsonl/.csv/.parquet pairs file, or hub name")
+    train = commands.add_parser("train", help="train on one or more BEIR folders, pairs files or hub names")
+    train.add_argument("data", metavar="DATA", nargs="+", help="BEIR folder, .jsonl/.csv/.parquet pairs file, or hub name")
     train.add_argument("--output", required=True, help="folder for the best model and checkpoints")
+    train.add_argument("--mix", default=None, metavar="NAME=W,...",
+                       help="sampling weight of each dataset (its folder or file name), e.g. scifact=1,wikiqa=2; default 1 each")
+    train.add_argument("--rank-documents", default=None, metavar="NAME,...",
+                       help="datasets whose validation nDCG@10 counts in picking the kept epoch (default: all); "
+                            "slot MAP counts for every dataset")
     train.add_argument("--split", default="train")
     train.add_argument("--validation-split", default="val", help="split that picks the best epoch ('' for none)")
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
-    train.add_argument("--train-encoder", action="store_true", help="fine-tune the encoder too (meant for a GPU)")
+    train.add_argument("--tune-encoder", action="store_true",
+                       help="first tune the encoder on the datasets' sentence labels (written to OUTPUT/encoder.safetensors)")
+    train.add_argument("--tune-epochs", type=int, default=2, help="epochs of --tune-encoder")
+    train.add_argument("--train-encoder", action="store_true", help="fine-tune the whole encoder with the head (meant for a GPU)")
     train.add_argument("--init", default=None, help="start from this model folder instead of a fresh head")
     train.add_argument("--encoder", default=BUNDLED, help="sentence-transformers encoder of a fresh head")
     train.add_argument("--fusion", default="null_point")
     train.add_argument("--hidden-dim", type=int, default=SpicyLentilConfig.hidden_dim,
-                       help="width of a fresh head's pathways, a multiple of 9; 108 searched 9%% faster than 144 on SciFact, with lower slot MAP")
+                       help="width of a fresh head's pathways, a multiple of 9 (BENCHMARKS.md measures the trade-off)")
     train.add_argument("--pathways-per-query", type=int, default=4)
     train.add_argument("--queries-per-step", type=int, default=8)
+    train.add_argument("--negatives", type=int, default=None, help="hard negatives per query and step (default 15)")
+    train.add_argument("--validation-queries", type=int, default=None,
+                       help="validation queries per dataset and epoch, the first by id (default 200)")
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cache-dir", default="cache", help="where corpus indexes are kept")
@@ -197,7 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", required=True)
     evaluate.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     evaluate.add_argument("--baselines", action="store_true", help="also BM25, dense, fusion and a fine-tuned bi-encoder")
-    evaluate.add_argument("--baseline-train-split", default="train", help="split the bi-encoder baseline is trained on")
+    evaluate.add_argument("--baseline-train-split", default="train", help="split the bi-encoder baselines are trained on")
+    evaluate.add_argument("--sentence-baseline-data", nargs="+", default=None, metavar="DATA",
+                          help="datasets whose sentence labels tune the sentence-level bi-encoder baseline (default: DATA)")
     evaluate.add_argument("--candidates", type=int, default=100)
     evaluate.add_argument("--pathways-per-query", type=int, default=4)
     evaluate.add_argument("--output", default=None, help="metrics JSON (default: stdout)")

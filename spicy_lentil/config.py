@@ -12,6 +12,8 @@ BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
 
 FUSIONS = ("null_point", "concat_linear", "learned_weights", "gated_unit")
 POOLINGS = ("self_attention", "query_attention")
+# Keys added after the first checkpoints, with the values that rebuild those checkpoints unchanged.
+LEGACY_DEFAULTS = {"zero_shot_residual": False, "slot_salience": True, "slot_contrast": True}
 
 
 @dataclass
@@ -32,6 +34,11 @@ class SpicyLentilConfig:
     load_balancing_weight: float = 0.01  # weight of the Switch load-balancing loss
     z_loss_weight: float = 0.001  # weight of the ST-MoE router z-loss
     num_stances: int = 3  # reprehension's stance classes: neutral, support, contradict
+    encoder_weights: str = ""  # tuned encoder tensors in the model folder, applied over `encoder`; "" = none
+    zero_shot_residual: bool = True  # slot and document logits start from zero-shot evidence (evidence.py)
+    correction_bound: float = 3.0  # with the residual: the most, in logits, the pathways move a score off the evidence
+    slot_salience: bool = False  # a query-independent salience term per slot (learns a corpus's layout)
+    slot_contrast: bool = False  # the slot head also reads the slot's state minus its document's mean state
 
     def __post_init__(self) -> None:
         from pathways.registry import PATHWAY_NAMES
@@ -76,4 +83,6 @@ class SpicyLentilConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown config key(s) {unknown}")
+        for key, value in LEGACY_DEFAULTS.items():
+            data.setdefault(key, value)
         return cls(**data)

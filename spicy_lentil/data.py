@@ -5,7 +5,8 @@ Three sources, one result (`RelevanceData`):
 * a BEIR-layout folder: `corpus.jsonl` (`_id`, `text`, optional `title`, `sentences`),
   `queries.jsonl` (`_id`, `text`), `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`) and,
   optionally, `slot_qrels/<split>.tsv` (`query-id`, `corpus-id`, `slot-index`, `score`, `stance`):
-  the rationale sentences, 0-based indices into the document's `sentences`;
+  the rationale sentences, 0-based indices into the document's `sentences`; and, optionally,
+  `unanswerable/<split>.tsv` (`query-id`, `corpus-id`): questions whose document holds no answer;
 * a local pairs file, `.jsonl`, `.csv` or `.parquet`, one row per (query, document) with columns
   `query`, `text`, `label` (1 relevant, 0 not) and optional `query_id`, `doc_id`, `title`;
 * a Hugging Face hub name in the BEIR convention (`<name>` with configs `corpus` and `queries`,
@@ -39,6 +40,9 @@ class RelevanceData:
     queries: dict[str, str]  # query id -> text, only queries judged in this split
     qrels: dict[str, dict[str, int]]  # query id -> {doc id: relevance}
     slot_qrels: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # (query, doc) -> {slot: stance}
+    # (query id, query text, doc id): questions asked of a document that holds no answer
+    # (`unanswerable/<split>.tsv`, as WikiQA has them); every slot there should score low.
+    unanswerable: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def load_data(source: str | Path, split: str, cache_dir: str | Path = "cache") -> RelevanceData:
@@ -120,8 +124,17 @@ def _load_beir(folder: Path, split: str) -> RelevanceData:
             slot_qrels.setdefault((str(row["query-id"]), str(row["corpus-id"])), {})[int(row["slot-index"])] = stance
         _check_ids(slot_path, "query", [q for q, _ in slot_qrels], all_queries)
         _check_ids(slot_path, "corpus", [d for _, d in slot_qrels], corpus)
+    unanswerable = []
+    unanswerable_path = folder / "unanswerable" / f"{split}.tsv"
+    if unanswerable_path.is_file():
+        table = _dataset("csv", unanswerable_path, ["query-id", "corpus-id"], delimiter="\t",
+                         features=_strings(unanswerable_path))
+        pairs = [(str(row["query-id"]), str(row["corpus-id"])) for row in table]
+        _check_ids(unanswerable_path, "query", [q for q, _ in pairs], all_queries)
+        _check_ids(unanswerable_path, "corpus", [d for _, d in pairs], corpus)
+        unanswerable = [(q, all_queries[q], d) for q, d in pairs]
     queries = {q: all_queries[q] for q in qrels}
-    return RelevanceData(folder.name, split, folder / "corpus.jsonl", corpus, queries, qrels, slot_qrels)
+    return RelevanceData(folder.name, split, folder / "corpus.jsonl", corpus, queries, qrels, slot_qrels, unanswerable)
 
 
 def _load_pairs(path: Path, split: str, cache_dir: Path) -> RelevanceData:

@@ -57,11 +57,18 @@ class Encoder:
         name: sentence-transformers model name or folder; `BUNDLED_ENCODER` for the packaged MiniLM.
         device: torch device; None lets sentence-transformers choose.
         cache_size: number of slot encodings kept in memory (least recently used are dropped).
+        weights: a safetensors file of tuned tensors (`encoder_tuning.tune_encoder`) applied over the model.
     """
 
-    def __init__(self, name: str = BUNDLED_ENCODER, device: str | None = None, cache_size: int = 4096) -> None:
+    def __init__(self, name: str = BUNDLED_ENCODER, device: str | None = None, cache_size: int = 4096,
+                 weights: str | Path | None = None) -> None:
         self.name = name
         self.model = load_sentence_transformer(name, device)
+        self.weights = Path(weights) if weights else None
+        if self.weights is not None:
+            from .encoder_tuning import apply_encoder_weights
+
+            apply_encoder_weights(self.model, self.weights)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Encoding] = OrderedDict()
         self._digest: str | None = None
@@ -87,6 +94,10 @@ class Encoder:
                         for block in iter(lambda: handle.read(1 << 20), b""):
                             digest.update(block)
                 self._digest = digest.hexdigest() if files else f"hub:{self.name}"
+            if self.weights is not None:
+                from .index import file_sha256
+
+                self._digest += f"+tuned:{file_sha256(self.weights)}"
         return self._digest
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .batching import DocumentBatch, DocumentEncoding, collate
 from .config import SpicyLentilConfig
-from .encoder import Encoder
+from .encoder import Encoder, Encoding
 from .errors import ModelLoadError, as_document, check_query
 from .gate import RoutingStatistics
 from .model import SpicyLentilModel
@@ -127,15 +128,23 @@ class SpicyLentil:
         window = self.config.max_slot_tokens or encoder.max_tokens
         self.slotter = Slotter(encoder.token_offsets, min(window, encoder.max_tokens), self.config.window_stride, self.config.max_slots)
         self.routing_statistics = RoutingStatistics(model.pathway_names)
-        self._special_ids = list(encoder.tokenizer.all_special_ids)
+        self.special_ids = list(encoder.tokenizer.all_special_ids)
 
     # ---- construction and persistence -------------------------------------------------------
 
     @classmethod
-    def new(cls, config: SpicyLentilConfig | None = None, seed: int = 0, device: str | None = None) -> "SpicyLentil":
-        """A randomly initialised model over the config's encoder (the starting point of training)."""
+    def new(cls, config: SpicyLentilConfig | None = None, seed: int = 0, device: str | None = None,
+            encoder_weights: str | Path | None = None) -> "SpicyLentil":
+        """A randomly initialised model over the config's encoder (the starting point of training).
+
+        Args:
+            config: the model's configuration; None = the defaults.
+            seed: torch seed of the initialisation.
+            device: torch device; None lets sentence-transformers choose.
+            encoder_weights: tuned encoder tensors (`encoder_tuning.tune_encoder`) applied over the encoder.
+        """
         config = config or SpicyLentilConfig()
-        encoder = Encoder(config.encoder, device=device)
+        encoder = Encoder(config.encoder, device=device, weights=encoder_weights)
         config.vocab_size = encoder.vocab_size
         config.embedding_dim = encoder.dim
         torch.manual_seed(seed)
@@ -163,7 +172,15 @@ class SpicyLentil:
         encoder_name = config.encoder
         if (folder / encoder_name).is_dir():  # an encoder fine-tuned with the head and saved beside it
             encoder_name = str(folder / encoder_name)
-        encoder = Encoder(encoder_name, device=device or "cpu")
+        weights = None
+        if config.encoder_weights:
+            weights = folder / config.encoder_weights
+            if not weights.is_file() or weights.parent.resolve() != folder.resolve():
+                raise ModelLoadError(f"{folder / CONFIG_NAME}: encoder_weights must name a file in the model folder")
+        try:
+            encoder = Encoder(encoder_name, device=device or "cpu", weights=weights)
+        except ValueError as error:
+            raise ModelLoadError(str(error)) from error
         model = SpicyLentilModel(config)
         try:
             model.load_state_dict(load_file(folder / WEIGHTS_NAME, device="cpu"), strict=True)
@@ -172,7 +189,8 @@ class SpicyLentil:
         return cls(model.to(device or "cpu"), encoder)
 
     def save_pretrained(self, folder: str | Path, save_encoder: bool = False) -> None:
-        """Writes `config.json` and `model.safetensors` (and the encoder under `encoder/` if asked).
+        """Writes `config.json` and `model.safetensors`, and the tuned encoder tensors when the encoder
+        has them (`encoder.safetensors`), or the whole encoder under `encoder/` if asked.
 
         Args:
             folder: destination folder, created if needed.
@@ -181,9 +199,15 @@ class SpicyLentil:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = SpicyLentilConfig(**self.config.to_dict())
+        config.encoder_weights = ""
         if save_encoder:
             self.encoder.model.save(str(folder / "encoder"), safe_serialization=True)
             config.encoder = "encoder"
+        elif self.encoder.weights is not None:
+            target = folder / self.encoder.weights.name
+            if target.resolve() != self.encoder.weights.resolve():
+                shutil.copyfile(self.encoder.weights, target)
+            config.encoder_weights = target.name
         config.save(folder / CONFIG_NAME)
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "library": "spicy-lentil"})
@@ -258,7 +282,7 @@ class SpicyLentil:
         return self._iter_fields(query, iter(documents), batch_size, cache_slots)
 
     def _iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool) -> Iterator[RelevanceField]:
-        query_encoding = self._encode_query(query)
+        query_encoding = self.encode_query(query)
         with torch.inference_mode():
             routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
         # Only the extension pathway reads titles: skip encoding them when the query is not routed there.
@@ -285,7 +309,9 @@ class SpicyLentil:
             )
             yield from (result.field(split[i], self.model.pathway_names) for i, result in enumerate(scored))
 
-    def _encode_query(self, query: str):
+    def encode_query(self, query: str) -> Encoding:
+        """The query's encoding (sentence and token embeddings), as `rerank_indexed` takes it; counted in
+        `routing_statistics`."""
         encoding = self.encoder.encode([query])[0]
         with torch.inference_mode():
             self.routing_statistics.update(self.model.gate(encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
@@ -296,7 +322,7 @@ class SpicyLentil:
         score, slot scores `(slots,)` and pathway attention `(slots, pathways)`."""
         device = self.model.slot_head.weight.device
         with torch.inference_mode():
-            batch = collate([query_encoding] * len(documents), documents, titles, self._special_ids).to(device)
+            batch = collate([query_encoding] * len(documents), documents, titles, self.special_ids).to(device)
             output = self.model(batch, None if prior is None else torch.as_tensor(prior, device=device))
         slot_scores, doc_scores, attention = output.field.cpu(), output.score.cpu().tolist(), output.pathway_attention.cpu()
         return [(doc_scores[row], slot_scores[row, :n], attention[row, :n]) for row, n in enumerate(documents.slot_counts.tolist())]
@@ -358,7 +384,7 @@ class SpicyLentil:
         if not isinstance(index, CorpusIndex):
             index = CorpusIndex.load(index, self.encoder, self.slotter)
         first_stage = first_stage or FirstStage()
-        query_encoding = self._encode_query(query)
+        query_encoding = self.encode_query(query)
         signals = first_stage.signals(index, query, query_encoding.embedding.numpy())
         docs = first_stage.candidates(signals, max(candidates, top_k))
         scored = self._rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size)

@@ -119,7 +119,8 @@ class Evaluation:
 
 
 def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 100, baselines: bool = False,
-             first_stage: FirstStage | None = None, bi_encoder=None, show_progress_bar: bool = True) -> Evaluation:
+             first_stage: FirstStage | None = None, bi_encoder=None, sentence_bi_encoder=None,
+             show_progress_bar: bool = True) -> Evaluation:
     """Ranks the split's queries over the whole corpus (first stage, then rerank) and scores labelled slots.
 
     Args:
@@ -129,6 +130,7 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
         candidates: first-stage documents reranked per query.
         baselines: also measure BM25, dense, fusion (and `bi_encoder`, a sentence-transformers
             model, when given) on the same queries and corpus.
+        sentence_bi_encoder: with `baselines`, a `SentenceBiEncoder` whose cosine ranks the labelled slots.
     """
     from tqdm.auto import tqdm
 
@@ -140,12 +142,13 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
     runs: dict[str, Run] = {"spicy_lentil": {}}
     if baselines:
         runs.update({"bm25": {}, "dense": {}, "dense_best_slot": {}, "fusion": {}})
-    slot_scores: dict[str, dict[str, list[float]]] = {"spicy_lentil": {}, "bm25": {}, "dense": {}}
+    slot_scores: dict[str, dict[str, list[float]]] = {"spicy_lentil": {}, "bm25": {}, "dense": {},
+                                                      "bi_encoder_sentences": {}}
     seconds = {"encode_queries": 0.0, "first_stage": 0.0, "rerank": 0.0}
     start = time.perf_counter()
     for query_id, query in tqdm(data.queries.items(), desc="eval", unit="query", disable=not show_progress_bar):
         t0 = time.perf_counter()
-        query_encoding = lentil._encode_query(query)
+        query_encoding = lentil.encode_query(query)
         q = query_encoding.embedding.numpy()
         t1 = time.perf_counter()
         signals = first_stage.signals(index, query, q)
@@ -165,7 +168,10 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
             slot_scores["spicy_lentil"][key] = [s.score for s in by_doc[doc_id].slots]
             if baselines:
                 slot_scores["dense"][key] = (index.document_encoding(index.position[doc_id]).slots.numpy() @ q).tolist()
-                slot_scores["bm25"][key] = _bm25_slot_scores(query, [s.text for s in by_doc[doc_id].slots])
+                slot_scores["bm25"][key] = bm25_slot_scores(query, [s.text for s in by_doc[doc_id].slots])
+                if sentence_bi_encoder is not None:
+                    slot_scores["bi_encoder_sentences"][key] = sentence_bi_encoder.slot_scores(
+                        query, [s.text for s in by_doc[doc_id].slots])
         if baselines:
             for name, signal in (("bm25", "bm25"), ("dense", "dense_doc"), ("dense_best_slot", "dense_slot"), ("fusion", "fusion")):
                 runs[name][query_id] = _top(signals[signal], index.doc_ids, candidates)
@@ -179,6 +185,8 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
             if name in slot_scores:
                 metrics.update(slot_metrics(label_map, slot_scores[name]))
             result.baselines[name] = metrics
+        if sentence_bi_encoder is not None:
+            result.baselines["bi_encoder_sentences"] = slot_metrics(label_map, slot_scores["bi_encoder_sentences"])
         if bi_encoder is not None:
             t0 = time.perf_counter()
             runs["bi_encoder_finetuned"] = bi_encoder.run(data, candidates)
@@ -193,7 +201,7 @@ def _top(scores: np.ndarray, doc_ids: list[str], n: int) -> dict[str, float]:
     return {doc_ids[int(i)]: float(scores[i]) for i in part}
 
 
-def _bm25_slot_scores(query: str, slots: list[str]) -> list[float]:
+def bm25_slot_scores(query: str, slots: list[str]) -> list[float]:
     """BM25 of each sentence of one document, the document's sentences as the collection."""
     import bm25s
 
@@ -203,3 +211,64 @@ def _bm25_slot_scores(query: str, slots: list[str]) -> list[float]:
     vocab = {v: k for k, v in tokens.vocab.items()}
     words = [vocab[t] for t in tokens.ids[0]]
     return [float(s) for s in retriever.get_scores(words)]
+
+
+@dataclass
+class AnswerCase:
+    """A question over a short paragraph with its answering sentence(s) marked, and an unrelated paragraph."""
+
+    id: str
+    domain: str
+    query: str
+    sentences: list[str]  # the paragraph is these joined by one space
+    answer: list[int]  # 0-based indices of the answering sentences
+    unrelated: list[str]  # the sentences of a paragraph (another case's) that does not answer the query
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.sentences)
+
+
+def read_answer_cases(path: str | Path) -> list[AnswerCase]:
+    """Reads `data/everyday.jsonl`-style cases (`{"id", "domain", "query", "sentences", "answer", "unrelated"}`,
+    `unrelated` naming another case)."""
+    import json
+
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_id = {row["id"]: row for row in rows}
+    return [AnswerCase(row["id"], row["domain"], row["query"], row["sentences"], row["answer"],
+                       by_id[row["unrelated"]]["sentences"]) for row in rows]
+
+
+def answer_case_metrics(cases: list[AnswerCase], slot_scores, document_score=None, threshold: float = 0.5) -> dict:
+    """How often the answering sentence is ranked first (and, for calibrated scores, clears `threshold`).
+
+    Args:
+        cases: the cases.
+        slot_scores: (query, sentences) -> one score per sentence.
+        document_score: (query, sentences) -> the paragraph's score in [0, 1], or None for a system without one;
+            then "above unrelated" compares the best sentence scores of the two paragraphs.
+        threshold: the score a user would trust as "answers the query".
+
+    Returns:
+        Shares of cases: `answer_first`, `answer_above_threshold`, `paragraph_above_threshold`,
+        `above_unrelated` (the last three None where `document_score` is None, except `above_unrelated`).
+    """
+    first = answer_high = paragraph_high = above = 0
+    for case in cases:
+        scores = list(slot_scores(case.query, case.sentences))
+        best = max(range(len(scores)), key=scores.__getitem__)
+        first += best in case.answer
+        answer_high += max(scores[i] for i in case.answer) >= threshold
+        if document_score is not None:
+            own, other = document_score(case.query, case.sentences), document_score(case.query, case.unrelated)
+            paragraph_high += own >= threshold
+        else:
+            own, other = max(scores), max(slot_scores(case.query, case.unrelated))
+        above += own > other
+    n = max(1, len(cases))
+    calibrated = document_score is not None
+    return {"cases": len(cases), "answer_first": first / n,
+            "answer_above_threshold": answer_high / n if calibrated else None,
+            "paragraph_above_threshold": paragraph_high / n if calibrated else None,
+            "above_unrelated": above / n}

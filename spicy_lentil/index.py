@@ -231,7 +231,7 @@ class CorpusIndex:
                    show_progress_bar: bool = True) -> "CorpusIndex":
         """The cached index of a corpus file under `cache_dir`, built (or rebuilt when stale, resumed when cut) as needed."""
         corpus = Path(corpus).resolve()
-        key = hashlib.sha256(f"{corpus}|{encoder.name}".encode("utf-8")).hexdigest()[:12]
+        key = hashlib.sha256(f"{corpus}|{encoder.name}|{encoder.weights_digest}".encode("utf-8")).hexdigest()[:12]
         folder = Path(cache_dir) / f"index-{corpus.parent.name}-{key}"
         return cls.build(corpus, folder, encoder, slotter, resume=True, show_progress_bar=show_progress_bar)
 

@@ -11,6 +11,7 @@ from pathways.base import PathwayInput, masked_mean, real_slots
 from pathways.registry import build_pathways
 
 from .config import SpicyLentilConfig
+from .evidence import ZeroShotEvidence
 from .fusion import build_fusion
 from .gate import Gate, Routing, load_balancing_loss, router_z_loss
 from .pooling import POOLING_CLASSES
@@ -59,18 +60,29 @@ class SpicyLentilModel(nn.Module):
         )
         self.gate = Gate(config.embedding_dim, config.num_pathways, config.pathways_per_query, config.router_noise)
         self.fusion = build_fusion(config.fusion, config.num_pathways, config.hidden_dim, config.dropout)
-        # A slot is judged against the rest of its document (rationale selection is a ranking within
-        # the document), so the slot head also reads the slot's state minus the document's mean state.
-        self.slot_head = nn.Linear(2 * config.hidden_dim, 1)
-        # Query-independent salience of a slot (does it read like a finding, a method, background?):
-        # one dot product per slot, the same whichever pathways run.
-        self.salience = nn.Linear(config.embedding_dim, 1)
+        # Optionally the slot head also reads the slot's state minus the document's mean state (rationale
+        # selection as a ranking within the document), and a query-independent salience per slot. Both
+        # learn a corpus's layout (where its findings sit), so they are off unless a config asks.
+        self.slot_head = nn.Linear((2 if config.slot_contrast else 1) * config.hidden_dim, 1)
+        self.salience = nn.Linear(config.embedding_dim, 1) if config.slot_salience else None
         self.pooling = POOLING_CLASSES[config.pooling](config.embedding_dim, config.hidden_dim)
         # The document head also reads the first-stage prior when reranking a corpus (z-scored BM25
         # and dense signals) and a flag saying whether there is one: trained with the prior dropped
         # half the time, the same model scores bare documents and reranks corpus candidates.
         doc_in = config.hidden_dim + 2 + PRIOR_FEATURES + 1
         self.doc_head = nn.Sequential(nn.Linear(doc_in, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, 1))
+        if config.zero_shot_residual:
+            # Fail-safe: scores start from the zero-shot evidence, and the pathways' corrections start
+            # at zero (ReZero-style), so an untrained or unsure head reproduces the evidence.
+            self.evidence = ZeroShotEvidence(config.vocab_size)
+            # The document's evidence: its best slot logit and, when reranking, the first-stage fusion.
+            self.doc_evidence = nn.Linear(2, 1)
+            with torch.no_grad():
+                self.doc_evidence.weight.copy_(torch.tensor([[1.0, 0.0]]))
+                self.doc_evidence.bias.zero_()
+                for head in (self.slot_head, self.doc_head[-1]):
+                    head.weight.zero_()
+                    head.bias.zero_()
         # Platt scaling (scale, shift) of slot and document logits, fitted after training.
         self.register_buffer("slot_calibration", torch.tensor([1.0, 0.0]))
         self.register_buffer("doc_calibration", torch.tensor([1.0, 0.0]))
@@ -137,15 +149,28 @@ class SpicyLentilModel(nn.Module):
         attention[x.slot_mask] = packed_attention[0]
         return z, attention, stance_logits, stance_rows
 
+    def _bounded(self, correction: torch.Tensor) -> torch.Tensor:
+        """A pathway correction squashed into (-bound, bound): the evidence always stays in reach."""
+        bound = self.config.correction_bound
+        return bound * torch.tanh(correction / bound)
+
     def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
         """Scores a batch; `prior` is (batch, PRIOR_FEATURES) first-stage features (NaN rows: none), or None for none."""
         batch, slots = x.slot_mask.shape
         routing = self.gate(x.query)
         z, attention, stance_logits, stance_rows = self._fuse(x, routing)  # (batch, slots, hidden), (batch, slots, pathways)
-        contrast = z - masked_mean(z, x.slot_mask, dim=1).unsqueeze(1)  # (batch, slots, hidden)
-        raw_slot = (self.slot_head(torch.cat([z, contrast], dim=-1)) + self.salience(x.slots)).squeeze(-1)  # (batch, slots)
+        slot_features = z
+        if self.config.slot_contrast:
+            contrast = z - masked_mean(z, x.slot_mask, dim=1).unsqueeze(1)  # (batch, slots, hidden)
+            slot_features = torch.cat([z, contrast], dim=-1)
+        raw_slot = self.slot_head(slot_features).squeeze(-1)  # (batch, slots)
+        if self.salience is not None:
+            raw_slot = raw_slot + self.salience(x.slots).squeeze(-1)
+        if self.config.zero_shot_residual:
+            raw_slot = self.evidence(x) + self._bounded(raw_slot)
         pooled, pooling_weights = self.pooling(z, x.slot_mask, x.query)
         masked = raw_slot.masked_fill(~x.slot_mask, float("-inf"))
+        best_slot = masked.max(-1).values  # (batch,)
         mean_slot = (raw_slot * x.slot_mask).sum(-1) / x.slot_mask.sum(-1).clamp(min=1)
         if prior is None:
             prior_features = x.slots.new_zeros(batch, PRIOR_FEATURES + 1)
@@ -153,8 +178,11 @@ class SpicyLentilModel(nn.Module):
             has_prior = ~torch.isnan(prior).any(dim=-1, keepdim=True)  # (batch, 1)
             prior = torch.where(has_prior, prior, torch.zeros_like(prior)).to(x.slots.dtype)
             prior_features = torch.cat([prior, has_prior.to(x.slots.dtype)], dim=-1)
-        doc_features = torch.cat([pooled, masked.max(-1).values.unsqueeze(-1), mean_slot.unsqueeze(-1), prior_features], dim=-1)
+        doc_features = torch.cat([pooled, best_slot.unsqueeze(-1), mean_slot.unsqueeze(-1), prior_features], dim=-1)
         raw_doc = self.doc_head(doc_features).squeeze(-1)  # (batch,)
+        if self.config.zero_shot_residual:
+            fusion = prior_features[:, PRIOR_FEATURES - 1]  # the first stage's fusion; 0 without a prior
+            raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
         slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
         row_weights = x.slot_mask.sum(-1)  # each query counts once per real slot, never for padding

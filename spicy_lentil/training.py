@@ -1,13 +1,19 @@
 """Fine-tuning: listwise document ranking over mined hard negatives, slot BCE, stance, routing losses.
 
+One model trains on a mixture of datasets (`TrainingSet`s), each with its own corpus index, so a
+query's hard negatives and first-stage prior come from its own corpus; every step draws one
+dataset by the mixture's weights. Questions asked of a document that holds no answer (the
+`unanswerable` pairs) teach that every slot there scores low.
+
 The same code runs on a CPU, one GPU or several through Accelerate. Checkpoints are written
 after every epoch (weights, optimizer state and RNG state, in safetensors and JSON) so `resume`
-continues exactly where an interrupted run stopped; the best epoch by validation nDCG@10 is what
-lands in the output folder.
+continues exactly where an interrupted run stopped. The kept epoch is the best by a macro-average
+over the datasets' validation splits (`selection_score`), never by one dataset alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -29,7 +35,7 @@ from .engine import SpicyLentil
 from .evaluation import evaluate, slot_labels
 from .index import CorpusIndex
 from .model import SpicyLentilModel
-from .retrieval import FirstStage
+from .retrieval import PRIOR_FEATURES, FirstStage
 
 
 @dataclass
@@ -52,33 +58,97 @@ class TrainingArguments:
     seed: int = 0
     train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
     encoder_learning_rate: float = 2e-5
-    calibrate: bool = True  # after training, fit Platt scaling of the kept model on the validation split (calibration.json)
+    calibrate: bool = True  # after training, fit Platt scaling of the kept model on the validation splits (calibration.json)
+    unanswerable_weight: float = 1.0  # BCE towards 0 on the slots of a document asked a question it does not answer
+    validation_queries: int = 200  # validation queries per dataset and epoch (the first by id): selection, not the report
+
+
+@dataclass
+class TrainingSet:
+    """One dataset of a training mixture."""
+
+    train: RelevanceData  # the training split
+    index: CorpusIndex  # its corpus index (built with the model's encoder)
+    validation: RelevanceData | None = None  # the held-out split of the same corpus, or None
+    weight: float = 1.0  # share of training steps drawn from this dataset, relative to the others
+    rank_documents: bool = True  # validation nDCG@10 counts in model selection (ranking this corpus is meaningful)
+
+    @property
+    def name(self) -> str:
+        return self.train.name
+
+
+def parse_mix(spec: str | None, names: list[str]) -> dict[str, float]:
+    """Dataset name -> sampling weight from `name=weight,...` (every dataset 1.0 when `spec` is None).
+
+    Raises:
+        ValueError: a malformed entry, an unknown or repeated name, or a weight that is not > 0.
+    """
+    weights = {name: 1.0 for name in names}
+    if spec is None:
+        return weights
+    seen = set()
+    for entry in spec.split(","):
+        name, sep, value = entry.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--mix: {entry!r} is not NAME=WEIGHT (e.g. scifact=1,wikiqa=2)")
+        if name not in weights:
+            raise ValueError(f"--mix: unknown dataset {name!r}; the datasets are {names}")
+        if name in seen:
+            raise ValueError(f"--mix: dataset {name!r} given twice")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"--mix: weight of {name!r} is not a number: {value!r}") from None
+        if not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"--mix: weight of {name!r} must be a number > 0, got {value!r}")
+        weights[name] = weight
+        seen.add(name)
+    return weights
+
+
+def selection_score(validation: dict[str, dict[str, float]], sets: list[TrainingSet]) -> float:
+    """The macro-average that picks the kept epoch: every dataset's slot MAP, and nDCG@10 where it counts.
+
+    Args:
+        validation: dataset name -> its validation metrics.
+        sets: the training sets (which say whether nDCG@10 counts).
+    """
+    cells = [validation[s.name]["slot_map"] for s in sets if s.name in validation]
+    cells += [validation[s.name]["ndcg@10"] for s in sets if s.name in validation and s.rank_documents]
+    return float(np.mean(cells)) if cells else float("nan")
 
 
 class Trainer:
-    """Trains a `SpicyLentil` on a `RelevanceData` split, validating on another.
+    """Trains a `SpicyLentil` on a mixture of datasets, validating on each dataset's held-out split.
 
     Args:
         lentil: the model to train (e.g. `SpicyLentil.new()`), changed in place.
         args: the training arguments.
-        train: training split; `train_index` its corpus index.
-        validation: validation split (same corpus), or None to keep the last epoch.
+        sets: the datasets; their names must differ.
         examples: training examples mined earlier (`Trainer.examples` of a run on the same data,
-            index and `negative_pool`), to skip mining; None mines them.
+            indexes and `negative_pool`), to skip mining; None mines them.
     """
 
-    def __init__(self, lentil: SpicyLentil, args: TrainingArguments, train: RelevanceData, train_index: CorpusIndex,
-                 validation: RelevanceData | None = None, examples: list[dict] | None = None) -> None:
+    def __init__(self, lentil: SpicyLentil, args: TrainingArguments, sets: list[TrainingSet],
+                 examples: list[dict] | None = None) -> None:
         from accelerate import Accelerator
 
-        self.lentil, self.args = lentil, args
-        self.train_data, self.index, self.validation = train, train_index, validation
+        if not sets:
+            raise ValueError("training needs at least one dataset")
+        names = [s.name for s in sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"training datasets must have distinct names, got {names}")
+        if any(not s.weight > 0 for s in sets):
+            raise ValueError(f"every dataset's weight must be > 0, got {[s.weight for s in sets]}")
+        self.lentil, self.args, self.sets = lentil, args, sets
         self.output = Path(args.output)
         self.accelerator = Accelerator()
         self.first_stage = FirstStage()
         torch.manual_seed(args.seed)
         self.examples = examples if examples is not None else self._mine_examples()
-        self.slot_targets = slot_labels(train, train_index)
+        self.slot_targets = [slot_labels(s.train, s.index) for s in sets]
         params = [{"params": [p for p in lentil.model.parameters() if p.requires_grad], "lr": args.learning_rate}]
         if args.train_encoder:
             params.append({"params": list(lentil.encoder.model.parameters()), "lr": args.encoder_learning_rate})
@@ -93,47 +163,83 @@ class Trainer:
     # ---- data ----------------------------------------------------------------------------------
 
     def _mine_examples(self) -> list[dict]:
-        """For each training query: its positives, hard negatives from the first stage, and priors."""
+        """For each training query of each dataset: its positives, hard negatives from its own corpus' first
+        stage, and priors; for each unanswerable pair, the document that holds no answer."""
         examples = []
-        for query_id, query in tqdm(self.train_data.queries.items(), desc="mining negatives", unit="query",
-                                    disable=not self.accelerator.is_main_process):
-            positives = [self.index.position[d] for d, rel in self.train_data.qrels[query_id].items()
-                         if rel > 0 and d in self.index.position]
-            if not positives:
-                continue
-            encoding = self.lentil.encoder.encode([query])[0]
-            signals = self.first_stage.signals(self.index, query, encoding.embedding.numpy())
-            ranked = self.first_stage.candidates(signals, self.args.negative_pool + len(positives))
-            judged = {self.index.position[d] for d in self.train_data.qrels[query_id] if d in self.index.position}
-            negatives = [int(d) for d in ranked if int(d) not in judged][: self.args.negative_pool]
-            docs = np.array(positives + negatives, dtype=np.int64)
-            prior = self.first_stage.prior(signals, docs)
-            examples.append({"query_id": query_id, "query": query, "positives": positives, "negatives": negatives,
-                             "prior": dict(zip(docs.tolist(), prior))})
+        for set_id, training_set in enumerate(self.sets):
+            data, index = training_set.train, training_set.index
+            for query_id, query in tqdm(data.queries.items(), desc=f"mining negatives ({data.name})", unit="query",
+                                        disable=not self.accelerator.is_main_process):
+                positives = [index.position[d] for d, rel in data.qrels[query_id].items() if rel > 0 and d in index.position]
+                if not positives:
+                    continue
+                encoding = self.lentil.encoder.encode([query])[0]
+                signals = self.first_stage.signals(index, query, encoding.embedding.numpy())
+                ranked = self.first_stage.candidates(signals, self.args.negative_pool + len(positives))
+                judged = {index.position[d] for d in data.qrels[query_id] if d in index.position}
+                negatives = [int(d) for d in ranked if int(d) not in judged][: self.args.negative_pool]
+                docs = np.array(positives + negatives, dtype=np.int64)
+                prior = self.first_stage.prior(signals, docs)
+                examples.append({"set": set_id, "query_id": query_id, "query": query, "positives": positives,
+                                 "negatives": negatives, "prior": dict(zip(docs.tolist(), prior))})
+            examples.extend({"set": set_id, "query_id": query_id, "query": query, "unanswered": index.position[doc_id]}
+                            for query_id, query, doc_id in data.unanswerable if doc_id in index.position)
         return examples
 
     def _set_idf(self) -> None:
-        """Fills prehension's IDF table from the training corpus' slot tokens (document frequency over slots)."""
-        pathway = self.lentil.model.pathways["prehension"] if "prehension" in self.lentil.model.pathways else None
-        if pathway is None:
+        """Fills every IDF table of the model (modules with `set_idf`) from the slot tokens of all training
+        corpora (document frequency over slots)."""
+        tables = [m for m in self.lentil.model.modules() if hasattr(m, "set_idf")]
+        if not tables:
             return
-        df = torch.zeros_like(pathway.idf)
+        df = torch.zeros_like(tables[0].idf)
         n_slots = 0
-        for i in range(len(self.index)):
-            document = self.index.document_encoding(i)
-            # Unique (slot, id) pairs: each slot counts once per id it contains.
-            pairs = torch.unique(document.token_slot * len(df) + document.token_ids)
-            df += torch.bincount(pairs % len(df), minlength=len(df)).to(df.dtype)
-            n_slots += len(document)
+        for index in {id(s.index): s.index for s in self.sets}.values():
+            for i in range(len(index)):
+                document = index.document_encoding(i)
+                # Unique (slot, id) pairs: each slot counts once per id it contains.
+                pairs = torch.unique(document.token_slot * len(df) + document.token_ids)
+                df += torch.bincount(pairs % len(df), minlength=len(df)).to(df.dtype)
+                n_slots += len(document)
         idf = torch.log1p((n_slots - df + 0.5) / (df + 0.5)).clamp(min=0)
         idf[list(self.lentil.encoder.tokenizer.all_special_ids)] = 0.0
-        pathway.set_idf(idf)
+        for table in tables:
+            table.set_idf(idf)
+
+    def _epoch_steps(self, epoch: int) -> tuple[list[list[int]], np.random.Generator]:
+        """The epoch's steps (example indices), each from one dataset drawn by the mixture's weights.
+
+        Each dataset's examples are dealt without replacement, reshuffled whenever they run out, so a
+        dataset drawn more often than its size repeats examples only after using them all.
+        """
+        rng = np.random.default_rng([self.args.seed, epoch])
+        by_set = [[i for i, e in enumerate(self.examples) if e["set"] == s] for s in range(len(self.sets))]
+        live = [s for s in range(len(self.sets)) if by_set[s]]
+        weights = np.array([self.sets[s].weight for s in live], dtype=np.float64)
+        draws = rng.choice(live, size=self.steps_per_epoch, p=weights / weights.sum())
+        queues: dict[int, list[int]] = {s: [] for s in live}
+        steps = []
+        for s in draws.tolist():
+            step = []
+            while len(step) < self.args.queries_per_step:
+                if not queues[s]:
+                    queues[s] = rng.permutation(by_set[s]).tolist()
+                step.append(queues[s].pop())
+                if len(by_set[s]) < self.args.queries_per_step and len(step) == len(by_set[s]):
+                    break  # a dataset smaller than one step gives each example once per step
+            steps.append(step)
+        return steps, rng
 
     def _batch(self, examples: list[dict], rng: np.random.Generator) -> dict:
-        """One step's batch: per query, its positive first, then sampled hard negatives."""
-        group = 1 + min(self.args.negatives, min(len(e["negatives"]) for e in examples))
+        """One step's batch, all from one dataset: per answerable query its positive first, then sampled
+        hard negatives; then the documents of unanswerable pairs."""
+        set_id = examples[0]["set"]
+        index, train, targets = self.sets[set_id].index, self.sets[set_id].train, self.slot_targets[set_id]
+        ranked = [e for e in examples if "positives" in e]
+        unanswered = [e for e in examples if "unanswered" in e]
+        group = 1 + min([self.args.negatives] + [len(e["negatives"]) for e in ranked])
         rows, queries, prior, labels = [], [], [], []
-        for example in examples:
+        for example in ranked:
             positive = int(rng.choice(example["positives"]))
             negatives = rng.choice(example["negatives"], size=group - 1, replace=False).tolist()
             use_prior = rng.random() >= self.args.prior_dropout
@@ -143,30 +249,38 @@ class Trainer:
                 queries.append(query_encoding)
                 features = example["prior"][doc]
                 prior.append(features if use_prior else np.full_like(features, np.nan))
-                key = (example["query_id"], self.index.doc_ids[doc])
-                labels.append((key, self.slot_targets.get(key)) if doc == positive else (key, None))
+                key = (example["query_id"], index.doc_ids[doc])
+                labels.append(("positive", key, targets.get(key)) if doc == positive else ("negative", key, None))
+        for example in unanswered:
+            rows.append(example["unanswered"])
+            queries.append(self._encode([example["query"]])[0])
+            prior.append(np.full(PRIOR_FEATURES, np.nan, dtype=np.float32))
+            labels.append(("unanswered", None, None))
         if self.args.train_encoder:
-            documents = [self._encode([s.text for s in self.index.slots(doc)[0]]) for doc in rows]
+            documents = [self._encode([s.text for s in index.slots(doc)[0]]) for doc in rows]
         else:
-            documents = self.index.document_batch(rows)
-        batch = collate(queries, documents, [self.index.title_encoding(d) for d in rows], self.lentil._special_ids)
+            documents = index.document_batch(rows)
+        batch = collate(queries, documents, [index.title_encoding(d) for d in rows], self.lentil.special_ids)
         slot_mask = batch.slot_mask
         slot_target = torch.zeros(slot_mask.shape)
         slot_weight = torch.zeros(slot_mask.shape)
         stance = torch.full(slot_mask.shape, -1, dtype=torch.long)
-        for row, (key, row_labels) in enumerate(labels):
+        for row, (kind, key, row_labels) in enumerate(labels):
             n = int(slot_mask[row].sum())
             if row_labels is not None:
                 slot_target[row, :n] = torch.tensor(row_labels, dtype=torch.float32)
                 slot_weight[row, :n] = self.args.slot_weight
                 stance[row, :n] = 0
-                for slot, label in self.train_data.slot_qrels[key].items():
+                for slot, label in train.slot_qrels[key].items():
                     stance[row, slot] = label
-            elif row % group:  # a negative document: none of its slots answers the query
+            elif kind == "negative":  # none of its slots answers the query
                 slot_weight[row, :n] = self.args.negative_slot_weight
+            elif kind == "unanswered":  # asked of this very document, and none of its slots answers it
+                slot_weight[row, :n] = self.args.unanswerable_weight
         device = self.accelerator.device
         return {"input": batch.to(device), "prior": torch.tensor(np.stack(prior), device=device), "group": group,
-                "slot_target": slot_target.to(device), "slot_weight": slot_weight.to(device), "stance": stance.to(device)}
+                "ranked_rows": len(ranked) * group, "slot_target": slot_target.to(device),
+                "slot_weight": slot_weight.to(device), "stance": stance.to(device)}
 
     def _encode(self, texts: list[str]):
         if self.args.train_encoder:
@@ -175,12 +289,15 @@ class Trainer:
 
     def _loss(self, output, batch: dict) -> dict[str, torch.Tensor]:
         """The multi-task loss: listwise ranking + document BCE + slot BCE + stance + routing losses."""
-        doc_logits = output.doc_logits.view(-1, batch["group"])  # (queries, 1 + negatives): the positive is column 0
-        target = torch.zeros(doc_logits.shape[0], dtype=torch.long, device=doc_logits.device)
-        ranking = nn.functional.cross_entropy(doc_logits, target)
-        relevant = torch.zeros_like(doc_logits)
-        relevant[:, 0] = 1.0
-        document = nn.functional.binary_cross_entropy_with_logits(doc_logits, relevant)
+        ranked = batch["ranked_rows"]
+        doc_logits = output.doc_logits[:ranked].view(-1, batch["group"])  # (queries, 1 + negatives): the positive is column 0
+        ranking = output.doc_logits.new_zeros(())
+        if ranked:
+            target = torch.zeros(doc_logits.shape[0], dtype=torch.long, device=doc_logits.device)
+            ranking = nn.functional.cross_entropy(doc_logits, target)
+        relevant = torch.zeros_like(output.doc_logits)  # unanswered documents (after the ranked rows) are not relevant
+        relevant[:ranked:batch["group"]] = 1.0
+        document = nn.functional.binary_cross_entropy_with_logits(output.doc_logits, relevant)
         slot_mask = batch["input"].slot_mask
         logits = output.slot_logits.masked_fill(~slot_mask, 0.0)
         weights = batch["slot_weight"]
@@ -220,16 +337,13 @@ class Trainer:
         self.output.mkdir(parents=True, exist_ok=True)
         for epoch in range(state["epoch"] + 1, self.args.epochs + 1):
             self.model.train()
-            rng = np.random.default_rng([self.args.seed, epoch])
-            order = rng.permutation(len(self.examples))
-            steps = [order[i: i + self.args.queries_per_step] for i in range(0, len(order), self.args.queries_per_step)]
+            steps, rng = self._epoch_steps(epoch)
             shard = steps[self.accelerator.process_index:: self.accelerator.num_processes]
             progress = tqdm(shard, desc=f"epoch {epoch}", disable=not self.accelerator.is_main_process)
             sums: dict[str, float] = {}
             started = time.perf_counter()
             for step in progress:
-                examples = [self.examples[i] for i in step]
-                batch = self._batch(examples, rng)
+                batch = self._batch([self.examples[i] for i in step], rng)
                 output = self.model(batch["input"], batch["prior"])
                 losses = self._loss(output, batch)
                 self.optimizer.zero_grad()
@@ -242,11 +356,10 @@ class Trainer:
                 progress.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", balance=f"{float(losses['balance'].detach()):.2f}")
             record = {"epoch": epoch, "seconds": round(time.perf_counter() - started, 1),
                       **{k: v / max(1, len(shard)) for k, v in sums.items()}}
-            if self.validation is not None:
+            if any(s.validation is not None for s in self.sets):
                 self.model.eval()
-                metrics = evaluate(self.lentil, self.validation, self.index, self.args.candidates, show_progress_bar=False).model
-                record["validation"] = {k: metrics[k] for k in ("ndcg@10", "recall@100", "mrr@10", "slot_map")}
-                score = metrics["ndcg@10"]
+                record["validation"] = self.validate()
+                score = record["selection"] = selection_score(record["validation"], self.sets)
             else:
                 score = -record["loss"]
             if state["best"] is None or score > state["best"]:
@@ -263,18 +376,35 @@ class Trainer:
             if after_epoch is not None:
                 after_epoch(epoch)
         self.model.eval()
-        if self.args.calibrate and self.validation is not None and state["best_epoch"] is not None and self.accelerator.is_main_process:
+        validated = any(s.validation is not None for s in self.sets)
+        if self.args.calibrate and validated and state["best_epoch"] is not None and self.accelerator.is_main_process:
             self._calibrate_best()
         return state
 
+    def validate(self) -> dict[str, dict[str, float]]:
+        """Each dataset's validation metrics on its first `validation_queries` queries: slot metrics always,
+        ranking metrics over the corpus where the dataset's ranking counts (`rank_documents`)."""
+        metrics = {}
+        for training_set in self.sets:
+            if training_set.validation is None:
+                continue
+            data = first_queries(training_set.validation, self.args.validation_queries)
+            # Slot metrics read the labelled documents only: one candidate suffices where ranking does not count.
+            candidates = self.args.candidates if training_set.rank_documents else 1
+            result = evaluate(self.lentil, data, training_set.index, candidates, show_progress_bar=False).model
+            keep = ("ndcg@10", "recall@100", "mrr@10", "slot_map") if training_set.rank_documents else ("slot_map",)
+            metrics[training_set.name] = {k: result[k] for k in keep}
+        return metrics
+
     def _calibrate_best(self) -> None:
-        """Fits Platt scaling of the kept (best) model on the validation split and saves it in place."""
+        """Fits Platt scaling of the kept (best) model on the validation splits and saves it in place."""
         if self.args.train_encoder:
             best = SpicyLentil.from_pretrained(self.output)
         else:  # same encoder: reuse the loaded one instead of loading it again
             best = SpicyLentil(SpicyLentilModel(self.lentil.config), self.lentil.encoder)
             best.model.load_state_dict(load_file(self.output / "model.safetensors"))
-        calibration = fit_calibration(best, self.validation, self.index, self.args.candidates, self.first_stage)
+        splits = [(s.validation, s.index) for s in self.sets if s.validation is not None]
+        calibration = fit_calibration(best, splits, self.args.candidates, self.first_stage)
         best.save_pretrained(self.output, save_encoder=self.args.train_encoder)
         (self.output / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
 
@@ -320,3 +450,16 @@ class Trainer:
         self.scheduler.load_state_dict(meta["scheduler"])
         torch.set_rng_state(tensors["rng.torch"])
         return meta["state"]
+
+
+def first_queries(data: RelevanceData, n: int) -> RelevanceData:
+    """The split restricted to its first `n` queries by id (and their judgements)."""
+    if len(data.queries) <= n:
+        return data
+    keep = sorted(data.queries)[:n]
+    kept = set(keep)
+    return dataclasses.replace(
+        data, queries={q: data.queries[q] for q in keep}, qrels={q: data.qrels[q] for q in keep if q in data.qrels},
+        slot_qrels={k: v for k, v in data.slot_qrels.items() if k[0] in kept},
+        unanswerable=[u for u in data.unanswerable if u[0] in kept],
+    )

@@ -47,3 +47,25 @@ def test_shipped_model_ranks_cited_abstracts_first_more_often_than_bm25(lentil, 
         model_hits += top["corpus_id"] in relevant
         bm25_hits += index.doc_ids[int(np.argmax(index.bm25_scores(query)))] in relevant
     assert model_hits > bm25_hits, f"model P@1 {model_hits}/{len(query_ids)}, BM25 {bm25_hits}/{len(query_ids)}"
+
+
+EVERYDAY = Path(__file__).resolve().parents[1] / "data" / "everyday.jsonl"
+
+
+def test_shipped_model_finds_the_answering_sentence_on_everyday_text(lentil):
+    from spicy_lentil.evaluation import answer_case_metrics, read_answer_cases
+
+    cases = read_answer_cases(EVERYDAY)[::5]  # 12 of the 60, spread over the domains
+    fields = {}
+
+    def field(query, sentences):
+        key = (query, tuple(sentences))
+        if key not in fields:
+            fields[key] = lentil.field(query, " ".join(sentences))
+            assert len(fields[key].slots) == len(sentences)
+        return fields[key]
+
+    metrics = answer_case_metrics(cases, lambda q, s: [x.score for x in field(q, s).slots], lambda q, s: field(q, s).score)
+    assert metrics["cases"] == 12
+    assert metrics["answer_first"] >= 10 / 12, metrics
+    assert metrics["above_unrelated"] >= 11 / 12, metrics

@@ -9,7 +9,7 @@ from spicy_lentil import SpicyLentil
 from spicy_lentil.calibration import expected_calibration_error, fit_calibration, platt
 from spicy_lentil.data import DataError, load_data
 from spicy_lentil.index import CorpusIndex, StaleIndexError
-from spicy_lentil.training import Trainer, TrainingArguments
+from spicy_lentil.training import Trainer, TrainingArguments, TrainingSet
 from tests.synthetic import write_dataset
 
 
@@ -30,7 +30,7 @@ def make_trainer(dataset, index, output, epochs, validation=True):
                              candidates=10, warmup_steps=2, learning_rate=3e-3)
     train = load_data(dataset, "train")
     val = load_data(dataset, "val") if validation else None
-    return Trainer(lentil, args, train, index, val)
+    return Trainer(lentil, args, [TrainingSet(train, index, val)])
 
 
 def test_training_lowers_the_loss(dataset, index, tmp_path):
@@ -43,7 +43,8 @@ def test_training_lowers_the_loss(dataset, index, tmp_path):
     assert log[-1]["slot_ranking"] < log[0]["slot_ranking"]  # rationales climb within their documents
     assert (tmp_path / "run" / "model.safetensors").is_file()
     # The IDF table was learned from the corpus: special tokens weigh nothing, rare words weigh more than "the".
-    idf = trainer.lentil.model.pathways["prehension"].idf
+    idf = trainer.lentil.model.evidence.idf
+    assert torch.equal(idf, trainer.lentil.model.pathways["prehension"].idf)
     tokenizer = trainer.lentil.encoder.tokenizer
     the, insulin = tokenizer.convert_tokens_to_ids(["the", "insulin"])
     assert idf[insulin] > idf[the] > 0 and idf[tokenizer.cls_token_id] == 0
@@ -73,7 +74,7 @@ def test_resume_matches_an_uninterrupted_run(dataset, index, tmp_path):
         assert torch.allclose(straight[key], resumed[key], atol=1e-6), (key, float((straight[key] - resumed[key]).abs().max()))
     log = [json.loads(line) for line in (tmp_path / "resumed" / "training_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
-    assert "validation" in log[0] and "ndcg@10" in log[0]["validation"]
+    assert "validation" in log[0] and all("ndcg@10" in m for m in log[0]["validation"].values())
     # The kept model was calibrated on the validation split, and the fitted scaling is what it loads with.
     report = json.loads((tmp_path / "straight" / "calibration.json").read_text())
     kept = load_file(tmp_path / "straight" / "model.safetensors")
@@ -99,9 +100,9 @@ def test_calibration_keeps_every_ranking(dataset, index):
     lentil = SpicyLentil.from_pretrained()
     query = "Does caffeine act on adenosine receptors?"
     docs = np.arange(len(index))
-    before = lentil.rerank_indexed(lentil._encode_query(query), index, docs)
-    report = fit_calibration(lentil, load_data(dataset, "val"), index, candidates=10)
-    after = lentil.rerank_indexed(lentil._encode_query(query), index, docs)
+    before = lentil.rerank_indexed(lentil.encode_query(query), index, docs)
+    report = fit_calibration(lentil, [(load_data(dataset, "val"), index)], candidates=10)
+    after = lentil.rerank_indexed(lentil.encode_query(query), index, docs)
     assert report.document[0] > 0 and report.slot[0] > 0
 
     def keeps_order(old: list[float], new: list[float]) -> bool:
@@ -137,7 +138,7 @@ def test_indexed_rerank_matches_encoding_on_the_fly(dataset, index, lentil):
     """The index's stored, packed encodings score documents as encoding them afresh does."""
     query = "Does caffeine act on adenosine receptors?"
     docs = np.arange(6)
-    indexed = lentil.rerank_indexed(lentil._encode_query(query), index, docs)
+    indexed = lentil.rerank_indexed(lentil.encode_query(query), index, docs)
     fresh = lentil.fields(query, [index.document(int(d)) for d in docs])
     for a, b in zip(indexed, fresh):
         assert [s.text for s in a.slots] == [s.text for s in b.slots]
@@ -172,7 +173,7 @@ def test_second_search_runs_no_document_encoding(dataset, index, lentil):
     assert len(results) == 3
     # Fields are built for the returned documents only: each must be its own document's field.
     docs = [index.position[result["corpus_id"]] for result in results]
-    for result, full in zip(results, lentil.rerank_indexed(lentil._encode_query(query), index, docs)):
+    for result, full in zip(results, lentil.rerank_indexed(lentil.encode_query(query), index, docs)):
         assert [(s.text, s.start, s.end) for s in result["field"].slots] == [(s.text, s.start, s.end) for s in full.slots]
         assert np.allclose([s.score for s in result["field"].slots], [s.score for s in full.slots], atol=1e-5)
         for slot in result["field"].slots:
@@ -238,4 +239,5 @@ def test_train_command_sets_the_hidden_size_and_rejects_a_bad_one(dataset, tmp_p
     assert "multiple of 9" in err and "Traceback" not in err
     assert main(["train", *common, "--output", str(tmp_path / "run"), "--hidden-dim", "36"]) == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["hidden_dim"] == 36
-    assert SpicyLentil.from_pretrained(tmp_path / "run").model.slot_head.in_features == 2 * 36
+    model = SpicyLentil.from_pretrained(tmp_path / "run").model
+    assert model.slot_head.in_features == 36 and model.fusion.out_norm.normalized_shape == (36,)
