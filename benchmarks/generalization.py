@@ -86,6 +86,23 @@ def model_row(folder: str) -> dict:
     return row
 
 
+def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
+    """Slot MAP per dataset of one trained model with the gate's k set at inference (1, 2, 4, 9), on the
+    first `queries` val queries of each dataset: which k earns its place across the domains."""
+    from spicy_lentil.training import first_queries
+
+    lentil = SpicyLentil.from_pretrained(folder)
+    sweep = {}
+    for k in (1, 2, 4, 9):
+        lentil.pathways_per_query = k
+        sweep[str(k)] = {}
+        for name in DATASETS:
+            val = first_queries(load_data(DATA / name, "val"), queries)
+            index = CorpusIndex.for_corpus(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
+            sweep[str(k)][name] = evaluate(lentil, val, index, 1, show_progress_bar=False).model["slot_map"]
+    return sweep
+
+
 def cached(name: str, fresh: bool, compute) -> dict:
     path = ROWS_DIR / f"{name}.json"
     if path.is_file() and not fresh:
@@ -103,7 +120,7 @@ def cell(value, unseen: bool = False) -> str:
     return f"*{text}*" if unseen else text
 
 
-def render(rows: dict[str, dict], trained: dict[str, set[str]]) -> str:
+def render(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict | None, sweep_queries: int) -> str:
     header = ["system", "trained on"]
     for name in DATASETS:
         header += [f"{name} MAP", f"{name} MRR"] + (["nDCG@10"] if name in RANKED else []) + ["ECE"]
@@ -141,7 +158,13 @@ def render(rows: dict[str, dict], trained: dict[str, set[str]]) -> str:
         markdown_table(header, table),
         "Slot MAP against plain MiniLM cosine, per domain:",
         markdown_table(["system", *DATASETS], deltas),
-    ])
+    ] + ([
+        f"The gate's k at inference (the model was trained with k = 4), slot MAP on the first {sweep_queries} val "
+        "queries of each dataset:",
+        markdown_table(["k", *DATASETS, "mean"],
+                       [[k, *(f"{v[n]:.3f}" for n in DATASETS), f"{np.mean([v[n] for n in DATASETS]):.3f}"]
+                        for k, v in sweep.items()]),
+    ] if sweep else []))
 
 
 def main() -> None:
@@ -149,6 +172,8 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], metavar="NAME=DIR:TRAINED+...")
     parser.add_argument("--bi-encoder-of", required=True, metavar="NAME",
                         help="the --model whose tuned encoder is the sentence bi-encoder baseline")
+    parser.add_argument("--k-sweep", default=None, metavar="NAME", help="also sweep the gate's k on this --model")
+    parser.add_argument("--sweep-queries", type=int, default=150)
     parser.add_argument("--fresh", action="store_true", help="recompute every row")
     args = parser.parse_args()
     trained, folders = {}, {}
@@ -164,7 +189,10 @@ def main() -> None:
     rows = cached("baselines", args.fresh, lambda: baseline_rows(SentenceBiEncoder(of.name, of.weights)))
     for name, folder in folders.items():
         rows[name] = cached(f"model-{name}", args.fresh, lambda folder=folder: model_row(folder))
-    write_section("generalization", render(rows, trained))
+    sweep = None
+    if args.k_sweep:
+        sweep = cached(f"k-sweep-{args.k_sweep}", args.fresh, lambda: k_sweep(folders[args.k_sweep], args.sweep_queries))
+    write_section("generalization", render(rows, trained, sweep, args.sweep_queries))
 
 
 if __name__ == "__main__":
