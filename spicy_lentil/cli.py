@@ -17,20 +17,22 @@ APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
-    from .jobs import score_job
+    from .jobs import claimed_output, rejects_path, score_job
 
     out_path = Path(args.out) if args.out else None
-    rejects = Rejects(out_path.with_name(out_path.name + ".rejects.jsonl") if out_path else None, resume=args.resume)
-    lentil = SpicyLentil.from_pretrained(args.model)
-    lentil.pathways_per_query = args.pathways_per_query
-    total = None
-    if all(p != "-" for p in args.files):
-        total = sum(_count_rows(p) for p in args.files)
-    try:
-        summary = score_job(lentil, args.query, read_documents(args.files, rejects), out_path, rejects,
-                            output_format=args.format, resume=args.resume, batch_size=args.batch_size, total=total)
-    finally:
-        rejects.close()
+    # Claimed before the model loads: a second writer or a clash with an input is refused at once.
+    with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite):
+        rejects = Rejects(rejects_path(out_path) if out_path else None, resume=args.resume)
+        try:
+            lentil = SpicyLentil.from_pretrained(args.model)
+            total = None
+            if all(p != "-" for p in args.files):
+                total = sum(_count_rows(p) for p in args.files)
+            summary = score_job(lentil, args.query, read_documents(args.files, rejects), out_path, rejects,
+                                output_format=args.format, resume=args.resume, batch_size=args.batch_size, total=total,
+                                pathways_per_query=args.pathways_per_query)
+        finally:
+            rejects.close()
     print(f"scored {summary['scored']} document(s), skipped {summary['skipped_already_done']} already done, "
           f"rejected {summary['rejected']} row(s)", file=sys.stderr)
     return 1 if rejects.count else 0
@@ -64,8 +66,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
 
     lentil = SpicyLentil.from_pretrained(args.model)
-    lentil.pathways_per_query = args.pathways_per_query
-    results = lentil.search(args.index, args.query, top_k=args.top_k, candidates=args.candidates)
+    results = lentil.search(args.index, args.query, top_k=args.top_k, candidates=args.candidates,
+                            pathways_per_query=args.pathways_per_query)
     for rank, result in enumerate(results, start=1):
         row = {"rank": rank, "_id": result["corpus_id"], "score": result["score"], "first_stage": result["first_stage"],
                "title": result["title"], "active": result["field"].active,
@@ -151,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--pathways-per-query", type=int, default=4, help="the gate's top-k, 1..9")
     score.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (parquet needs --out)")
-    score.add_argument("--resume", action="store_true", help="skip documents whose _id the output already holds")
+    score.add_argument("--resume", action="store_true", help="continue an existing --out: skip the _ids it already holds")
+    score.add_argument("--overwrite", action="store_true", help="replace an existing --out (without this or --resume, it is refused)")
     score.add_argument("--threads", type=int, default=0, help="CPU cores to use (default: all physical cores)")
     score.set_defaults(handler=cmd_score)
 

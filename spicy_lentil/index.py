@@ -199,7 +199,7 @@ class CorpusIndex:
         started = time.perf_counter()
         rejects = rejects or Rejects()
         progress = tqdm(desc="indexing", unit="doc", disable=not show_progress_bar)
-        with open(corpus, encoding="utf-8") as handle:
+        with open(corpus, "rb") as handle:  # decoded line by line: one bad byte costs its row, not the build
             for number, batch in enumerate(_batches(iter_jsonl_documents(handle, str(corpus), rejects), shard_size)):
                 name = f"shard-{number:05d}"
                 if name not in done:
