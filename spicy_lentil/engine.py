@@ -163,10 +163,6 @@ class SpicyLentil:
             config = SpicyLentilConfig.load(folder / CONFIG_NAME)
         except (ValueError, TypeError) as error:
             raise ModelLoadError(f"{folder / CONFIG_NAME}: {error}") from error
-        encoder_name = config.encoder
-        if (folder / encoder_name).is_dir():  # an encoder fine-tuned with the head and saved beside it
-            encoder_name = str(folder / encoder_name)
-        encoder = Encoder(encoder_name, device=device or "cpu")
         model = SpicyLentilModel(config)
         try:
             state = load_file(folder / WEIGHTS_NAME, device="cpu")
@@ -179,6 +175,11 @@ class SpicyLentil:
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise ModelLoadError(f"{folder / WEIGHTS_NAME} does not fit {folder / CONFIG_NAME}: {error}") from error
+        # The encoder loads last: the slowest step, and not worth taking for a folder found damaged.
+        encoder_name = config.encoder
+        if (folder / encoder_name).is_dir():  # an encoder fine-tuned with the head and saved beside it
+            encoder_name = str(folder / encoder_name)
+        encoder = Encoder(encoder_name, device=device or "cpu")
         return cls(model.to(device or "cpu"), encoder)
 
     def save_pretrained(self, folder: str | Path, save_encoder: bool = False) -> None:
