@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import BUNDLED_ENCODER as BUNDLED, SpicyLentilConfig
-from .errors import SpicyLentilError
+from .errors import ModelLoadError, SpicyLentilError
 from .io import Rejects, read_documents
 
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
@@ -132,13 +132,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
-    if args.model:
-        env["SPICY_LENTIL_MODEL"] = str(Path(args.model).resolve())
-    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port", str(args.port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    command, env = app_command(args, os.environ)
     os.execve(sys.executable, command, env)  # become streamlit, so signals reach it directly
     return 0
+
+
+def app_command(args: argparse.Namespace, environ: dict) -> tuple[list[str], dict]:
+    """The streamlit command line and environment of `spicy-lentil app`.
+
+    Visitors choose only among the bundled model and the folders named here (each checked now), and
+    Streamlit refuses uploads over the app's file limit before reading them.
+    """
+    from app.documents import MAX_FILE_BYTES
+    from app.service import MODEL_DIRS_ENV, MODEL_ENV
+
+    folders = [str(Path(folder).resolve()) for folder in [*([args.model] if args.model else []), *args.model_dir]]
+    for folder in folders:
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelLoadError(f"{folder} is not a Spicy Lentil model folder: config.json is missing")
+    env = {key: value for key, value in environ.items() if key not in (MODEL_ENV, MODEL_DIRS_ENV)}
+    if args.model:
+        env[MODEL_ENV] = folders[0]
+    if folders:
+        env[MODEL_DIRS_ENV] = os.pathsep.join(dict.fromkeys(folders))
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.address", args.host,
+               "--server.port", str(args.port), "--server.maxUploadSize", str(max(1, MAX_FILE_BYTES // (1024 * 1024))),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return command, env
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_eval)
 
     app = commands.add_parser("app", help="open the Streamlit app on the demo corpus")
-    app.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    app.add_argument("--model", default=None, help="model folder selected first (default: the bundled model)")
+    app.add_argument("--model-dir", action="append", default=[], metavar="DIR",
+                     help="another model folder visitors may choose (repeat for more); visitors never type a path")
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only; 0.0.0.0 for every interface)")
     app.add_argument("--port", type=int, default=8501)
     app.set_defaults(handler=cmd_app)
     return parser
