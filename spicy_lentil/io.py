@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import surrogate_at
+from .errors import DamagedFileError, surrogate_at
 
 
 class Rejects:
@@ -21,8 +21,7 @@ class Rejects:
         self._file = None
         if path is not None and path.is_file():
             if resume:
-                rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-                self.skip = {(row["source"], row["line"]) for row in rows}
+                self.skip = _reported_rows(path)
                 self.count = len(self.skip)
             else:
                 path.unlink()
@@ -43,6 +42,22 @@ class Rejects:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _reported_rows(path: Path) -> set[tuple[str, int]]:
+    """(source, line) of the rejects a killed run recorded; its torn last line, if any, is cut off."""
+    content = path.read_bytes()
+    complete = content[: content.rfind(b"\n") + 1]
+    if complete != content:
+        path.write_bytes(complete)
+    reported = set()
+    for number, line in enumerate(complete.splitlines(), start=1):
+        try:
+            row = json.loads(line)
+            reported.add((row["source"], row["line"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise DamagedFileError(f"{path}:{number}: not a rejects row ({error}); cannot resume") from error
+    return reported
 
 
 def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, str] | None = None) -> Iterator[dict]:

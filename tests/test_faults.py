@@ -239,3 +239,18 @@ def test_the_encoder_cache_survives_contention(lentil):
         encoder.cache_size = size
         encoder.clear_cache()
     assert not failures, failures
+
+
+def test_resume_cuts_a_torn_rejects_line_and_names_a_foreign_one(tmp_path, capsys):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "a", "text": "Fine."}\n{oops\n', encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    rejects = tmp_path / "o.jsonl.rejects.jsonl"
+    out.write_text("")
+    rejects.write_text('{"source": "x", "line": 3, "reason": "r"}\n{"source": "x", "li')  # a killed run's torn line
+    status, _ = run(["score", "--query", "q", corpus, "--out", out, "--resume"], capsys)
+    assert status == 1
+    assert [json.loads(line)["line"] for line in rejects.read_text().splitlines()] == [3, 2]
+    rejects.write_text('{"source": "x"}\n')
+    status, err = run(["score", "--query", "q", corpus, "--out", out, "--resume"], capsys)
+    assert status == 2 and "o.jsonl.rejects.jsonl:1: not a rejects row" in err
