@@ -73,7 +73,8 @@ class Upload:
 def paste_problem(text: str) -> str | None:
     """Why pasted text is refused (the browser's limit is not trusted), or None."""
     if len(text or "") > MAX_PASTE_CHARS:
-        return f"The pasted text has {len(text):,} characters, over the {MAX_PASTE_CHARS:,} limit; upload it as files instead."
+        return (f"The pasted text has {len(text):,} characters, over the {MAX_PASTE_CHARS:,} limit; "
+                "upload it as files instead.")
     return None
 
 

@@ -49,9 +49,9 @@ def main() -> None:
         try:
             run()
             outcome = 0
-        except Exception:  # noqa: BLE001 - a failed invariant, reported with its shrunk example
+        except Exception as error:  # noqa: BLE001 - a failed invariant, reported with its shrunk example
             outcome = 1
-            failures.append(f"{name}: {traceback.format_exc(limit=3)}")
+            failures.append(f"{name}: {''.join(traceback.format_exception_only(error))}")
         seconds = time.perf_counter() - started
         rows.append([name, fuzzing.TRIED[name], outcome, f"{seconds:.0f}"])
         print(f"{name}: {fuzzing.TRIED[name]} inputs, {outcome} failure(s), {seconds:.0f} s", flush=True)

@@ -64,6 +64,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
+    from .jobs import jsonl_line
 
     lentil = SpicyLentil.from_pretrained(args.model)
     results = lentil.search(args.index, args.query, top_k=args.top_k, candidates=args.candidates,
@@ -72,7 +73,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         row = {"rank": rank, "_id": result["corpus_id"], "score": result["score"], "first_stage": result["first_stage"],
                "title": result["title"], "active": result["field"].active,
                "slots": [s.to_dict() for s in result["field"].slots]}
-        print(json.dumps(row, ensure_ascii=False))
+        sys.stdout.write(jsonl_line(row))
     return 0
 
 
@@ -173,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--pathways-per-query", type=int, default=4, help="the gate's top-k, 1..9")
     score.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (parquet needs --out)")
-    score.add_argument("--resume", action="store_true", help="continue an existing --out: skip the _ids it already holds")
-    score.add_argument("--overwrite", action="store_true", help="replace an existing --out (without this or --resume, it is refused)")
+    score.add_argument("--resume", action="store_true",
+                       help="continue an existing --out: skip the _ids it already holds")
+    score.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --out (without this or --resume, it is refused)")
     score.add_argument("--threads", type=int, default=0, help="CPU cores to use (default: all physical cores)")
     score.set_defaults(handler=cmd_score)
 
@@ -232,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--model", default=None, help="model folder selected first (default: the bundled model)")
     app.add_argument("--model-dir", action="append", default=[], metavar="DIR",
                      help="another model folder visitors may choose (repeat for more); visitors never type a path")
-    app.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only; 0.0.0.0 for every interface)")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: loopback only; 0.0.0.0 for every interface)")
     app.add_argument("--port", type=int, default=8501)
     app.set_defaults(handler=cmd_app)
     return parser

@@ -94,5 +94,6 @@ def _check_type(name: str, value, default) -> None:
             else isinstance(value, list) and all(isinstance(v, str) for v in value) if expected is list
             else isinstance(value, expected) and not isinstance(value, bool))
     if not fits:
-        wanted = {bool: "true or false", float: "a number", int: "an integer", str: "a string", list: "a list of strings"}[expected]
+        wanted = {bool: "true or false", float: "a number", int: "an integer", str: "a string",
+                  list: "a list of strings"}[expected]
         raise ValueError(f"config {name!r} must be {wanted}, got {type(value).__name__}")

@@ -168,7 +168,8 @@ class SpicyLentil:
             state = load_file(folder / WEIGHTS_NAME, device="cpu")
         except (SafetensorError, OSError, ValueError) as error:  # truncated, empty or not safetensors at all
             raise ModelLoadError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file: {error}") from error
-        damaged = sorted(name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all())
+        damaged = sorted(name for name, tensor in state.items()
+                         if tensor.is_floating_point() and not torch.isfinite(tensor).all())
         if damaged:
             raise ModelLoadError(f"{folder / WEIGHTS_NAME} holds NaN or infinite weights in {damaged[:5]}")
         try:
@@ -281,7 +282,8 @@ class SpicyLentil:
         k = self._call_k(pathways_per_query)
         return self._iter_fields(query, iter(documents), batch_size, cache_slots, k)
 
-    def _iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool, k: int) -> Iterator[RelevanceField]:
+    def _iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool,
+                     k: int) -> Iterator[RelevanceField]:
         query_encoding = self._encode_query(query, k)
         with torch.inference_mode(), routed_top_k(k):
             routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
@@ -333,8 +335,8 @@ class SpicyLentil:
         active = [self.model.pathway_names[i] for i in routing.selected_pathways[0].tolist()]
         return gate, active
 
-    def score(self, query: str, documents: Iterable[str | dict], batch_size: int = 32, show_progress_bar: bool | None = None,
-              pathways_per_query: int | None = None) -> list[float]:
+    def score(self, query: str, documents: Iterable[str | dict], batch_size: int = 32,
+              show_progress_bar: bool | None = None, pathways_per_query: int | None = None) -> list[float]:
         """Document scores in [0, 1], in input order; `pathways_per_query` is this call's k (None: the attribute)."""
         return [f.score for f in self.fields(query, documents, batch_size, show_progress_bar, pathways_per_query)]
 
@@ -407,7 +409,8 @@ class SpicyLentil:
         scored = self._rerank_indexed(query_encoding, index, docs, prior, batch_size, self._call_k(pathways_per_query))
         return [result.field(index.slots(int(i)), self.model.pathway_names) for result, i in zip(scored, docs)]
 
-    def _rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior, batch_size: int, k: int) -> list[_Scored]:
+    def _rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior, batch_size: int,
+                        k: int | None) -> list[_Scored]:
         docs = [int(i) for i in docs]
         return self._score_batched(
             query_encoding, len(docs), batch_size, k,
@@ -418,8 +421,10 @@ class SpicyLentil:
             prior=prior,
         )
 
-    def _score_batched(self, query_encoding, count, batch_size, k, documents, title, doc_id, tokens, prior=None) -> list[_Scored]:
-        """Scores `count` documents in balanced batches (`_balanced_batches`), returned in input order, routed to k pathways.
+    def _score_batched(self, query_encoding, count, batch_size, k, documents, title, doc_id, tokens,
+                       prior=None) -> list[_Scored]:
+        """Scores `count` documents in balanced batches (`_balanced_batches`), returned in input order,
+        routed to `k` pathways (None: the attribute's default).
 
         `documents(rows)` gives the rows' `DocumentBatch`; `title`, `doc_id` and `tokens` (its token
         count: 0 for an empty document, which gets the neutral result without the model) one row's.
@@ -427,7 +432,8 @@ class SpicyLentil:
         with routed_top_k(k):
             return self._score_routed(query_encoding, count, batch_size, documents, title, doc_id, tokens, prior)
 
-    def _score_routed(self, query_encoding, count, batch_size, documents, title, doc_id, tokens, prior) -> list[_Scored]:
+    def _score_routed(self, query_encoding, count, batch_size, documents, title, doc_id, tokens,
+                      prior) -> list[_Scored]:
         with torch.inference_mode():
             gate, active = self._gate_summary(self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
         pathways = len(self.model.pathway_names)

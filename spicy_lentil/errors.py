@@ -34,7 +34,8 @@ def check_text(text: str, name: str) -> str:
     """Raises ValueError naming the argument when `text` holds a lone surrogate."""
     at = surrogate_at(text)
     if at is not None:
-        raise ValueError(f"{name} holds a lone surrogate {text[at]!r} at character {at}, which is not valid Unicode text")
+        raise ValueError(f"{name} holds a lone surrogate {text[at]!r} at character {at}, "
+                         "which is not valid Unicode text")
     return text
 
 

@@ -109,8 +109,8 @@ class _Shard:
             with open(folder / "docs.jsonl", encoding="utf-8") as handle:
                 for number, line in enumerate(handle, start=1):
                     doc = json.loads(line)
-                    if not (isinstance(doc, dict) and isinstance(doc.get("_id"), str) and isinstance(doc.get("text"), str)
-                            and isinstance(doc.get("spans"), list)):
+                    if not (isinstance(doc, dict) and isinstance(doc.get("_id"), str)
+                            and isinstance(doc.get("text"), str) and isinstance(doc.get("spans"), list)):
                         raise ValueError(f"line {number} is not a document row")
                     docs.append(doc)
         except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -120,7 +120,8 @@ class _Shard:
             try:
                 maps[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:
-                raise DamagedFileError(f"{folder / name}.npy: {error or 'empty file'}; the index is damaged, rebuild it") from error
+                raise DamagedFileError(
+                    f"{folder / name}.npy: {error or 'empty file'}; the index is damaged, rebuild it") from error
         _check_shard(folder, docs, maps)
         # Plain ndarray views of the maps: slicing an np.memmap runs Python-level bookkeeping on every
         # slice, and a search slices a few hundred times.
@@ -443,7 +444,8 @@ def _check_manifest(folder: Path, manifest: dict) -> None:
     """A complete manifest lists shards by the names `build` gives them, each a folder inside the index."""
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in shards):
-        raise DamagedFileError(f"{folder / MANIFEST}: 'shards' must be a list of {{\"name\": ...}} objects; rebuild the index")
+        raise DamagedFileError(
+            f"{folder / MANIFEST}: 'shards' must be a list of {{\"name\": ...}} objects; rebuild the index")
     for shard in shards:
         if not SHARD_NAME.fullmatch(shard["name"]):
             raise DamagedFileError(f"{folder / MANIFEST}: shard name {shard['name']!r} is not one this index writes")
@@ -458,7 +460,8 @@ def _check_shard(folder: Path, docs: list[dict], arrays: dict) -> None:
                 "doc_embeddings": (len(docs),), "title_embeddings": (len(docs),)}
     for name, shape in expected.items():
         if arrays[name].shape[: len(shape)] != shape:
-            raise DamagedFileError(f"{folder / name}.npy has shape {arrays[name].shape}, expected {shape}; rebuild the index")
+            raise DamagedFileError(
+                f"{folder / name}.npy has shape {arrays[name].shape}, expected {shape}; rebuild the index")
     if int(arrays["doc_slots"][-1]) != slots or int(arrays["slot_tokens"][-1]) != tokens:
         raise DamagedFileError(f"{folder}: slot and token offsets do not match the stored arrays; rebuild the index")
 

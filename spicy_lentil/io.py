@@ -88,7 +88,7 @@ def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, 
         if reason is None:
             doc_id = str(row["_id"])
             if doc_id in seen:
-                reason = f"duplicate _id {doc_id!r}: {seen[doc_id]} has it already (the first row with an id is kept)"
+                reason = _duplicate(doc_id, seen[doc_id])
             else:
                 seen[doc_id] = f"{source}:{number}"
         if reason is not None:
@@ -99,6 +99,10 @@ def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, 
         if isinstance(row.get("sentences"), list) and all(isinstance(s, str) for s in row["sentences"]):
             document["sentences"] = row["sentences"]
         yield document
+
+
+def _duplicate(doc_id: str, first: str) -> str:
+    return f"duplicate _id {doc_id!r}: {first} has it already (the first row with an id is kept)"
 
 
 def _row_problem(row) -> str | None:
@@ -140,7 +144,7 @@ def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
                 rejects.add(path, 0, "the file name is not valid UTF-8; rename the file")
                 continue
             if path in seen:
-                rejects.add(path, 0, f"duplicate _id {path!r}: {seen[path]} has it already (the first row with an id is kept)")
+                rejects.add(path, 0, _duplicate(path, seen[path]))
                 continue
             seen[path] = f"{path}:0"
             yield {"_id": path, "title": None, "text": text}

@@ -31,6 +31,16 @@ PARQUET_PART_ROWS = 1000
 FOLDED_PARTS = b"spicy_lentil.parts"  # Parquet schema metadata: the part files the output already holds
 
 
+# Characters that str.splitlines (and many JSONL readers) take for line breaks, though JSON does not
+# escape them: escaped here, so every reader sees one row per line.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def jsonl_line(row: dict) -> str:
+    """One output row as a JSON line: UTF-8 text as is, except the characters that readers split lines on."""
+    return json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+
+
 def rejects_path(output: Path) -> Path:
     """Where a job writing `output` records its rejected rows."""
     return output.with_name(output.name + ".rejects.jsonl")
@@ -42,7 +52,8 @@ def parts_path(output: Path) -> Path:
 
 
 @contextmanager
-def claimed_output(output: Path | None, inputs: Sequence[str], resume: bool = False, overwrite: bool = False) -> Iterator[None]:
+def claimed_output(output: Path | None, inputs: Sequence[str], resume: bool = False,
+                   overwrite: bool = False) -> Iterator[None]:
     """Holds `output` for one job, checked before anything is opened for writing.
 
     Raises:
@@ -98,7 +109,7 @@ class JsonlSink:
         self._file = open(path, "a" if resume else "w", encoding="utf-8")
 
     def write(self, row: dict) -> None:
-        self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._file.write(jsonl_line(row))
         self._file.flush()
 
     def close(self) -> None:
@@ -115,7 +126,8 @@ def _written_ids(path: Path) -> set[str]:
             try:
                 row = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                raise DamagedFileError(f"{path}:{number}: not a JSON row ({error}); cannot resume this output") from error
+                raise DamagedFileError(
+                    f"{path}:{number}: not a JSON row ({error}); cannot resume this output") from error
             if not isinstance(row, dict) or not isinstance(row.get("_id"), str):
                 raise DamagedFileError(f"{path}:{number}: the row has no string '_id'; cannot resume this output")
             done.add(row["_id"])
@@ -159,7 +171,8 @@ class ParquetSink:
         self.resume = resume and path.is_file()
         folded = set(_folded_parts(path)) if self.resume else set()
         for part in self.parts.glob("part-*.parquet") if self.parts.is_dir() else []:
-            if not resume or part.name in folded:  # without resume, or already joined by a run killed before cleaning up
+            # Without resume; or joined already, by a run killed before it removed its parts.
+            if not resume or part.name in folded:
                 part.unlink()
         self.parts.mkdir(parents=True, exist_ok=True)
         self.done = {i for part in self._part_files() for i in _read_parquet(part, ["_id"])["_id"].to_pylist()}
@@ -199,7 +212,8 @@ class ParquetSink:
         folded = (_folded_parts(self.path) if self.resume else []) + [p.name for p in parts]
         table = pa.concat_tables(tables, promote_options="default") if tables else _parquet_schema().empty_table()
         tmp = self.path.with_name(self.path.name + ".tmp")
-        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), FOLDED_PARTS: json.dumps(folded)}), tmp)
+        metadata = {**(table.schema.metadata or {}), FOLDED_PARTS: json.dumps(folded)}
+        pq.write_table(table.replace_schema_metadata(metadata), tmp)
         os.replace(tmp, self.path)  # the commit: from here on the output holds the parts, and says so
         for part in parts:
             part.unlink()
@@ -283,7 +297,7 @@ def score_job(lentil: SpicyLentil, query: str, documents: Iterable[dict], output
                                        pathways_per_query=pathways_per_query):
             row = result_row(field)
             if sink is None:
-                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+                sys.stdout.write(jsonl_line(row))
             else:
                 sink.write(row)
             written += 1

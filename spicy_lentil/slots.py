@@ -104,7 +104,9 @@ class Slotter:
         # skip tokenizing the common case.
         if len(sentence.encode("utf-8")) <= self.window_tokens:
             return [(start, end)]
-        offsets = self._leading_offsets(sentence, (budget + 1) * 2 * (self.window_tokens - self.stride) + self.window_tokens)
+        # A window advances at most two steps (word snapping), so this many tokens give budget + 1 windows.
+        wanted = (budget + 1) * 2 * (self.window_tokens - self.stride) + self.window_tokens
+        offsets = self._leading_offsets(sentence, wanted)
         if len(offsets) <= self.window_tokens:
             return [(start, end)]
         step = self.window_tokens - self.stride

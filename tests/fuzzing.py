@@ -23,7 +23,8 @@ TRIED: Counter = Counter()
 # Any code point, surrogates and control characters included: what a hostile or broken input holds.
 SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"])
 CONTROL = st.characters(max_codepoint=0x9F, categories=["Cc"])
-ANY_TEXT = st.lists(st.one_of(st.characters(), SURROGATE, CONTROL), max_size=60).map("".join)  # st.text drops surrogates
+# Built from characters: st.text drops lone surrogates.
+ANY_TEXT = st.lists(st.one_of(st.characters(), SURROGATE, CONTROL), max_size=60).map("".join)
 PROSE = st.lists(st.sampled_from(list("abc xyz.,;:!?\n\t-*1)é") + ["Polonium ", "radium. ", "\n\n", "• ", "\r\n"]),
                  max_size=60).map("".join)
 TEXT = st.one_of(ANY_TEXT, PROSE, st.just(""), st.builds(lambda s, n: s * n, PROSE, st.integers(1, 400)))
@@ -42,8 +43,8 @@ def _line(value) -> bytes:
 JSONL_LINE = st.one_of(ROW.map(_line), JSON.map(_line), st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ")),
                        st.just(b""), st.just(b"   "))
 JSONL = st.lists(JSONL_LINE, max_size=25)
-DOCUMENT = st.one_of(TEXT, st.fixed_dictionaries({"text": st.one_of(TEXT, JSON)}, optional={"title": st.one_of(TEXT, JSON),
-                                                                                          "_id": IDS}), JSON)
+DOCUMENT = st.one_of(TEXT, JSON, st.fixed_dictionaries({"text": st.one_of(TEXT, JSON)},
+                                                        optional={"title": st.one_of(TEXT, JSON), "_id": IDS}))
 QUERY = st.one_of(TEXT, JSON)
 API_CALL = st.tuples(QUERY, st.lists(DOCUMENT, max_size=4), st.one_of(st.none(), st.integers(0, 10), st.booleans()))
 

@@ -193,7 +193,8 @@ class LyingUpload(Upload):
 
 def test_uploads_over_the_limits_are_refused_before_they_are_read():
     CountingUpload.reads = 0
-    files = [CountingUpload("big.txt", b"a" * (MAX_FILE_BYTES + 1)), LyingUpload("lies.txt", b"b" * (MAX_FILE_BYTES + 1))]
+    too_big = b"a" * (MAX_FILE_BYTES + 1)
+    files = [CountingUpload("big.txt", too_big), LyingUpload("lies.txt", too_big)]
     files += [CountingUpload(f"doc{i}.txt", f"Document number {i}.".encode()) for i in range(MAX_FILES + 3)]
     documents, problems = load_uploads(files)
     assert CountingUpload.reads == MAX_FILES - 2  # the oversized file and those past the count were never read
@@ -235,7 +236,8 @@ def test_a_bad_jsonl_byte_or_surrogate_costs_only_its_row():
 
 
 def test_load_uploads_reports_empty_files_and_non_object_rows():
-    documents, problems = load_uploads([Upload("empty.md", b"  \n"), Upload("list.jsonl", b'[1, 2]\n\n{"text": "ok"}\n'),
+    documents, problems = load_uploads([Upload("empty.md", b"  \n"),
+                                        Upload("list.jsonl", b'[1, 2]\n\n{"text": "ok"}\n'),
                                         Upload("none.jsonl", b"\n")])
     assert documents == [{"_id": "list.jsonl:3", "title": None, "text": "ok"}]
     assert problems == ["empty.md: the file is empty", "list.jsonl line 1: expected a JSON object, got list",

@@ -16,7 +16,7 @@ from spicy_lentil.engine import DEFAULT_MODEL_DIR
 from spicy_lentil.index import CorpusIndex
 
 CORPUS = [
-    {"_id": "marie", "title": "Marie Curie", "text": "Marie Curie discovered polonium and radium. She won two Nobel prizes."},
+    {"_id": "marie", "title": "Marie Curie", "text": "Marie Curie discovered polonium and radium. She won two prizes."},
     {"_id": "bread", "title": "Bread", "text": "Bread rises because yeast makes carbon dioxide. Ovens set the crumb."},
     {"_id": "rivers", "title": None, "text": "Rivers carry sediment to the sea. Deltas form where they slow down."},
     {"_id": 5, "text": "An integer id. It is the text 5."},
@@ -54,7 +54,8 @@ def test_index_and_score_share_one_id_rule(lentil, index_folder, tmp_path, capsy
     write_jsonl(corpus, CORPUS)
     status, err = run(["score", "--query", "radium", corpus, "--out", tmp_path / "o.jsonl"], capsys)
     assert status == 1 and "duplicate _id '5'" in err and "duplicate _id 'marie'" in err
-    assert [json.loads(line)["_id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()] == ["marie", "bread", "rivers", "5"]
+    written = [json.loads(line)["_id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert written == ["marie", "bread", "rivers", "5"]
     results = lentil.search(index, "who discovered radium", top_k=10)
     assert len({r["corpus_id"] for r in results}) == len(results) == 4
 
@@ -102,7 +103,7 @@ def _config(**changes):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda f: (f / "model.safetensors").write_bytes(b""), "not a readable safetensors file"),
-    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]), "not a readable safetensors"),
+    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]), "not a readable"),
     (lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 64), "not a readable safetensors file"),
     (_nan_weights, "NaN or infinite"),
     (_config(hidden_dim="144"), "'hidden_dim' must be an integer"),
@@ -162,7 +163,8 @@ def test_resume_onto_a_foreign_output_names_the_file_and_line(tmp_path, capsys, 
 def test_count_arguments_refuse_bools_zero_and_other_types(lentil):
     docs = ["Rivers carry sediment."]
     for call in (lambda v: lentil.rank("q", docs, top_k=v), lambda v: lentil.fields("q", docs, batch_size=v),
-                 lambda v: lentil.compress("q", docs, budget_tokens=v), lambda v: lentil.fields("q", docs, pathways_per_query=v)):
+                 lambda v: lentil.compress("q", docs, budget_tokens=v),
+                 lambda v: lentil.fields("q", docs, pathways_per_query=v)):
         for bad, error in ((True, TypeError), (False, TypeError), (0, ValueError), (-1, ValueError), (2.0, TypeError),
                            ("3", TypeError)):
             with pytest.raises(error):
@@ -254,3 +256,14 @@ def test_resume_cuts_a_torn_rejects_line_and_names_a_foreign_one(tmp_path, capsy
     rejects.write_text('{"source": "x"}\n')
     status, err = run(["score", "--query", "q", corpus, "--out", out, "--resume"], capsys)
     assert status == 2 and "o.jsonl.rejects.jsonl:1: not a rejects row" in err
+
+
+def test_output_rows_stay_one_per_line_for_any_line_splitter(tmp_path, capsys):
+    """Found by the fuzz suite: U+0085, U+2028 and U+2029 are line breaks to str.splitlines, not to JSON."""
+    corpus = tmp_path / "c.jsonl"
+    write_jsonl(corpus, [{"_id": "a", "text": "One\x85two\u2028three\u2029four."}, {"_id": "b", "text": "Plain."}])
+    status, _ = run(["score", "--query", "q", corpus, "--out", tmp_path / "o.jsonl"], capsys)
+    assert status == 0
+    rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["_id"] for r in rows] == ["a", "b"]
+    assert "\x85" in rows[0]["slots"][0]["text"]  # written as is, escaped

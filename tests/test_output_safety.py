@@ -1,4 +1,5 @@
-"""`score --out` in real processes: never an input, an existing output only on request, one writer, an idempotent Parquet commit."""
+"""`score --out` in real processes: never an input, an existing output only on request, one writer,
+and a Parquet commit that a kill cannot make join twice."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 
 def write_corpus(path: Path, n: int) -> list[str]:
     ids = [f"doc{i}" for i in range(n)]
-    path.write_text("".join(json.dumps({"_id": i, "text": f"{i} is about rivers. It has a second sentence, number {i}."}) + "\n"
-                            for i in ids), encoding="utf-8")
+    rows = [{"_id": i, "text": f"{i} is about rivers. It has a second sentence, number {i}."} for i in ids]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return ids
 
 
@@ -58,7 +59,8 @@ def test_an_existing_output_is_refused_unless_resumed_or_overwritten(tmp_path, o
     refused = score(corpus, "--out", out, "--format", output_format, timeout=120)
     assert refused.returncode == 2 and "exists already" in refused.stderr, refused.stderr
     assert out.read_bytes() == b"an earlier run's output"
-    assert score(corpus, "--out", out, "--format", output_format, "--resume", "--overwrite", timeout=120).returncode == 2
+    both = score(corpus, "--out", out, "--format", output_format, "--resume", "--overwrite", timeout=120)
+    assert both.returncode == 2 and "contradict" in both.stderr
 
     first = score(corpus, "--out", out, "--format", output_format, "--overwrite")
     assert first.returncode == 0, first.stderr
