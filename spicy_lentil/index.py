@@ -349,7 +349,10 @@ class CorpusIndex:
         import bm25s
 
         if self._bm25 is None:
-            self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"), mmap=False, show_progress=False)
+            try:
+                self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"), mmap=False, show_progress=False)
+            except (OSError, ValueError, EOFError, KeyError) as error:
+                raise DamagedFileError(f"{self.folder / 'bm25'}: {error}; the index is damaged, rebuild it") from error
         tokens = bm25_tokenize([query])
         vocab = {v: k for k, v in tokens.vocab.items()}
         words = [vocab[t] for t in tokens.ids[0]]

@@ -137,6 +137,7 @@ def _manifest(change):
     (lambda f: np.save(f / "shard-00000" / "token_ids.npy", np.zeros(3, np.int32)), "token_ids.npy has shape"),
     (lambda f: (f / "shard-00000" / "docs.jsonl").write_text("{torn"), "docs.jsonl"),
     (lambda f: (f / "manifest.json").write_text("{torn"), "not a readable JSON manifest"),
+    (lambda f: [p.write_bytes(b"") for p in (f / "bm25").iterdir()], "bm25"),
 ])
 def test_a_damaged_index_is_one_line_and_status_2(index_folder, tmp_path, capsys, damage, message):
     folder = tmp_path / "index"

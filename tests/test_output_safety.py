@@ -41,12 +41,13 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
     os.link(corpus, tmp_path / "hard.jsonl")
     other = tmp_path / "o.jsonl.rejects.jsonl"  # the rejects file of --out o.jsonl
     other.write_bytes(before)
-    for inputs, out in [([corpus], corpus), ([corpus], tmp_path / "link.jsonl"), ([tmp_path / "hard.jsonl"], corpus),
-                        ([other], tmp_path / "o.jsonl")]:
-        for extra in ([], ["--resume"], ["--overwrite"], ["--format", "parquet"]):
-            result = score(*inputs, "--out", out, *extra, timeout=120)
-            assert result.returncode == 2, (inputs, out, extra, result.stderr)
-            assert "would overwrite the input" in result.stderr and "Traceback" not in result.stderr
+    cases = [([corpus], corpus, extra) for extra in ([], ["--resume"], ["--overwrite"], ["--format", "parquet"])]
+    cases += [([corpus], tmp_path / "link.jsonl", []), ([tmp_path / "hard.jsonl"], corpus, []),
+              ([other], tmp_path / "o.jsonl", [])]
+    for inputs, out, extra in cases:
+        result = score(*inputs, "--out", out, *extra, timeout=120)
+        assert result.returncode == 2, (inputs, out, extra, result.stderr)
+        assert "would overwrite the input" in result.stderr and "Traceback" not in result.stderr
     assert corpus.read_bytes() == before and other.read_bytes() == before
 
 
@@ -70,6 +71,7 @@ def test_an_existing_output_is_refused_unless_resumed_or_overwritten(tmp_path, o
     assert sorted(written) == sorted(ids)  # replaced, never appended to
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_the_first_finishes_whole(tmp_path):
     corpus = tmp_path / "in.jsonl"
     ids = write_corpus(corpus, 3000)
@@ -114,6 +116,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["before-join", "after-join"])
 def test_parquet_killed_inside_the_commit_resumes_with_every_id_once(tmp_path, where):
     corpus = tmp_path / "in.jsonl"
