@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .batching import DocumentBatch, DocumentEncoding
 from .encoder import Encoder, Encoding
-from .errors import DamagedFileError, SpicyLentilError
+from .errors import DamagedFileError, SpicyLentilError, check_count
 from .io import Rejects, iter_jsonl_documents
 from .slots import Slot, Slotter
 
@@ -184,12 +184,14 @@ class CorpusIndex:
         """
         folder = Path(folder)
         corpus = Path(corpus)
+        check_count(shard_size, "shard_size")
         if not corpus.is_file():
             raise FileNotFoundError(f"corpus file not found: {corpus}")
         settings = index_settings(encoder, slotter)
         wanted = {**settings, "corpus_sha256": file_sha256(corpus), "shard_size": shard_size}
         manifest = _read_manifest(folder)
-        same = manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
+        same = (manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
+                and _names_shards(manifest))
         if same and manifest.get("complete"):
             return cls.load(folder)
         if not (same and resume):
@@ -441,6 +443,13 @@ def _read_manifest(folder: Path) -> dict | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return manifest if isinstance(manifest, dict) else None
+
+
+def _names_shards(manifest: dict) -> bool:
+    """Whether the manifest lists shards as `build` writes them (else a resumed build starts over)."""
+    shards = manifest.get("shards")
+    return isinstance(shards, list) and all(
+        isinstance(s, dict) and isinstance(s.get("name"), str) and SHARD_NAME.fullmatch(s["name"]) for s in shards)
 
 
 def _check_manifest(folder: Path, manifest: dict) -> None:

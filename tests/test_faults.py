@@ -268,3 +268,19 @@ def test_output_rows_stay_one_per_line_for_any_line_splitter(tmp_path, capsys):
     rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["_id"] for r in rows] == ["a", "b"]
     assert "\x85" in rows[0]["slots"][0]["text"]  # written as is, escaped
+
+
+def test_index_resume_over_a_damaged_manifest_rebuilds_and_bad_shard_sizes_are_refused(index_folder, tmp_path, capsys):
+    folder = tmp_path / "index"
+    shutil.copytree(index_folder, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.pop("shards")
+    manifest["complete"] = False
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    corpus = index_folder.parent / "corpus.jsonl"
+    status, _ = run(["index", corpus, "--output", folder, "--resume"], capsys)
+    assert status == 1  # the two duplicate rows again; the index itself is whole
+    assert CorpusIndex.load(folder).doc_ids == ["marie", "bread", "rivers", "5"]
+    for bad in ("0", "-2"):
+        status, err = run(["index", corpus, "--output", tmp_path / f"other{bad}", "--shard-size", bad], capsys)
+        assert status == 2 and "shard_size" in err
