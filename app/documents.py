@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, Sequence
+
+from spicy_lentil.errors import surrogate_at
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_CORPUS = DATA_DIR / "demo_corpus.jsonl"
@@ -16,6 +20,7 @@ DEMO_QUERIES = DATA_DIR / "demo_queries.jsonl"
 ALLOWED_EXTENSIONS = (".txt", ".md", ".jsonl")
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES = 20
+MAX_PASTE_CHARS = 2 * 1024 * 1024  # the paste box holds as much as one uploaded file
 PASTE_SEPARATOR = "---"
 
 _SEPARATOR_LINE = re.compile(rf"^[ \t]*{re.escape(PASTE_SEPARATOR)}[ \t]*$", re.MULTILINE)
@@ -41,11 +46,46 @@ def split_pasted(text: str) -> list[dict]:
             for i, block in enumerate((b for b in blocks if b), start=1)]
 
 
-def load_uploads(files: list[tuple[str, bytes]]) -> tuple[list[dict], list[str]]:
+class UploadedFile(Protocol):
+    """What the loader needs of an upload (Streamlit's `UploadedFile` has it)."""
+
+    name: str
+    size: int
+
+    def getvalue(self) -> bytes: ...
+
+
+@dataclass
+class Upload:
+    """An upload held in memory: a file read elsewhere, or a test's."""
+
+    name: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def getvalue(self) -> bytes:
+        return self.data
+
+
+def paste_problem(text: str) -> str | None:
+    """Why pasted text is refused (the browser's limit is not trusted), or None."""
+    if len(text or "") > MAX_PASTE_CHARS:
+        return (f"The pasted text has {len(text):,} characters, over the {MAX_PASTE_CHARS:,} limit; "
+                "upload it as files instead.")
+    return None
+
+
+def load_uploads(files: Sequence[UploadedFile]) -> tuple[list[dict], list[str]]:
     """Parses uploaded files into documents, collecting one message per problem instead of failing.
 
+    Count, type and size are checked before a file's bytes are read: the browser's checks can be
+    bypassed, so the server enforces them again.
+
     Args:
-        files: (file name, content) pairs in upload order.
+        files: the uploads in upload order.
 
     Returns:
         (documents, errors): documents as {"_id", "title", "text"}; each error names the file
@@ -53,7 +93,9 @@ def load_uploads(files: list[tuple[str, bytes]]) -> tuple[list[dict], list[str]]
     """
     documents: list[dict] = []
     errors: list[str] = []
-    for index, (name, content) in enumerate(files):
+    limit = f"the {MAX_FILE_BYTES // (1024 * 1024)} MB limit"
+    for index, upload in enumerate(files):
+        name = upload.name
         if index >= MAX_FILES:
             errors.append(f"{name}: not loaded, only the first {MAX_FILES} files are read")
             continue
@@ -61,39 +103,53 @@ def load_uploads(files: list[tuple[str, bytes]]) -> tuple[list[dict], list[str]]
         if extension not in ALLOWED_EXTENSIONS:
             errors.append(f"{name}: unsupported file type {extension or '(none)'}; use {', '.join(ALLOWED_EXTENSIONS)}")
             continue
-        if len(content) > MAX_FILE_BYTES:
-            errors.append(f"{name}: {len(content) / 1024 / 1024:.1f} MB is over the {MAX_FILE_BYTES // (1024 * 1024)} MB limit")
+        if upload.size > MAX_FILE_BYTES:
+            errors.append(f"{name}: {upload.size / 1024 / 1024:.1f} MB is over {limit}")
+            continue
+        content = upload.getvalue()
+        if len(content) > MAX_FILE_BYTES:  # a size that understated the content
+            errors.append(f"{name}: {len(content) / 1024 / 1024:.1f} MB is over {limit}")
+            continue
+        if extension == ".jsonl":
+            rows, row_errors = _parse_jsonl(name, content)
+            documents.extend(rows)
+            errors.extend(row_errors)
             continue
         try:
             text = content.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             errors.append(f"{name}: not UTF-8 text (byte {error.start} cannot be decoded)")
             continue
-        if extension == ".jsonl":
-            rows, row_errors = _parse_jsonl(name, text)
-            documents.extend(rows)
-            errors.extend(row_errors)
-        elif not text.strip():
+        if not text.strip():
             errors.append(f"{name}: the file is empty")
         else:
             documents.append({"_id": name, "title": Path(name).stem, "text": text})
     return documents, errors
 
 
-def _parse_jsonl(name: str, text: str) -> tuple[list[dict], list[str]]:
+def _parse_jsonl(name: str, content: bytes) -> tuple[list[dict], list[str]]:
+    """Rows of a JSONL upload, each line decoded on its own: one bad byte or lone surrogate costs only its row."""
     documents, errors = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(content.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as error:
+            errors.append(f"{name} line {number}: not UTF-8 text (byte {error.start} of the line cannot be decoded)")
+            continue
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as error:
-            errors.append(f"{name} line {number}: invalid JSON ({error.msg})")
+        except (json.JSONDecodeError, RecursionError) as error:
+            errors.append(f"{name} line {number}: invalid JSON ({getattr(error, 'msg', 'nested too deeply')})")
             continue
         if not isinstance(row, dict):
             errors.append(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
         elif not isinstance(row.get("text"), str) or not row["text"].strip():
             errors.append(f"{name} line {number}: needs a non-empty string field \"text\"")
+        elif any(surrogate_at(value) is not None for value in (row["text"], row.get("title"), row.get("_id"))
+                 if isinstance(value, str)):
+            errors.append(f"{name} line {number}: holds a lone surrogate (not valid Unicode text)")
         else:
             title = row.get("title")
             documents.append({

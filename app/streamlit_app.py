@@ -1,8 +1,12 @@
-"""Spicy Lentil in the browser: `spicy-lentil app [--model DIR] [--port N]`.
+"""Spicy Lentil in the browser: `spicy-lentil app [--model DIR] [--model-dir DIR ...] [--host H] [--port N]`.
 
 A thin front end over the public API. The model is loaded once per server (and the demo corpus
 encoded with it), shared by every session; results are cached per query, corpus and k, so
 reruns caused by moving a slider do not score again.
+
+A visitor never names a server path: the model box offers only the bundled model and the folders
+the operator listed (`SPICY_LENTIL_MODEL_DIRS`, set by `spicy-lentil app --model-dir`). Upload and
+paste limits are enforced here, before a byte is read, whatever the browser was told.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from typing import Callable, TypeVar
 
 import streamlit as st
 
-from app.documents import (ALLOWED_EXTENSIONS, MAX_FILE_BYTES, MAX_FILES, PASTE_SEPARATOR, demo_corpus, demo_queries, load_uploads,
-                           split_pasted)
+from app.documents import (ALLOWED_EXTENSIONS, MAX_FILE_BYTES, MAX_FILES, PASTE_SEPARATOR, demo_corpus,
+                           demo_queries, load_uploads, paste_problem, split_pasted)
 from app.render import (CSS, HEATMAP_MAX_SLOTS, active_questions_html, attention_heatmap, document_header_html, field_html,
                         gate_chart, legend_html, mean_attention, mean_attention_chart, pathway_chips_html, results_jsonl)
-from app.service import SharedLentil
+from app.service import BUNDLED_LABEL, SharedLentil, model_choices
 from spicy_lentil import CompressedContext, RelevanceField
 
 DEMO, PASTE, UPLOAD = "Demo corpus", "Paste text", "Upload files"
@@ -87,6 +91,10 @@ def choose_documents() -> list[dict]:
     if source == PASTE:
         text = st.text_area("Paste text", key="pasted", height=180,
                             placeholder=f"Paste one or more documents; a line holding only {PASTE_SEPARATOR} starts the next one.")
+        problem = paste_problem(text)
+        if problem:
+            st.error(problem, icon=":material/description:")
+            return []
         documents = split_pasted(text)
         if documents:
             st.caption(f"{len(documents)} pasted document{'s' if len(documents) != 1 else ''}.")
@@ -98,7 +106,7 @@ def choose_documents() -> list[dict]:
         help=".txt and .md files are one document each; a .jsonl file holds one JSON object per line with "
              "\"text\" and optional \"title\" and \"_id\".",
     )
-    documents, errors = load_uploads([(upload.name, upload.getvalue()) for upload in uploads or []])
+    documents, errors = load_uploads(uploads or [])
     if errors:
         shown = "\n".join(f"- {message}" for message in errors[:MAX_ERRORS_SHOWN])
         more = f"\n- … and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
@@ -193,10 +201,10 @@ def main() -> None:
 
     with st.sidebar:
         st.header("Settings", anchor=False)
-        folder = st.text_input("Model folder", value=os.environ.get("SPICY_LENTIL_MODEL", ""), key="model_folder",
-                               placeholder="empty: the bundled default model",
-                               help="A folder written by `spicy-lentil train` or `save_pretrained`.")
-    engine = attempt(f"Could not load the model from {folder or 'the bundled default'}", load_engine, folder.strip())
+        choices = model_choices(os.environ)
+        folder = st.selectbox("Model", choices, key="model_folder", format_func=lambda c: c or BUNDLED_LABEL,
+                              help="The models this server's operator offers (`spicy-lentil app --model-dir`).")
+    engine = attempt(f"Could not load the model {folder or BUNDLED_LABEL}", load_engine, folder)
     if engine is None:
         st.stop()
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import BUNDLED_ENCODER as BUNDLED, SpicyLentilConfig
-from .errors import SpicyLentilError
+from .errors import ModelLoadError, SpicyLentilError
 from .io import Rejects, read_documents
 
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
@@ -17,20 +17,22 @@ APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
-    from .jobs import score_job
+    from .jobs import claimed_output, rejects_path, score_job
 
     out_path = Path(args.out) if args.out else None
-    rejects = Rejects(out_path.with_name(out_path.name + ".rejects.jsonl") if out_path else None, resume=args.resume)
-    lentil = SpicyLentil.from_pretrained(args.model)
-    lentil.pathways_per_query = args.pathways_per_query
-    total = None
-    if all(p != "-" for p in args.files):
-        total = sum(_count_rows(p) for p in args.files)
-    try:
-        summary = score_job(lentil, args.query, read_documents(args.files, rejects), out_path, rejects,
-                            output_format=args.format, resume=args.resume, batch_size=args.batch_size, total=total)
-    finally:
-        rejects.close()
+    # Claimed before the model loads: a second writer or a clash with an input is refused at once.
+    with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite):
+        rejects = Rejects(rejects_path(out_path) if out_path else None, resume=args.resume)
+        try:
+            lentil = SpicyLentil.from_pretrained(args.model)
+            total = None
+            if all(p != "-" for p in args.files):
+                total = sum(_count_rows(p) for p in args.files)
+            summary = score_job(lentil, args.query, read_documents(args.files, rejects), out_path, rejects,
+                                output_format=args.format, resume=args.resume, batch_size=args.batch_size, total=total,
+                                pathways_per_query=args.pathways_per_query)
+        finally:
+            rejects.close()
     print(f"scored {summary['scored']} document(s), skipped {summary['skipped_already_done']} already done, "
           f"rejected {summary['rejected']} row(s)", file=sys.stderr)
     return 1 if rejects.count else 0
@@ -62,15 +64,16 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
+    from .jobs import jsonl_line
 
     lentil = SpicyLentil.from_pretrained(args.model)
-    lentil.pathways_per_query = args.pathways_per_query
-    results = lentil.search(args.index, args.query, top_k=args.top_k, candidates=args.candidates)
+    results = lentil.search(args.index, args.query, top_k=args.top_k, candidates=args.candidates,
+                            pathways_per_query=args.pathways_per_query)
     for rank, result in enumerate(results, start=1):
         row = {"rank": rank, "_id": result["corpus_id"], "score": result["score"], "first_stage": result["first_stage"],
                "title": result["title"], "active": result["field"].active,
                "slots": [s.to_dict() for s in result["field"].slots]}
-        print(json.dumps(row, ensure_ascii=False))
+        sys.stdout.write(jsonl_line(row))
     return 0
 
 
@@ -163,13 +166,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
-    if args.model:
-        env["SPICY_LENTIL_MODEL"] = str(Path(args.model).resolve())
-    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.port", str(args.port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    command, env = app_command(args, os.environ)
     os.execve(sys.executable, command, env)  # become streamlit, so signals reach it directly
     return 0
+
+
+def app_command(args: argparse.Namespace, environ: dict) -> tuple[list[str], dict]:
+    """The streamlit command line and environment of `spicy-lentil app`.
+
+    Visitors choose only among the bundled model and the folders named here (each checked now), and
+    Streamlit refuses uploads over the app's file limit before reading them.
+    """
+    from app.documents import MAX_FILE_BYTES
+    from app.service import MODEL_DIRS_ENV, MODEL_ENV
+
+    folders = [str(Path(folder).resolve()) for folder in [*([args.model] if args.model else []), *args.model_dir]]
+    for folder in folders:
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelLoadError(f"{folder} is not a Spicy Lentil model folder: config.json is missing")
+    env = {key: value for key, value in environ.items() if key not in (MODEL_ENV, MODEL_DIRS_ENV)}
+    if args.model:
+        env[MODEL_ENV] = folders[0]
+    if folders:
+        env[MODEL_DIRS_ENV] = os.pathsep.join(dict.fromkeys(folders))
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.address", args.host,
+               "--server.port", str(args.port), "--server.maxUploadSize", str(max(1, MAX_FILE_BYTES // (1024 * 1024))),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return command, env
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, default=32)
     score.add_argument("--pathways-per-query", type=int, default=4, help="the gate's top-k, 1..9")
     score.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (parquet needs --out)")
-    score.add_argument("--resume", action="store_true", help="skip documents whose _id the output already holds")
+    score.add_argument("--resume", action="store_true",
+                       help="continue an existing --out: skip the _ids it already holds")
+    score.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --out (without this or --resume, it is refused)")
     score.add_argument("--threads", type=int, default=0, help="CPU cores to use (default: all physical cores)")
     score.set_defaults(handler=cmd_score)
 
@@ -252,7 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_eval)
 
     app = commands.add_parser("app", help="open the Streamlit app on the demo corpus")
-    app.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    app.add_argument("--model", default=None, help="model folder selected first (default: the bundled model)")
+    app.add_argument("--model-dir", action="append", default=[], metavar="DIR",
+                     help="another model folder visitors may choose (repeat for more); visitors never type a path")
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default: loopback only; 0.0.0.0 for every interface)")
     app.add_argument("--port", type=int, default=8501)
     app.set_defaults(handler=cmd_app)
     return parser

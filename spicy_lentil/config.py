@@ -78,11 +78,31 @@ class SpicyLentilConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "SpicyLentilConfig":
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not a JSON file: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        defaults = cls()
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown config key(s) {unknown}")
+        for name, value in data.items():
+            _check_type(name, value, getattr(defaults, name))
         for key, value in LEGACY_DEFAULTS.items():
             data.setdefault(key, value)
         return cls(**data)
+
+
+def _check_type(name: str, value, default) -> None:
+    """A config value must have its field's JSON type (an int where a float is expected is fine)."""
+    expected = type(default)
+    fits = (isinstance(value, bool) if expected is bool
+            else isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float
+            else isinstance(value, list) and all(isinstance(v, str) for v in value) if expected is list
+            else isinstance(value, expected) and not isinstance(value, bool))
+    if not fits:
+        wanted = {bool: "true or false", float: "a number", int: "an integer", str: "a string",
+                  list: "a list of strings"}[expected]
+        raise ValueError(f"config {name!r} must be {wanted}, got {type(value).__name__}")

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .batching import DocumentBatch, DocumentEncoding, collate
 from .config import SpicyLentilConfig
 from .encoder import Encoder, Encoding
-from .errors import ModelLoadError, as_document, check_query
-from .gate import RoutingStatistics
+from .errors import ModelLoadError, as_document, check_count, check_query
+from .gate import RoutingStatistics, routed_top_k
 from .model import SpicyLentilModel
 from .runtime import batch_workers, map_batches
 from .slots import Slot, Slotter
@@ -128,6 +130,7 @@ class SpicyLentil:
         window = self.config.max_slot_tokens or encoder.max_tokens
         self.slotter = Slotter(encoder.token_offsets, min(window, encoder.max_tokens), self.config.window_stride, self.config.max_slots)
         self.routing_statistics = RoutingStatistics(model.pathway_names)
+        self._statistics_lock = threading.Lock()
         self.special_ids = list(encoder.tokenizer.all_special_ids)
 
     # ---- construction and persistence -------------------------------------------------------
@@ -169,6 +172,20 @@ class SpicyLentil:
             config = SpicyLentilConfig.load(folder / CONFIG_NAME)
         except (ValueError, TypeError) as error:
             raise ModelLoadError(f"{folder / CONFIG_NAME}: {error}") from error
+        model = SpicyLentilModel(config)
+        try:
+            state = load_file(folder / WEIGHTS_NAME, device="cpu")
+        except (SafetensorError, OSError, ValueError) as error:  # truncated, empty or not safetensors at all
+            raise ModelLoadError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file: {error}") from error
+        damaged = sorted(name for name, tensor in state.items()
+                         if tensor.is_floating_point() and not torch.isfinite(tensor).all())
+        if damaged:
+            raise ModelLoadError(f"{folder / WEIGHTS_NAME} holds NaN or infinite weights in {damaged[:5]}")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ModelLoadError(f"{folder / WEIGHTS_NAME} does not fit {folder / CONFIG_NAME}: {error}") from error
+        # The encoder loads last: the slowest step, and not worth taking for a folder found damaged.
         encoder_name = config.encoder
         if (folder / encoder_name).is_dir():  # an encoder fine-tuned with the head and saved beside it
             encoder_name = str(folder / encoder_name)
@@ -179,13 +196,8 @@ class SpicyLentil:
                 raise ModelLoadError(f"{folder / CONFIG_NAME}: encoder_weights must name a file in the model folder")
         try:
             encoder = Encoder(encoder_name, device=device or "cpu", weights=weights)
-        except ValueError as error:
-            raise ModelLoadError(str(error)) from error
-        model = SpicyLentilModel(config)
-        try:
-            model.load_state_dict(load_file(folder / WEIGHTS_NAME, device="cpu"), strict=True)
-        except RuntimeError as error:
-            raise ModelLoadError(f"{folder / WEIGHTS_NAME} does not fit {folder / CONFIG_NAME}: {error}") from error
+        except (ValueError, SafetensorError, OSError) as error:
+            raise ModelLoadError(f"{weights}: {error}") from error
         return cls(model.to(device or "cpu"), encoder)
 
     def save_pretrained(self, folder: str | Path, save_encoder: bool = False) -> None:
@@ -221,30 +233,39 @@ class SpicyLentil:
 
     @pathways_per_query.setter
     def pathways_per_query(self, k: int) -> None:
+        self.model.top_k = self._call_k(k)
+
+    def _call_k(self, k: int | None) -> int:
+        """A call's k: `pathways_per_query` when None, else checked. Passed per call, it leaves the
+        shared default alone, so threads sharing this object may each use their own k."""
+        if k is None:
+            return self.model.top_k
         n = len(self.model.pathway_names)
         if isinstance(k, bool) or not isinstance(k, int):
             raise TypeError(f"pathways_per_query must be an int, got {type(k).__name__}")
         if not 1 <= k <= n:
             raise ValueError(f"pathways_per_query must be in 1..{n}, got {k}")
-        self.model.top_k = k
+        return k
 
     # ---- scoring ----------------------------------------------------------------------------
 
-    def field(self, query: str, document: str | dict) -> RelevanceField:
+    def field(self, query: str, document: str | dict, pathways_per_query: int | None = None) -> RelevanceField:
         """The relevance field of one document for a query.
 
         Args:
             query: the query text.
             document: a string, or a dict with "text" and optional "title" and "_id".
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
 
         Returns:
             A `RelevanceField`; an empty document gives score 0.0 and no slots.
         """
         as_document(document, "document")
-        return next(self.iter_fields(query, [document]))
+        return next(self.iter_fields(query, [document], pathways_per_query=pathways_per_query))
 
     def fields(
-        self, query: str, documents: Iterable[str | dict], batch_size: int = 32, show_progress_bar: bool | None = None
+        self, query: str, documents: Iterable[str | dict], batch_size: int = 32, show_progress_bar: bool | None = None,
+        pathways_per_query: int | None = None,
     ) -> list[RelevanceField]:
         """Relevance fields of many documents, batched.
 
@@ -253,17 +274,20 @@ class SpicyLentil:
             documents: strings or dicts with "text" (any iterable, generators included).
             batch_size: documents per model batch.
             show_progress_bar: show a tqdm bar; None shows one for long inputs.
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
         """
         documents = _check_documents(documents)
         total = len(documents) if hasattr(documents, "__len__") else None
         if show_progress_bar is None:
             show_progress_bar = total is not None and total >= PROGRESS_THRESHOLD
         return list(
-            tqdm(self.iter_fields(query, documents, batch_size), total=total, disable=not show_progress_bar, desc="fields", unit="doc")
+            tqdm(self.iter_fields(query, documents, batch_size, pathways_per_query=pathways_per_query), total=total,
+                 disable=not show_progress_bar, desc="fields", unit="doc")
         )
 
     def iter_fields(
-        self, query: str, documents: Iterable[str | dict], batch_size: int = 32, cache_slots: bool = True
+        self, query: str, documents: Iterable[str | dict], batch_size: int = 32, cache_slots: bool = True,
+        pathways_per_query: int | None = None,
     ) -> Iterator[RelevanceField]:
         """Yields relevance fields lazily, in input order, so any-size inputs stream.
 
@@ -274,16 +298,18 @@ class SpicyLentil:
             cache_slots: keep slot (and title) encodings in the encoder's cache for the next query.
                 Off for one pass over many distinct documents (a score job): there the cache only
                 churns memory, and peak memory grows with the input (20,000 short documents: +20-30%).
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
         """
         check_query(query)
         documents = _check_documents(documents)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        return self._iter_fields(query, iter(documents), batch_size, cache_slots)
+        check_count(batch_size, "batch_size")
+        k = self._call_k(pathways_per_query)
+        return self._iter_fields(query, iter(documents), batch_size, cache_slots, k)
 
-    def _iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool) -> Iterator[RelevanceField]:
-        query_encoding = self.encode_query(query)
-        with torch.inference_mode():
+    def _iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool,
+                     k: int) -> Iterator[RelevanceField]:
+        query_encoding = self.encode_query(query, k)
+        with torch.inference_mode(), routed_top_k(k):
             routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
         # Only the extension pathway reads titles: skip encoding them when the query is not routed there.
         wants_titles = "extension" in self._gate_summary(routing)[1]
@@ -301,7 +327,7 @@ class SpicyLentil:
             titles = list(dict.fromkeys(title for _, title, _ in parsed if title)) if wants_titles else []
             title_encodings = dict(zip(titles, self.encoder.encode(titles, use_cache=cache_slots)))
             scored = self._score_batched(
-                query_encoding, len(chunk), batch_size,
+                query_encoding, len(chunk), batch_size, k,
                 documents=lambda rows: DocumentBatch.pack([encodings[i] for i in rows]),
                 title=lambda i: title_encodings.get(parsed[i][1]),
                 doc_id=lambda i: parsed[i][0],
@@ -309,12 +335,15 @@ class SpicyLentil:
             )
             yield from (result.field(split[i], self.model.pathway_names) for i, result in enumerate(scored))
 
-    def encode_query(self, query: str) -> Encoding:
-        """The query's encoding (sentence and token embeddings), as `rerank_indexed` takes it; counted in
-        `routing_statistics`."""
+    def encode_query(self, query: str, pathways_per_query: int | None = None) -> Encoding:
+        """The query's encoding (sentence and token embeddings), as `rerank_indexed` takes it; its routing
+        (with the given k, None = the attribute) is counted in `routing_statistics`."""
+        k = self._call_k(pathways_per_query)
         encoding = self.encoder.encode([query])[0]
-        with torch.inference_mode():
-            self.routing_statistics.update(self.model.gate(encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
+        with torch.inference_mode(), routed_top_k(k):
+            routing = self.model.gate(encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
+        with self._statistics_lock:  # its running sums are read-modify-write
+            self.routing_statistics.update(routing)
         return encoding
 
     def _score_documents(self, query_encoding, documents: DocumentBatch, titles, prior=None) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
@@ -333,29 +362,32 @@ class SpicyLentil:
         active = [self.model.pathway_names[i] for i in routing.selected_pathways[0].tolist()]
         return gate, active
 
-    def score(self, query: str, documents: Iterable[str | dict], batch_size: int = 32, show_progress_bar: bool | None = None) -> list[float]:
-        """Document scores in [0, 1], in input order."""
-        return [f.score for f in self.fields(query, documents, batch_size, show_progress_bar)]
+    def score(self, query: str, documents: Iterable[str | dict], batch_size: int = 32,
+              show_progress_bar: bool | None = None, pathways_per_query: int | None = None) -> list[float]:
+        """Document scores in [0, 1], in input order; `pathways_per_query` is this call's k (None: the attribute)."""
+        return [f.score for f in self.fields(query, documents, batch_size, show_progress_bar, pathways_per_query)]
 
     def rank(
         self, query: str, documents: Iterable[str | dict], top_k: int | None = None, batch_size: int = 32,
-        show_progress_bar: bool | None = None,
+        show_progress_bar: bool | None = None, pathways_per_query: int | None = None,
     ) -> list[dict[str, Any]]:
         """Documents ranked best first, sentence-transformers style.
+
+        Args:
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
 
         Returns:
             `[{"corpus_id": index in documents, "score": float, "text": str}]`, at most `top_k` entries.
         """
         documents = list(_check_documents(documents))
-        if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-        scores = self.score(query, documents, batch_size, show_progress_bar)
+        check_count(top_k, "top_k", allow_none=True)
+        scores = self.score(query, documents, batch_size, show_progress_bar, pathways_per_query)
         order = sorted(range(len(documents)), key=lambda i: -scores[i])[:top_k]
         return [{"corpus_id": i, "score": scores[i], "text": as_document(documents[i], f"documents[{i}]")[2]} for i in order]
 
     def search(
         self, index: "CorpusIndex | str | Path", query: str, top_k: int = 10, candidates: int = 100,
-        batch_size: int = 64, first_stage: "FirstStage | None" = None,
+        batch_size: int = 64, first_stage: "FirstStage | None" = None, pathways_per_query: int | None = None,
     ) -> list[dict[str, Any]]:
         """Searches a corpus indexed once: first stage (BM25 + dense fusion), then rerank with relevance fields.
 
@@ -366,6 +398,7 @@ class SpicyLentil:
             candidates: first-stage documents reranked.
             batch_size: most documents per model batch (on 2 cores, 100 candidates run as two batches side by side).
             first_stage: fusion weights; default equal weights.
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
 
         Returns:
             `[{"corpus_id", "score", "text", "title", "first_stage", "field"}]`, best first; "field" is the
@@ -378,16 +411,16 @@ class SpicyLentil:
         from .retrieval import FirstStage
 
         check_query(query)
-        for name, value in (("top_k", top_k), ("candidates", candidates)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name, value in (("top_k", top_k), ("candidates", candidates), ("batch_size", batch_size)):
+            check_count(value, name)
+        k = self._call_k(pathways_per_query)
         if not isinstance(index, CorpusIndex):
             index = CorpusIndex.load(index, self.encoder, self.slotter)
         first_stage = first_stage or FirstStage()
-        query_encoding = self.encode_query(query)
+        query_encoding = self.encode_query(query, k)
         signals = first_stage.signals(index, query, query_encoding.embedding.numpy())
         docs = first_stage.candidates(signals, max(candidates, top_k))
-        scored = self._rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size)
+        scored = self._rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size, k)
         order = sorted(range(len(docs)), key=lambda r: -scored[r].score)[:top_k]
         results = []
         for r in order:
@@ -397,15 +430,17 @@ class SpicyLentil:
                             "first_stage": float(signals["fusion"][docs[r]]), "field": field})
         return results
 
-    def rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 64) -> list[RelevanceField]:
+    def rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 64,
+                       pathways_per_query: int | None = None) -> list[RelevanceField]:
         """Fields of indexed documents (by position) from their stored encodings: no encoder runs over documents."""
-        scored = self._rerank_indexed(query_encoding, index, docs, prior, batch_size)
+        scored = self._rerank_indexed(query_encoding, index, docs, prior, batch_size, self._call_k(pathways_per_query))
         return [result.field(index.slots(int(i)), self.model.pathway_names) for result, i in zip(scored, docs)]
 
-    def _rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 64) -> list[_Scored]:
+    def _rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior, batch_size: int,
+                        k: int | None) -> list[_Scored]:
         docs = [int(i) for i in docs]
         return self._score_batched(
-            query_encoding, len(docs), batch_size,
+            query_encoding, len(docs), batch_size, k,
             documents=lambda rows: index.document_batch([docs[r] for r in rows]),
             title=lambda r: index.title_encoding(docs[r]),
             doc_id=lambda r: index.doc_ids[docs[r]],
@@ -413,12 +448,19 @@ class SpicyLentil:
             prior=prior,
         )
 
-    def _score_batched(self, query_encoding, count, batch_size, documents, title, doc_id, tokens, prior=None) -> list[_Scored]:
-        """Scores `count` documents in balanced batches (`_balanced_batches`), returned in input order.
+    def _score_batched(self, query_encoding, count, batch_size, k, documents, title, doc_id, tokens,
+                       prior=None) -> list[_Scored]:
+        """Scores `count` documents in balanced batches (`_balanced_batches`), returned in input order,
+        routed to `k` pathways (None: the attribute's default).
 
         `documents(rows)` gives the rows' `DocumentBatch`; `title`, `doc_id` and `tokens` (its token
         count: 0 for an empty document, which gets the neutral result without the model) one row's.
         """
+        with routed_top_k(k):
+            return self._score_routed(query_encoding, count, batch_size, documents, title, doc_id, tokens, prior)
+
+    def _score_routed(self, query_encoding, count, batch_size, documents, title, doc_id, tokens,
+                      prior) -> list[_Scored]:
         with torch.inference_mode():
             gate, active = self._gate_summary(self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
         pathways = len(self.model.pathway_names)
@@ -435,17 +477,18 @@ class SpicyLentil:
                 results[r] = _Scored(doc_score, slot_scores, attention, gate, active, results[r].document_id)
         return results
 
-    def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int = 512, batch_size: int = 32) -> CompressedContext:
+    def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int = 512, batch_size: int = 32,
+                 pathways_per_query: int | None = None) -> CompressedContext:
         """The most relevant slots across documents that fit a token budget, kept in document order.
 
         Args:
             query: the query text.
             documents: strings or dicts with "text".
             budget_tokens: the most encoder tokens the kept slots may add up to.
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
         """
-        if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, int) or budget_tokens < 1:
-            raise ValueError(f"budget_tokens must be a positive int, got {budget_tokens!r}")
-        fields = self.fields(query, documents, batch_size)
+        check_count(budget_tokens, "budget_tokens")
+        fields = self.fields(query, documents, batch_size, pathways_per_query=pathways_per_query)
         candidates = [(d, slot) for d, f in enumerate(fields) for slot in f.slots]
         lengths = self.encoder.count_tokens([slot.text for _, slot in candidates])
         kept, used = [], 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -34,6 +37,21 @@ class Routing:
         return active.scatter(1, self.selected_pathways, True)
 
 
+# A per-call k: set around one call (and carried into its batch workers by `runtime.map_batches`),
+# so threads sharing a model can route with different k without touching the gate's own `top_k`.
+_CALL_TOP_K: ContextVar[int | None] = ContextVar("spicy_lentil_call_top_k", default=None)
+
+
+@contextmanager
+def routed_top_k(k: int | None) -> Iterator[None]:
+    """Within the block, every gate in this context selects `k` pathways (None: each gate's own `top_k`)."""
+    token = _CALL_TOP_K.set(k)
+    try:
+        yield
+    finally:
+        _CALL_TOP_K.reset(token)
+
+
 class Gate(nn.Module):
     """Noisy top-k gating (Shazeer et al. 2017) on the query embedding.
 
@@ -60,7 +78,8 @@ class Gate(nn.Module):
             router_logits = router_logits + torch.randn_like(router_logits) * scale
         # float32 softmax: routing decisions must not flip with half-precision rounding.
         router_probs = torch.softmax(router_logits, dim=-1, dtype=torch.float32)
-        routing_weights, selected_pathways = torch.topk(router_probs, self.top_k, dim=-1)  # sorted, highest first
+        k = _CALL_TOP_K.get() or self.top_k
+        routing_weights, selected_pathways = torch.topk(router_probs, k, dim=-1)  # sorted, highest first
         routing_weights = routing_weights / routing_weights.sum(dim=-1, keepdim=True)
         return Routing(router_logits, router_probs, routing_weights, selected_pathways)
 

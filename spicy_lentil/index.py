@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -36,12 +37,14 @@ from tqdm.auto import tqdm
 
 from .batching import DocumentBatch, DocumentEncoding
 from .encoder import Encoder, Encoding
-from .errors import SpicyLentilError
+from .errors import DamagedFileError, SpicyLentilError, check_count
 from .io import Rejects, iter_jsonl_documents
 from .slots import Slot, Slotter
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+SHARD_NAME = re.compile(r"shard-\d{5}")  # what `build` names shards; a manifest naming anything else is not followed
+ARRAYS = ("doc_slots", "slot_embeddings", "slot_tokens", "tokens", "token_ids", "doc_embeddings", "title_embeddings")
 
 
 class StaleIndexError(SpicyLentilError):
@@ -100,11 +103,26 @@ class _Shard:
 
     @classmethod
     def load(cls, folder: Path) -> "_Shard":
-        with open(folder / "docs.jsonl", encoding="utf-8") as handle:
-            docs = [json.loads(line) for line in handle]
-        maps = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                for name in ("doc_slots", "slot_embeddings", "slot_tokens", "tokens", "token_ids", "doc_embeddings",
-                             "title_embeddings")}
+        """Opens a shard; a missing, truncated or inconsistent file raises `DamagedFileError` naming it."""
+        docs = []
+        try:
+            with open(folder / "docs.jsonl", encoding="utf-8") as handle:
+                for number, line in enumerate(handle, start=1):
+                    doc = json.loads(line)
+                    if not (isinstance(doc, dict) and isinstance(doc.get("_id"), str)
+                            and isinstance(doc.get("text"), str) and isinstance(doc.get("spans"), list)):
+                        raise ValueError(f"line {number} is not a document row")
+                    docs.append(doc)
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise DamagedFileError(f"{folder / 'docs.jsonl'}: {error}; the index is damaged, rebuild it") from error
+        maps = {}
+        for name in ARRAYS:
+            try:
+                maps[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError, EOFError) as error:
+                raise DamagedFileError(
+                    f"{folder / name}.npy: {error or 'empty file'}; the index is damaged, rebuild it") from error
+        _check_shard(folder, docs, maps)
         # Plain ndarray views of the maps: slicing an np.memmap runs Python-level bookkeeping on every
         # slice, and a search slices a few hundred times.
         arrays = {name: array.view(np.ndarray) for name, array in maps.items()}
@@ -166,12 +184,14 @@ class CorpusIndex:
         """
         folder = Path(folder)
         corpus = Path(corpus)
+        check_count(shard_size, "shard_size")
         if not corpus.is_file():
             raise FileNotFoundError(f"corpus file not found: {corpus}")
         settings = index_settings(encoder, slotter)
         wanted = {**settings, "corpus_sha256": file_sha256(corpus), "shard_size": shard_size}
         manifest = _read_manifest(folder)
-        same = manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
+        same = (manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
+                and _names_shards(manifest))
         if same and manifest.get("complete"):
             return cls.load(folder)
         if not (same and resume):
@@ -182,7 +202,7 @@ class CorpusIndex:
         started = time.perf_counter()
         rejects = rejects or Rejects()
         progress = tqdm(desc="indexing", unit="doc", disable=not show_progress_bar)
-        with open(corpus, encoding="utf-8") as handle:
+        with open(corpus, "rb") as handle:  # decoded line by line: one bad byte costs its row, not the build
             for number, batch in enumerate(_batches(iter_jsonl_documents(handle, str(corpus), rejects), shard_size)):
                 name = f"shard-{number:05d}"
                 if name not in done:
@@ -210,7 +230,10 @@ class CorpusIndex:
         folder = Path(folder)
         manifest = _read_manifest(folder)
         if manifest is None:
+            if (folder / MANIFEST).exists():
+                raise DamagedFileError(f"{folder / MANIFEST} is not a readable JSON manifest; rebuild the index")
             raise StaleIndexError(f"{folder} is not a Spicy Lentil index (no {MANIFEST})")
+        _check_manifest(folder, manifest)
         if not manifest.get("complete"):
             raise StaleIndexError(f"{folder}: the index build did not finish; run `spicy-lentil index ... --resume`")
         if manifest.get("format") != FORMAT_VERSION:
@@ -328,10 +351,15 @@ class CorpusIndex:
         import bm25s
 
         if self._bm25 is None:
-            self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"), mmap=False, show_progress=False)
+            try:
+                self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"), mmap=False, show_progress=False)
+            except (OSError, ValueError, EOFError, KeyError) as error:
+                raise DamagedFileError(f"{self.folder / 'bm25'}: {error}; the index is damaged, rebuild it") from error
         tokens = bm25_tokenize([query])
         vocab = {v: k for k, v in tokens.vocab.items()}
         words = [vocab[t] for t in tokens.ids[0]]
+        if not words:  # only stop words or punctuation: BM25 has nothing to match, the dense signals decide
+            return np.zeros(len(self), dtype=np.float32)
         return np.asarray(self._bm25.get_scores(words), dtype=np.float32)
 
 
@@ -411,9 +439,43 @@ def _build_bm25(folder: Path, manifest: dict) -> None:
 
 def _read_manifest(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _names_shards(manifest: dict) -> bool:
+    """Whether the manifest lists shards as `build` writes them (else a resumed build starts over)."""
+    shards = manifest.get("shards")
+    return isinstance(shards, list) and all(
+        isinstance(s, dict) and isinstance(s.get("name"), str) and SHARD_NAME.fullmatch(s["name"]) for s in shards)
+
+
+def _check_manifest(folder: Path, manifest: dict) -> None:
+    """A complete manifest lists shards by the names `build` gives them, each a folder inside the index."""
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in shards):
+        raise DamagedFileError(
+            f"{folder / MANIFEST}: 'shards' must be a list of {{\"name\": ...}} objects; rebuild the index")
+    for shard in shards:
+        if not SHARD_NAME.fullmatch(shard["name"]):
+            raise DamagedFileError(f"{folder / MANIFEST}: shard name {shard['name']!r} is not one this index writes")
+        if not (folder / shard["name"]).is_dir():
+            raise DamagedFileError(f"{folder / shard['name']} is missing; rebuild the index")
+
+
+def _check_shard(folder: Path, docs: list[dict], arrays: dict) -> None:
+    """The shard's arrays agree with each other and with its documents (a damaged file would misread silently)."""
+    slots, tokens = arrays["slot_embeddings"].shape[0], arrays["tokens"].shape[0]
+    expected = {"doc_slots": (len(docs) + 1,), "slot_tokens": (slots + 1,), "token_ids": (tokens,),
+                "doc_embeddings": (len(docs),), "title_embeddings": (len(docs),)}
+    for name, shape in expected.items():
+        if arrays[name].shape[: len(shape)] != shape:
+            raise DamagedFileError(
+                f"{folder / name}.npy has shape {arrays[name].shape}, expected {shape}; rebuild the index")
+    if int(arrays["doc_slots"][-1]) != slots or int(arrays["slot_tokens"][-1]) != tokens:
+        raise DamagedFileError(f"{folder}: slot and token offsets do not match the stored arrays; rebuild the index")
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:

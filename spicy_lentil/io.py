@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from .errors import DamagedFileError, surrogate_at
+
 
 class Rejects:
     """Collects malformed input rows; with a path, also appends them there as JSONL (line number and reason)."""
@@ -19,8 +21,7 @@ class Rejects:
         self._file = None
         if path is not None and path.is_file():
             if resume:
-                rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-                self.skip = {(row["source"], row["line"]) for row in rows}
+                self.skip = _reported_rows(path)
                 self.count = len(self.skip)
             else:
                 path.unlink()
@@ -43,32 +44,95 @@ class Rejects:
             self._file = None
 
 
-def iter_jsonl_documents(handle, source: str, rejects: Rejects) -> Iterator[dict]:
-    """Yields `{"_id", "title", "text", "sentences"?}` from JSONL lines; bad rows go to `rejects`."""
+def _reported_rows(path: Path) -> set[tuple[str, int]]:
+    """(source, line) of the rejects a killed run recorded; its torn last line, if any, is cut off."""
+    content = path.read_bytes()
+    complete = content[: content.rfind(b"\n") + 1]
+    if complete != content:
+        path.write_bytes(complete)
+    reported = set()
+    for number, line in enumerate(complete.splitlines(), start=1):
+        try:
+            row = json.loads(line)
+            reported.add((row["source"], row["line"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise DamagedFileError(f"{path}:{number}: not a rejects row ({error}); cannot resume") from error
+    return reported
+
+
+def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, str] | None = None) -> Iterator[dict]:
+    """Yields `{"_id", "title", "text", "sentences"?}` from JSONL lines; bad rows go to `rejects`.
+
+    `handle` yields bytes (or str) lines. Each line is decoded on its own, so one bad byte costs only its
+    row. Ids are compared as text: `5` and `"5"` are the same id, and a row repeating an id seen
+    earlier (in `seen`, shared across the files of one job) is rejected, naming the first row.
+    """
+    seen = {} if seen is None else seen
     for number, line in enumerate(handle, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                rejects.add(source, number, f"not UTF-8 text (byte {error.start} of the line cannot be decoded)")
+                continue
+        if number == 1:
+            line = line.removeprefix("\ufeff")
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as error:
-            rejects.add(source, number, f"invalid JSON: {error.msg}")
+        except (json.JSONDecodeError, RecursionError) as error:
+            rejects.add(source, number, f"invalid JSON: {getattr(error, 'msg', 'nested too deeply')}")
             continue
-        if not isinstance(row, dict):
-            rejects.add(source, number, f"expected a JSON object, got {type(row).__name__}")
-        elif not isinstance(row.get("text"), str):
-            rejects.add(source, number, "missing string field 'text'")
-        elif row.get("_id") is None:
-            rejects.add(source, number, "missing field '_id'")
-        else:
-            document = {"_id": str(row["_id"]), "title": row["title"] if isinstance(row.get("title"), str) else None,
-                        "text": row["text"]}
-            if isinstance(row.get("sentences"), list) and all(isinstance(s, str) for s in row["sentences"]):
-                document["sentences"] = row["sentences"]
-            yield document
+        reason = _row_problem(row)
+        if reason is None:
+            doc_id = str(row["_id"])
+            if doc_id in seen:
+                reason = _duplicate(doc_id, seen[doc_id])
+            else:
+                seen[doc_id] = f"{source}:{number}"
+        if reason is not None:
+            rejects.add(source, number, reason)
+            continue
+        document = {"_id": str(row["_id"]), "title": row["title"] if isinstance(row.get("title"), str) else None,
+                    "text": row["text"]}
+        if isinstance(row.get("sentences"), list) and all(isinstance(s, str) for s in row["sentences"]):
+            document["sentences"] = row["sentences"]
+        yield document
+
+
+def _duplicate(doc_id: str, first: str) -> str:
+    return f"duplicate _id {doc_id!r}: {first} has it already (the first row with an id is kept)"
+
+
+def _row_problem(row) -> str | None:
+    """Why a parsed JSONL row cannot be a document, or None."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    if not isinstance(row.get("text"), str):
+        return "missing string field 'text'"
+    doc_id = row.get("_id")
+    if doc_id is None:
+        return "missing field '_id'"
+    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
+        return f"'_id' must be a string or an integer, got {type(doc_id).__name__}"
+    if isinstance(doc_id, str) and not doc_id.strip():
+        return "'_id' is empty"
+    strings = {"_id": doc_id if isinstance(doc_id, str) else "", "text": row["text"]}
+    if isinstance(row.get("title"), str):
+        strings["title"] = row["title"]
+    if isinstance(row.get("sentences"), list):
+        strings.update((f"sentences[{i}]", s) for i, s in enumerate(row["sentences"]) if isinstance(s, str))
+    for name, text in strings.items():
+        at = surrogate_at(text)
+        if at is not None:
+            return f"'{name}' holds a lone surrogate at character {at} (not valid Unicode text)"
+    return None
 
 
 def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
-    """Documents from .txt files (one document each), JSONL files, or stdin ("-"), streamed."""
+    """Documents from .txt files (one document each), JSONL files, or stdin ("-"), streamed; ids unique across all."""
+    seen: dict[str, str] = {}
     for path in paths:
         if path != "-" and not path.endswith((".jsonl", ".json")):
             try:
@@ -76,14 +140,21 @@ def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
             except (OSError, UnicodeDecodeError) as error:
                 rejects.add(path, 0, f"cannot read file: {error}")
                 continue
+            if surrogate_at(path) is not None:  # a file name that is not valid UTF-8 cannot be an output id
+                rejects.add(path, 0, "the file name is not valid UTF-8; rename the file")
+                continue
+            if path in seen:
+                rejects.add(path, 0, _duplicate(path, seen[path]))
+                continue
+            seen[path] = f"{path}:0"
             yield {"_id": path, "title": None, "text": text}
         elif path == "-":
-            yield from iter_jsonl_documents(sys.stdin, "<stdin>", rejects)
+            yield from iter_jsonl_documents(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>", rejects, seen)
         else:
             try:
-                handle = open(path, encoding="utf-8")
+                handle = open(path, "rb")
             except OSError as error:
                 rejects.add(path, 0, f"cannot open file: {error}")
                 continue
             with handle:
-                yield from iter_jsonl_documents(handle, path, rejects)
+                yield from iter_jsonl_documents(handle, path, rejects, seen)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import blingfire
 
 # A line that starts a list item: "- x", "* x", "• x", "1. x", "2) x".
 _LIST_ITEM = re.compile(r"[ \t]*(?:[-*•‣◦]|\d{1,3}[.)])[ \t]+")
 _WORDS = re.compile(r"\S+")
+SENTENCE_CHUNK = 1 << 16  # characters the sentence splitter reads at a time
 
 TokenOffsets = Callable[[str], Sequence[tuple[int, int]]]
 
@@ -70,7 +71,7 @@ class Slotter:
         slots: list[Slot] = []
         for block_start, block_end in _blocks(document):
             for start, end in _sentences(document, block_start, block_end):
-                for w_start, w_end in self._windows(document, start, end):
+                for w_start, w_end in self._windows(document, start, end, self.max_slots - len(slots)):
                     if len(slots) == self.max_slots:
                         return slots, True
                     slots.append(Slot(document[w_start:w_end], w_start, w_end))
@@ -96,13 +97,16 @@ class Slotter:
             position = start + len(sentence)
         return slots, False
 
-    def _windows(self, document: str, start: int, end: int) -> list[tuple[int, int]]:
+    def _windows(self, document: str, start: int, end: int, budget: int) -> list[tuple[int, int]]:
+        """Windows of one sentence; past `budget` windows only one more is needed (it marks the cut)."""
         sentence = document[start:end]
         # A token covers at least one byte, so a sentence of few bytes cannot overflow the window:
         # skip tokenizing the common case.
         if len(sentence.encode("utf-8")) <= self.window_tokens:
             return [(start, end)]
-        offsets = [(a, b) for a, b in self.token_offsets(sentence) if b > a]
+        # A window advances at most two steps (word snapping), so this many tokens give budget + 1 windows.
+        wanted = (budget + 1) * 2 * (self.window_tokens - self.stride) + self.window_tokens
+        offsets = self._leading_offsets(sentence, wanted)
         if len(offsets) <= self.window_tokens:
             return [(start, end)]
         step = self.window_tokens - self.stride
@@ -120,6 +124,24 @@ class Slotter:
             if snapped is None:
                 snapped = next((j for j in range(nxt, first, -1) if starts_word[j]), nxt)
             first = snapped
+
+
+    def _leading_offsets(self, sentence: str, wanted: int) -> list[tuple[int, int]]:
+        """Spans of the sentence's first `wanted` tokens (or all, if fewer), without tokenizing the rest.
+
+        The slot cap bounds how many tokens a document can use; tokenizing a 10 MB run-on sentence
+        whole would take seconds and gigabytes for windows that are then dropped. Prefixes end at
+        whitespace, so the tokens kept are the ones the whole sentence would give.
+        """
+        length = 8 * wanted
+        while True:
+            if length >= len(sentence):
+                return [(a, b) for a, b in self.token_offsets(sentence) if b > a]
+            cut = next((i for i in range(length, length // 2, -1) if sentence[i].isspace()), length)
+            offsets = [(a, b) for a, b in self.token_offsets(sentence[:cut]) if b > a]
+            if len(offsets) > wanted:
+                return offsets[:wanted]
+            length *= 2
 
 
 def _word_boundary(text: str, previous: tuple[int, int], current: tuple[int, int]) -> bool:
@@ -148,19 +170,30 @@ def _blocks(document: str) -> list[tuple[int, int]]:
     return blocks
 
 
-def _sentences(document: str, block_start: int, block_end: int) -> list[tuple[int, int]]:
-    """Sentence spans inside one block, stripped of surrounding whitespace."""
-    block = document[block_start:block_end]
-    _, offsets = blingfire.text_to_sentences_and_offsets(block)
-    if not offsets:
-        offsets = [(0, len(block))]
-    spans = []
-    for start, end in offsets:
-        start, end = block_start + start, block_start + min(end, len(block))
-        while start < end and document[start].isspace():
-            start += 1
-        while end > start and document[end - 1].isspace():
-            end -= 1
-        if end > start:
-            spans.append((start, end))
-    return spans
+def _sentences(document: str, block_start: int, block_end: int) -> Iterator[tuple[int, int]]:
+    """Sentence spans inside one block, stripped of surrounding whitespace, found lazily.
+
+    The splitter reads at most `SENTENCE_CHUNK` characters at a time, so `split` stops reading a
+    huge block once the slot cap is reached; a chunk's last sentence is read again with the next
+    chunk, unless it fills the whole chunk (a run-on sentence), which is then cut at whitespace.
+    """
+    position = block_start
+    while position < block_end:
+        stop = min(position + SENTENCE_CHUNK, block_end)
+        if stop < block_end:
+            stop = next((i for i in range(stop, position + SENTENCE_CHUNK // 2, -1) if document[i].isspace()), stop)
+        chunk = document[position:stop]
+        _, offsets = blingfire.text_to_sentences_and_offsets(chunk)
+        offsets = offsets or [(0, len(chunk))]
+        following = stop
+        if stop < block_end and len(offsets) > 1 and offsets[-1][0] > 0:
+            offsets, following = offsets[:-1], position + offsets[-1][0]
+        for start, end in offsets:
+            start, end = position + start, position + min(end, len(chunk))
+            while start < end and document[start].isspace():
+                start += 1
+            while end > start and document[end - 1].isspace():
+                end -= 1
+            if end > start:
+                yield start, end
+        position = following

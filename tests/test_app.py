@@ -7,11 +7,14 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from app.documents import MAX_FILE_BYTES, MAX_FILES, demo_corpus, demo_queries, load_uploads, split_pasted
+from app.documents import (MAX_FILE_BYTES, MAX_FILES, MAX_PASTE_CHARS, Upload, demo_corpus, demo_queries, load_uploads,
+                           split_pasted)
 from app.render import field_html, results_jsonl
+from app.service import BUNDLED_LABEL, MODEL_DIRS_ENV
 from spicy_lentil import RelevanceField, Slot
 
 APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
@@ -149,23 +152,93 @@ def test_compress_keeps_the_most_relevant_slots_within_the_budget():
     assert parts and all(any(part[:40] in t and part[-40:] in t for t in texts) for part in parts)
 
 
-def test_a_bad_model_folder_shows_a_message_not_a_traceback(tmp_path):
+def test_visitors_choose_only_the_operators_model_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv(MODEL_DIRS_ENV, str(tmp_path))
     at = start()
-    at.text_input(key="model_folder").input(str(tmp_path)).run()
+    assert not at.text_input or all(t.key != "model_folder" for t in at.text_input)  # no box to type a path into
+    box = at.selectbox(key="model_folder")
+    assert box.options == [BUNDLED_LABEL, str(tmp_path)]
+    box.set_value(str(tmp_path)).run()  # the operator listed a folder that is not a model
     assert not at.exception
     assert str(tmp_path) in errors(at) and "config.json is missing" in errors(at)
     assert ranked(at) == [] and not at.slider
 
 
+def test_pasted_text_over_the_limit_is_refused_on_the_server():
+    at = start()
+    at.radio(key="source").set_value("Paste text").run()
+    at.text_area(key="pasted").input("word " * (MAX_PASTE_CHARS // 5 + 1)).run()
+    at.text_input(key="query").input("words").run()
+    assert not at.exception
+    assert "over the" in errors(at) and ranked(at) == []
+
+
+class CountingUpload(Upload):
+    """An upload that counts how often its bytes are read."""
+
+    reads = 0
+
+    def getvalue(self) -> bytes:
+        type(self).reads += 1
+        return super().getvalue()
+
+
+class LyingUpload(Upload):
+    """An upload whose size understates its bytes."""
+
+    @property
+    def size(self) -> int:
+        return 10
+
+
+def test_uploads_over_the_limits_are_refused_before_they_are_read():
+    CountingUpload.reads = 0
+    too_big = b"a" * (MAX_FILE_BYTES + 1)
+    files = [CountingUpload("big.txt", too_big), LyingUpload("lies.txt", too_big)]
+    files += [CountingUpload(f"doc{i}.txt", f"Document number {i}.".encode()) for i in range(MAX_FILES + 3)]
+    documents, problems = load_uploads(files)
+    assert CountingUpload.reads == MAX_FILES - 2  # the oversized file and those past the count were never read
+    assert len(documents) == MAX_FILES - 2
+    assert problems[0].startswith("big.txt: 2.0 MB is over") and problems[1].startswith("lies.txt: 2.0 MB is over")
+    assert len(problems) == 2 + 5 and all("not loaded" in p for p in problems[2:])
+
+
+def test_app_command_binds_loopback_and_passes_the_limits(tmp_path):
+    from spicy_lentil.cli import app_command, build_parser
+
+    (tmp_path / "m1").mkdir()
+    (tmp_path / "m1" / "config.json").write_text("{}")
+    command, env = app_command(build_parser().parse_args(["app", "--model-dir", str(tmp_path / "m1")]),
+                               {MODEL_DIRS_ENV: "/etc", "PATH": "/bin"})
+    option = {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--server.")}
+    assert option["--server.address"] == "127.0.0.1"
+    assert option["--server.maxUploadSize"] == str(MAX_FILE_BYTES // (1024 * 1024))
+    assert env[MODEL_DIRS_ENV] == str((tmp_path / "m1").resolve()) and env["PATH"] == "/bin"  # the operator's list only
+    command, _ = app_command(build_parser().parse_args(["app", "--host", "0.0.0.0"]), {})
+    assert command[command.index("--server.address") + 1] == "0.0.0.0"
+    with pytest.raises(ValueError, match="config.json is missing"):
+        app_command(build_parser().parse_args(["app", "--model-dir", str(tmp_path)]), {})
+
+
 def test_load_uploads_limits_the_number_of_files():
-    files = [(f"doc{i}.txt", f"Document number {i}.".encode()) for i in range(MAX_FILES + 2)]
+    files = [Upload(f"doc{i}.txt", f"Document number {i}.".encode()) for i in range(MAX_FILES + 2)]
     documents, problems = load_uploads(files)
     assert [d["_id"] for d in documents] == [f"doc{i}.txt" for i in range(MAX_FILES)]
     assert problems == [f"doc{i}.txt: not loaded, only the first {MAX_FILES} files are read" for i in (MAX_FILES, MAX_FILES + 1)]
 
 
+def test_a_bad_jsonl_byte_or_surrogate_costs_only_its_row():
+    content = b'{"text": "good one"}\n{"text": "caf\xe9"}\n{"text": "lone \\ud800"}\n{"text": "good two"}\n'
+    documents, problems = load_uploads([Upload("rows.jsonl", content)])
+    assert [d["text"] for d in documents] == ["good one", "good two"]
+    assert problems == ["rows.jsonl line 2: not UTF-8 text (byte 13 of the line cannot be decoded)",
+                        "rows.jsonl line 3: holds a lone surrogate (not valid Unicode text)"]
+
+
 def test_load_uploads_reports_empty_files_and_non_object_rows():
-    documents, problems = load_uploads([("empty.md", b"  \n"), ("list.jsonl", b'[1, 2]\n\n{"text": "ok"}\n'), ("none.jsonl", b"\n")])
+    documents, problems = load_uploads([Upload("empty.md", b"  \n"),
+                                        Upload("list.jsonl", b'[1, 2]\n\n{"text": "ok"}\n'),
+                                        Upload("none.jsonl", b"\n")])
     assert documents == [{"_id": "list.jsonl:3", "title": None, "text": "ok"}]
     assert problems == ["empty.md: the file is empty", "list.jsonl line 1: expected a JSON object, got list",
                         "none.jsonl: the file has no rows"]

@@ -1,6 +1,6 @@
 import pytest
 
-from spicy_lentil.slots import Slotter
+from spicy_lentil.slots import Slotter, whitespace_offsets
 
 TRICKY = [
     "Dr. Smith arrived at 5 p.m. on Jan. 3rd. He left, e.g. at dawn.",
@@ -67,3 +67,28 @@ def test_encoder_tokens_drive_windows(lentil):
     for slot in slots:
         assert text[slot.start:slot.end] == slot.text
         assert len(lentil.encoder.token_offsets(slot.text)) <= lentil.slotter.window_tokens
+
+
+def test_a_huge_run_on_document_is_read_only_as_far_as_the_slot_cap(monkeypatch):
+    """10 MB without a sentence break: the tokenizer and the sentence splitter stop near the cap, spans stay exact."""
+    from spicy_lentil import slots as slots_module
+
+    read = {"tokenized": 0, "split": 0}
+
+    def offsets(text):
+        read["tokenized"] += len(text)
+        return whitespace_offsets(text)
+
+    real_split = slots_module.blingfire.text_to_sentences_and_offsets
+
+    def counting_split(text):
+        read["split"] += len(text)
+        return real_split(text)
+
+    document = "word " * 2_000_000
+    slotter = Slotter(offsets, window_tokens=64, stride=8, max_slots=32)
+    monkeypatch.setattr(slots_module.blingfire, "text_to_sentences_and_offsets", counting_split)
+    slots, truncated = slotter.split(document)
+    assert truncated and len(slots) == 32
+    assert all(document[s.start:s.end] == s.text for s in slots)
+    assert read["tokenized"] < 200_000 and read["split"] <= 2 * slots_module.SENTENCE_CHUNK
