@@ -26,13 +26,14 @@ from spicy_lentil.calibration import calibration_examples, expected_calibration_
 from spicy_lentil.data import load_data
 from spicy_lentil.evaluation import bm25_slot_scores, answer_case_metrics, evaluate, read_answer_cases
 from spicy_lentil.index import CorpusIndex
+from spicy_lentil.training import TrainingArguments
 
 DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 DATASETS = ("scifact", "wikiqa", "selqa")
 RANKED = {"scifact"}  # WikiQA and SelQA: a question and its paragraph share a topic, so ranking a corpus is easy
 EVERYDAY = REPO_ROOT / "data" / "everyday.jsonl"
 ROWS_DIR = CACHE_DIR / "generalization"
-ECE_CANDIDATES = 10
+ECE_CANDIDATES = TrainingArguments.calibration_candidates  # judged on the examples calibration is defined on
 
 
 def baseline_rows(sentence_bi_encoder) -> dict[str, dict]:
@@ -131,13 +132,13 @@ def render(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict | No
         line = [system, "+".join(sorted(seen)) if seen else "-"]
         for name in DATASETS:
             unseen = seen is not None and name not in seen
-            metrics = row[name]
+            metrics = row.get(name, {})
             line += [cell(metrics.get("slot_map"), unseen), cell(metrics.get("slot_mrr"), unseen)]
             if name in RANKED:
                 line.append(cell(metrics.get("ndcg@10"), unseen))
             line.append(cell(metrics.get("ece"), unseen))
-        everyday = row["everyday"]
-        line += [cell(everyday[k]) for k in ("answer_first", "answer_above_threshold", "paragraph_above_threshold",
+        everyday = row.get("everyday", {})  # the first stage ranks documents, not sentences
+        line += [cell(everyday.get(k)) for k in ("answer_first", "answer_above_threshold", "paragraph_above_threshold",
                                              "above_unrelated")]
         table.append(line)
     cosine = rows["dense"]

@@ -59,6 +59,9 @@ class TrainingArguments:
     train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
     encoder_learning_rate: float = 2e-5
     calibrate: bool = True  # after training, fit Platt scaling of the kept model on the validation splits (calibration.json)
+    # Calibration sees each query's first-stage top few (the context a RAG user passes on) plus the
+    # documents it was asked of, so a slot score of 0.5 reads "answers the query" on a relevant-looking page.
+    calibration_candidates: int = 3
     unanswerable_weight: float = 1.0  # BCE towards 0 on the slots of a document asked a question it does not answer
     validation_queries: int = 200  # validation queries per dataset and epoch (the first by id): selection, not the report
 
@@ -404,7 +407,7 @@ class Trainer:
             best = SpicyLentil(SpicyLentilModel(self.lentil.config), self.lentil.encoder)
             best.model.load_state_dict(load_file(self.output / "model.safetensors"))
         splits = [(s.validation, s.index) for s in self.sets if s.validation is not None]
-        calibration = fit_calibration(best, splits, self.args.candidates, self.first_stage)
+        calibration = fit_calibration(best, splits, self.args.calibration_candidates, self.first_stage)
         best.save_pretrained(self.output, save_encoder=self.args.train_encoder)
         (self.output / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
 
