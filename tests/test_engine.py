@@ -50,7 +50,7 @@ def test_iter_fields_accepts_generators_in_order(lentil):
 
 def test_save_and_reload_give_same_scores(lentil, tmp_path):
     lentil.save_pretrained(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "encoder.safetensors", "model.safetensors"]
     reloaded = SpicyLentil.from_pretrained(tmp_path)
     before = torch.tensor(lentil.score(QUERY, DOCS))
     after = torch.tensor(reloaded.score(QUERY, DOCS))
