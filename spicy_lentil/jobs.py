@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -121,14 +121,16 @@ def _cut_torn_tail(path: Path) -> None:
         handle.truncate(0)
 
 
-def score_job(lentil: SpicyLentil, query: str, documents: Iterable[dict], output: Path | None, rejects: Rejects,
+def score_job(lentil: SpicyLentil | None, query: str, documents: Iterable[dict], output: Path | None, rejects: Rejects,
               output_format: str = "jsonl", resume: bool = False, batch_size: int = 32, total: int | None = None,
-              show_progress_bar: bool = True) -> dict:
+              show_progress_bar: bool = True, scorer: Callable[[Iterator[dict]], Iterable[dict]] | None = None) -> dict:
     """Scores a stream of `{"_id", "text"}` documents into `output` (stdout when None); returns a summary.
 
     Args:
         resume: skip documents whose id the output already holds.
         total: number of input documents, when known, for the progress bar's ETA.
+        scorer: maps the pending documents to their `result_row`s, in any order, instead of `lentil`
+            (`spicy_lentil.distributed` scores them on a Ray cluster); this process still writes them.
     """
     import sys
 
@@ -156,8 +158,11 @@ def score_job(lentil: SpicyLentil, query: str, documents: Iterable[dict], output
     written = 0
     progress = tqdm(total=total, desc="scoring", unit="doc", disable=not show_progress_bar, dynamic_ncols=True)
     try:
-        for field in lentil.iter_fields(query, pending(), batch_size=batch_size, cache_slots=False):
-            row = result_row(field)
+        if scorer is None:
+            rows = (result_row(f) for f in lentil.iter_fields(query, pending(), batch_size=batch_size, cache_slots=False))
+        else:
+            rows = scorer(pending())
+        for row in rows:
             if sink is None:
                 sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
             else:
