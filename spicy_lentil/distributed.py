@@ -13,16 +13,19 @@ Installed by the `[ray]` extra. Two layers:
   and written only when it comes back whole; a killed driver leaves its output as a killed
   single-process job does, and the rerun with `--resume` repairs it and skips what is there.
 
-Each window of documents is one Ray Data execution with its own actor pool, so each actor loads the
-model once per window; a window bounds what the driver holds in memory.
+The driver puts the pending documents into Ray's object store block by block as it reads them
+(past its memory the store spills to disk), then runs them through one Ray Data execution with one
+actor pool: each actor loads the model once. Inputs larger than a window (`WINDOW_DOCUMENTS`) run as
+one execution per window, which bounds the store.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +38,10 @@ if TYPE_CHECKING:
 
     from .index import CorpusIndex
 
-WINDOW_DOCUMENTS = 50_000  # documents per Ray Data execution: what the driver holds at once
+WINDOW_DOCUMENTS = 1_000_000  # documents per Ray Data execution (and actor pool): what the object store holds
+BLOCK_DOCUMENTS = 128  # documents per block: the unit of work an actor takes (and Ray retries)
+DOCUMENT_SCHEMA = pa.schema([("_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
+SHARD_SCHEMA = pa.schema([("name", pa.string()), ("docs", pa.string()), ("count", pa.int64())])
 SLOTS_TYPE = pa.list_(pa.struct([("text", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
                                  ("score", pa.float64())]))
 
@@ -191,16 +197,36 @@ def write_parquet(dataset: "ray.data.Dataset", folder: str | Path) -> None:
     dataset.write_parquet(str(folder))
 
 
-def _windows(items: Iterator[dict], size: int, weight=lambda item: 1) -> Iterator[list[dict]]:
-    window, held = [], 0
-    for item in items:
-        window.append(item)
-        held += weight(item)
-        if held >= size:
-            yield window
-            window, held = [], 0
-    if window:
-        yield window
+def _map_windows(items: Iterator[dict], schema: pa.Schema, block_rows: int, window: int,
+                 pipeline: Callable[["ray.data.Dataset", int], "ray.data.Dataset"],
+                 weight: Callable[[dict], int] = lambda item: 1) -> Iterator[dict]:
+    """Puts `items` into the object store in blocks of `block_rows` as they are read; each window of
+    `window` (by `weight`) is one Ray Data execution of `pipeline(dataset, blocks)`, its rows yielded as they come.
+
+    The object store spills to disk past its memory, so the driver holds one block at a time.
+    """
+    import ray
+    import ray.data
+
+    refs: list = []
+    held = 0
+
+    def execute() -> Iterator[dict]:
+        dataset = pipeline(ray.data.from_arrow_refs(refs), len(refs))
+        for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield from batch.to_pylist()
+
+    block: list[dict] = []
+    for item in itertools.chain(items, [None]):
+        if item is not None:
+            block.append(item)
+            held += weight(item)
+        if block and (item is None or len(block) == block_rows or held >= window):
+            refs.append(ray.put(pa.Table.from_pylist(block, schema=schema)))
+            block = []
+        if refs and (item is None or held >= window):
+            yield from execute()
+            refs, held = [], 0
 
 
 def score_job(query: str, documents: Iterable[dict], output: Path | None, rejects: Rejects, model: str | None = None,
@@ -211,11 +237,8 @@ def score_job(query: str, documents: Iterable[dict], output: Path | None, reject
 
     Rows are written as they come back, not in input order.
     """
-    import ray.data
-
-    from .jobs import score_job as local_score_job
-
     from .engine import SpicyLentil
+    from .jobs import score_job as local_score_job
 
     check_query(query)
     # Loaded here only to fail early, on the driver, on a bad model folder or k, before any actor starts.
@@ -223,11 +246,9 @@ def score_job(query: str, documents: Iterable[dict], output: Path | None, reject
     concurrency = concurrency or default_concurrency(cpus_per_actor)
 
     def scorer(pending: Iterator[dict]) -> Iterator[dict]:
-        for part in _windows(({"_id": d["_id"], "text": d["text"], "title": d.get("title")} for d in pending), window):
-            dataset = score_dataset(ray.data.from_items(part, override_num_blocks=min(len(part), concurrency * 4)),
-                                    query, model, concurrency, batch_size, pathways_per_query, cpus_per_actor)
-            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                yield from batch.to_pylist()
+        documents = ({"_id": d["_id"], "text": d["text"], "title": d.get("title")} for d in pending)
+        yield from _map_windows(documents, DOCUMENT_SCHEMA, BLOCK_DOCUMENTS, window, lambda dataset, blocks: score_dataset(
+            dataset, query, model, min(concurrency, blocks), batch_size, pathways_per_query, cpus_per_actor))
 
     return local_score_job(None, query, documents, output, rejects, output_format=output_format, resume=resume,
                            batch_size=batch_size, total=total, show_progress_bar=show_progress_bar, scorer=scorer)
@@ -240,24 +261,21 @@ def build_index(corpus: str | Path, folder: str | Path, model: str | None = None
 
     The driver loads the model too, for the settings the manifest records, and writes every shard.
     """
-    import ray.data
-
     from .engine import SpicyLentil
     from .index import CorpusIndex
 
     lentil = SpicyLentil.from_pretrained(model)
     concurrency = concurrency or default_concurrency(cpus_per_actor)
 
+    def encode(dataset: "ray.data.Dataset", blocks: int) -> "ray.data.Dataset":
+        return dataset.map_batches(EncodeShards, batch_format="pyarrow", batch_size=1, concurrency=min(concurrency, blocks),
+                                   num_cpus=cpus_per_actor, fn_constructor_kwargs={"model": model, "threads": cpus_per_actor})
+
     def encode_shards(shards: Iterator[tuple[str, list[dict]]]) -> Iterator[tuple[str, list[dict], dict]]:
         items = ({"name": name, "docs": json.dumps(docs, ensure_ascii=False), "count": len(docs)} for name, docs in shards)
-        for part in _windows(items, window, weight=lambda item: item["count"]):
-            dataset = ray.data.from_items([{"name": p["name"], "docs": p["docs"]} for p in part], override_num_blocks=len(part))
-            dataset = dataset.map_batches(EncodeShards, batch_format="pyarrow", batch_size=1, concurrency=min(concurrency, len(part)),
-                                          num_cpus=cpus_per_actor, fn_constructor_kwargs={"model": model, "threads": cpus_per_actor})
-            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for name, rows, arrays in zip(*(batch.column(c).to_pylist() for c in ("name", "rows", "arrays"))):
-                    with np.load(io.BytesIO(arrays), allow_pickle=False) as stored:
-                        yield name, json.loads(rows), {key: stored[key] for key in stored.files}
+        for shard in _map_windows(items, SHARD_SCHEMA, 1, window, encode, weight=lambda item: item["count"]):
+            with np.load(io.BytesIO(shard["arrays"]), allow_pickle=False) as stored:
+                yield shard["name"], json.loads(shard["rows"]), {key: stored[key] for key in stored.files}
 
     return CorpusIndex.build(corpus, folder, lentil.encoder, lentil.slotter, shard_size=shard_size, resume=resume,
                              rejects=rejects, show_progress_bar=show_progress_bar, encode_shards=encode_shards)
