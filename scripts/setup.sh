@@ -8,7 +8,7 @@ python3 -m venv .venv
 # satisfied instead of pulling a multi-GB CUDA build.
 .venv/bin/python -m pip install --quiet torch==2.13.0
 if [[ "${1:-}" == "--test" ]]; then
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    .venv/bin/python -m pip install --quiet -e ".[test,ray]"
     if ! command -v chromium >/dev/null 2>&1; then
         if [[ $(id -u) == 0 ]]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

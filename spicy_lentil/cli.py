@@ -24,13 +24,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite):
         rejects = Rejects(rejects_path(out_path) if out_path else None, resume=args.resume)
         try:
-            lentil = SpicyLentil.from_pretrained(args.model)
             total = None
             if all(p != "-" for p in args.files):
                 total = sum(_count_rows(p) for p in args.files)
-            summary = score_job(lentil, args.query, read_documents(args.files, rejects), out_path, rejects,
-                                output_format=args.format, resume=args.resume, batch_size=args.batch_size, total=total,
-                                pathways_per_query=args.pathways_per_query)
+            if args.engine == "ray":
+                from . import distributed
+
+                distributed.connect(args.address)
+                summary = distributed.score_job(
+                    args.query, read_documents(args.files, rejects), out_path, rejects, model=args.model,
+                    output_format=args.format, resume=args.resume, batch_size=args.batch_size, total=total,
+                    pathways_per_query=args.pathways_per_query, concurrency=args.concurrency,
+                    cpus_per_actor=args.cpus_per_actor)
+            else:
+                lentil = SpicyLentil.from_pretrained(args.model)
+                summary = score_job(lentil, args.query, read_documents(args.files, rejects), out_path, rejects,
+                                    output_format=args.format, resume=args.resume, batch_size=args.batch_size,
+                                    total=total, pathways_per_query=args.pathways_per_query)
         finally:
             rejects.close()
     print(f"scored {summary['scored']} document(s), skipped {summary['skipped_already_done']} already done, "
@@ -52,11 +62,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
     from .index import CorpusIndex
 
-    lentil = SpicyLentil.from_pretrained(args.model)
     output = Path(args.output)
     rejects = Rejects(output / "rejects.jsonl", resume=args.resume)
-    index = CorpusIndex.build(args.corpus, output, lentil.encoder, lentil.slotter, shard_size=args.shard_size,
-                              resume=args.resume, rejects=rejects)
+    if args.engine == "ray":
+        from . import distributed
+
+        distributed.connect(args.address)
+        index = distributed.build_index(args.corpus, output, args.model, shard_size=args.shard_size, resume=args.resume,
+                                        rejects=rejects, concurrency=args.concurrency, cpus_per_actor=args.cpus_per_actor)
+    else:
+        lentil = SpicyLentil.from_pretrained(args.model)
+        index = CorpusIndex.build(args.corpus, output, lentil.encoder, lentil.slotter, shard_size=args.shard_size,
+                                  resume=args.resume, rejects=rejects)
     rejects.close()
     print(f"indexed {len(index)} document(s) into {output}, rejected {rejects.count} row(s)", file=sys.stderr)
     return 1 if rejects.count else 0
@@ -195,6 +212,23 @@ def app_command(args: argparse.Namespace, environ: dict) -> tuple[list[str], dic
     return command, env
 
 
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: actors on a Ray cluster (needs the [ray] extra)")
+    parser.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                        help="Ray cluster to join (default: RAY_ADDRESS, else a cluster started on this machine)")
+    parser.add_argument("--concurrency", type=_positive, default=None, metavar="N",
+                        help="Ray actors, each loading the model once (default: one per --cpus-per-actor cluster CPUs)")
+    parser.add_argument("--cpus-per-actor", type=_positive, default=1, metavar="N", help="CPUs (and threads) of each Ray actor")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spicy-lentil", description="Relevance fields: which parts of these texts matter for this query, and why.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -212,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--overwrite", action="store_true",
                        help="replace an existing --out (without this or --resume, it is refused)")
     score.add_argument("--threads", type=int, default=0, help="CPU cores to use (default: all physical cores)")
+    _add_engine_arguments(score)
     score.set_defaults(handler=cmd_score)
 
     index = commands.add_parser("index", help="index a JSONL corpus once: slots, embeddings, BM25 (resumable)")
@@ -220,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--model", default=None, help="model folder whose encoder and slotter to use (default: bundled)")
     index.add_argument("--shard-size", type=int, default=1000, help="documents per shard")
     index.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    _add_engine_arguments(index)
     index.set_defaults(handler=cmd_index)
 
     search = commands.add_parser("search", help="search an indexed corpus: first stage, then rerank with relevance fields")

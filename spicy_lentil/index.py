@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -170,6 +170,7 @@ class CorpusIndex:
     def build(
         cls, corpus: str | Path, folder: str | Path, encoder: Encoder, slotter: Slotter, shard_size: int = 1000,
         resume: bool = False, rejects: Rejects | None = None, show_progress_bar: bool = True,
+        encode_shards: Callable[[Iterator[tuple[str, list[dict]]]], Iterator[tuple[str, list[dict], dict]]] | None = None,
     ) -> "CorpusIndex":
         """Indexes a JSONL corpus of `{"_id", "title"?, "text", "sentences"?}` rows into `folder`.
 
@@ -181,6 +182,9 @@ class CorpusIndex:
             shard_size: documents per shard (memory while building is about one shard).
             resume: continue an interrupted build of the same corpus and settings.
             rejects: where malformed rows are reported (line number and reason).
+            encode_shards: maps `(name, documents)` shards to `(name, rows, arrays)` as `encode_shard`
+                does, in any order (`spicy_lentil.distributed` encodes them on a Ray cluster); None
+                encodes them here, one at a time.
         """
         folder = Path(folder)
         corpus = Path(corpus)
@@ -202,14 +206,27 @@ class CorpusIndex:
         started = time.perf_counter()
         rejects = rejects or Rejects()
         progress = tqdm(desc="indexing", unit="doc", disable=not show_progress_bar)
-        with open(corpus, "rb") as handle:  # decoded line by line: one bad byte costs its row, not the build
+
+        def pending(handle) -> Iterator[tuple[str, list[dict]]]:
             for number, batch in enumerate(_batches(iter_jsonl_documents(handle, str(corpus), rejects), shard_size)):
                 name = f"shard-{number:05d}"
-                if name not in done:
-                    stats = _write_shard(folder / name, batch, encoder, slotter)
-                    manifest["shards"].append({"name": name, **stats})
-                    _write_manifest(folder, manifest)
-                progress.update(len(batch))
+                if name in done:
+                    progress.update(len(batch))
+                else:
+                    yield name, batch
+
+        def encode_here(shards: Iterator[tuple[str, list[dict]]]) -> Iterator[tuple[str, list[dict], dict]]:
+            for name, docs in shards:
+                yield (name, *encode_shard(docs, encoder, slotter))
+
+        with open(corpus, "rb") as handle:  # decoded line by line: one bad byte costs its row, not the build
+            for name, rows, arrays in (encode_shards or encode_here)(pending(handle)):
+                stats = save_shard(folder / name, rows, arrays)
+                # Shards encoded elsewhere may arrive out of order; the manifest lists them in corpus order.
+                entries = manifest["shards"] + [{"name": name, **stats}]
+                manifest["shards"] = sorted(entries, key=lambda s: int(s["name"].split("-")[1]))
+                _write_manifest(folder, manifest)
+                progress.update(len(rows))
         progress.close()
         _build_bm25(folder, manifest)
         manifest["complete"] = True
@@ -374,7 +391,8 @@ def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def _write_shard(folder: Path, docs: list[dict], encoder: Encoder, slotter: Slotter) -> dict:
+def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """One shard's `docs.jsonl` rows and arrays (see the layout above), computed in memory."""
     split = [document_slots(slotter, doc) for doc in docs]
     slot_texts = [slot.text for slots, _ in split for slot in slots]
     titles = [doc["title"] for doc in docs if doc.get("title")]
@@ -407,19 +425,24 @@ def _write_shard(folder: Path, docs: list[dict], encoder: Encoder, slotter: Slot
         "doc_embeddings": doc_embeddings,
         "title_embeddings": title_embeddings,
     }
+    rows = [{"_id": doc["_id"], "title": doc.get("title"), "text": doc["text"],
+             "spans": [[s.start, s.end] for s in slots], "truncated": truncated} for doc, (slots, truncated) in zip(docs, split)]
+    return rows, arrays
+
+
+def save_shard(folder: Path, rows: list[dict], arrays: dict[str, np.ndarray]) -> dict:
+    """Writes a shard folder atomically; returns its manifest entry's counts."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with open(tmp / "docs.jsonl", "w", encoding="utf-8") as handle:
-        for doc, (slots, truncated) in zip(docs, split):
-            row = {"_id": doc["_id"], "title": doc.get("title"), "text": doc["text"],
-                   "spans": [[s.start, s.end] for s in slots], "truncated": truncated}
+        for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     for name, array in arrays.items():
         np.save(tmp / f"{name}.npy", array, allow_pickle=False)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)  # a shard exists whole or not at all
-    return {"docs": len(docs), "slots": len(slot_texts), "tokens": int(sum(token_counts))}
+    return {"docs": len(rows), "slots": int(arrays["slot_embeddings"].shape[0]), "tokens": int(arrays["tokens"].shape[0])}
 
 
 def _build_bm25(folder: Path, manifest: dict) -> None:

@@ -19,7 +19,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -250,9 +250,10 @@ def _cut_torn_tail(path: Path) -> None:
         handle.truncate(0)
 
 
-def score_job(lentil: SpicyLentil, query: str, documents: Iterable[dict], output: Path | None, rejects: Rejects,
+def score_job(lentil: SpicyLentil | None, query: str, documents: Iterable[dict], output: Path | None, rejects: Rejects,
               output_format: str = "jsonl", resume: bool = False, batch_size: int = 32, total: int | None = None,
-              show_progress_bar: bool = True, pathways_per_query: int | None = None) -> dict:
+              show_progress_bar: bool = True, pathways_per_query: int | None = None,
+              scorer: Callable[[Iterator[dict]], Iterable[dict]] | None = None) -> dict:
     """Scores a stream of `{"_id", "text"}` documents into `output` (stdout when None); returns a summary.
 
     Without `resume`, an existing output is replaced: callers that must not replace one hold it
@@ -262,6 +263,8 @@ def score_job(lentil: SpicyLentil, query: str, documents: Iterable[dict], output
         resume: skip documents whose id the output already holds.
         total: number of input documents, when known, for the progress bar's ETA.
         pathways_per_query: the gate's k for this job; None = the model's default.
+        scorer: maps the pending documents to their `result_row`s, in any order, instead of `lentil`
+            (`spicy_lentil.distributed` scores them on a Ray cluster); this process still writes them.
     """
     import sys
 
@@ -293,9 +296,12 @@ def score_job(lentil: SpicyLentil, query: str, documents: Iterable[dict], output
     written = 0
     progress = tqdm(total=total, desc="scoring", unit="doc", disable=not show_progress_bar, dynamic_ncols=True)
     try:
-        for field in lentil.iter_fields(query, pending(), batch_size=batch_size, cache_slots=False,
-                                       pathways_per_query=pathways_per_query):
-            row = result_row(field)
+        if scorer is None:
+            rows = (result_row(f) for f in lentil.iter_fields(query, pending(), batch_size=batch_size, cache_slots=False,
+                                                              pathways_per_query=pathways_per_query))
+        else:
+            rows = scorer(pending())
+        for row in rows:
             if sink is None:
                 sys.stdout.write(jsonl_line(row))
             else:

@@ -1,0 +1,106 @@
+"""`--engine ray` on a local Ray cluster: the single-process jobs' outputs, and exactly once after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spicy_lentil.cli import main
+from tests.test_jobs import BAD_LINES, write_corpus
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "data" / "demo_corpus.jsonl"
+
+
+@pytest.fixture(scope="module")
+def address():
+    """A two-CPU cluster on this machine; its workers import this checkout."""
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def read_rows(path):
+    return {row["_id"]: row for row in map(json.loads, path.read_text().splitlines())}
+
+
+def test_scores_match_the_single_process_job(tmp_path, address):
+    corpus = tmp_path / "corpus.jsonl"
+    expected = write_corpus(corpus, n=40)
+    local, distributed = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert main(["score", "--query", "topic 3", str(corpus), "--out", str(local)]) == 1  # rows were rejected
+    assert main(["score", "--query", "topic 3", str(corpus), "--out", str(distributed), "--engine", "ray",
+                 "--address", address, "--concurrency", "2", "--batch-size", "8"]) == 1
+    a, b = read_rows(local), read_rows(distributed)
+    assert set(a) == set(b) == expected
+    ids = sorted(expected)
+    assert np.allclose([a[i]["score"] for i in ids], [b[i]["score"] for i in ids], atol=1e-5)
+    for i in ids:
+        assert a[i]["active"] == b[i]["active"] and a[i]["truncated"] == b[i]["truncated"]
+        assert [(s["start"], s["end"], s["text"]) for s in a[i]["slots"]] == [(s["start"], s["end"], s["text"]) for s in b[i]["slots"]]
+        assert np.allclose([s["score"] for s in a[i]["slots"]], [s["score"] for s in b[i]["slots"]], atol=1e-5)
+    rejects = [json.loads(line) for line in (tmp_path / "ray.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert sorted(r["line"] for r in rejects) == sorted(line for line in BAD_LINES if line <= 40)
+
+
+def test_index_matches_the_single_process_index(tmp_path, address, lentil):
+    corpus = tmp_path / "corpus.jsonl"
+    lines = DEMO.read_text().splitlines()
+    corpus.write_text("\n".join(lines[:20] + ["{broken"] + lines[20:]) + "\n")
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    assert main(["index", str(corpus), "--output", str(local), "--shard-size", "10"]) == 1
+    assert main(["index", str(corpus), "--output", str(distributed), "--shard-size", "10", "--engine", "ray",
+                 "--address", address, "--concurrency", "2"]) == 1
+    skip = {"corpus", "build_seconds"}
+    manifests = [{k: v for k, v in json.loads((f / "manifest.json").read_text()).items() if k not in skip} for f in (local, distributed)]
+    assert manifests[0] == manifests[1] and len(manifests[0]["shards"]) == 5
+    for shard in manifests[0]["shards"]:
+        assert (local / shard["name"] / "docs.jsonl").read_text() == (distributed / shard["name"] / "docs.jsonl").read_text()
+        for array in (local / shard["name"]).glob("*.npy"):
+            mine, theirs = np.load(array), np.load(distributed / shard["name"] / array.name)
+            assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+            assert np.allclose(mine.astype(np.float64), theirs.astype(np.float64), atol=1e-3), array.name
+    assert json.loads((distributed / "rejects.jsonl").read_text())["line"] == 21
+    for query in ("why do stars collapse", "how do vaccines train the immune system"):
+        ours = lentil.search(str(local), query, top_k=5)
+        theirs = lentil.search(str(distributed), query, top_k=5)
+        assert [r["corpus_id"] for r in ours] == [r["corpus_id"] for r in theirs]
+        assert np.allclose([r["score"] for r in ours], [r["score"] for r in theirs], atol=1e-5)
+
+
+def test_killed_ray_job_resumes_with_every_id_exactly_once(tmp_path, address):
+    corpus = tmp_path / "corpus.jsonl"
+    expected = write_corpus(corpus, n=480)
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "topic 3", str(corpus), "--out", str(out),
+               "--batch-size", "4", "--engine", "ray", "--address", address, "--concurrency", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and (not out.is_file() or len(out.read_bytes().splitlines()) < 20):
+            time.sleep(0.05)
+        assert proc.poll() is None, "the job finished before it could be killed; make the corpus larger"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    partial = out.read_text().splitlines()
+    assert 20 <= len(partial) < len(expected)
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600, env=env)
+    assert resumed.returncode == 1, resumed.stderr  # rows were rejected
+    ids = [json.loads(line)["_id"] for line in out.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(expected)
+    assert set(ids) == expected
+    rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert sorted(r["line"] for r in rejects) == sorted(BAD_LINES)
+    assert "rejected 3 row(s)" in resumed.stderr and "already done" in resumed.stderr
