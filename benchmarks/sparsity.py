@@ -76,7 +76,7 @@ def select_slots(lentil, corpus: Path, num_slots: int):
         for i, line in enumerate(handle):
             if not line.strip():
                 continue
-            _, title, text = as_document(json.loads(line), f"corpus[{i}]")
+            _, title, text, _ = as_document(json.loads(line), f"corpus[{i}]")
             slots, _ = lentil.slotter.split(text)
             if not slots:
                 continue

@@ -1,7 +1,7 @@
 """Spicy Lentil: which parts of these texts matter for this query, and why."""
 
 from .config import SpicyLentilConfig
-from .engine import CompressedContext, RelevanceField, SpicyLentil
+from .engine import CompressedContext, PrunedDocument, RelevanceField, SpicyLentil
 from .errors import ModelLoadError, SpicyLentilError
 from .slots import Slot, Slotter
 
@@ -10,6 +10,7 @@ __all__ = [
     "SpicyLentilConfig",
     "RelevanceField",
     "CompressedContext",
+    "PrunedDocument",
     "Slot",
     "Slotter",
     "SpicyLentilError",

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .batching import DocumentBatch, DocumentEncoding, collate
 from .config import SpicyLentilConfig
 from .encoder import Encoder, Encoding
-from .errors import ModelLoadError, as_document, check_count, check_query
+from .errors import Document, ModelLoadError, as_document, check_count, check_query, check_threshold
 from .gate import RoutingStatistics, routed_top_k
 from .model import SpicyLentilModel
 from .runtime import batch_workers, map_batches
@@ -83,6 +83,34 @@ class CompressedContext:
             "total_tokens": self.total_tokens,
             "kept_share": self.kept_share,
             "selected": [{"document": i, **slot.to_dict()} for i, slot in self.selected],
+        }
+
+
+@dataclass
+class PrunedDocument:
+    """One document pruned to its relevant slots (`prune`)."""
+
+    text: str  # the kept slots joined by one space
+    kept: list[Slot]  # the kept slots, in document order, spans into the document's text
+    score: float  # the document's relevance in [0, 1]
+    kept_tokens: int
+    total_tokens: int
+    document_id: str | None = None
+
+    @property
+    def compression_rate(self) -> float:
+        """The share of the document's tokens pruned away (0: all kept; 1: none kept)."""
+        return 1.0 - self.kept_tokens / self.total_tokens if self.total_tokens else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "document_id": self.document_id,
+            "text": self.text,
+            "score": self.score,
+            "kept": [slot.to_dict() for slot in self.kept],
+            "kept_tokens": self.kept_tokens,
+            "total_tokens": self.total_tokens,
+            "compression_rate": self.compression_rate,
         }
 
 
@@ -271,7 +299,7 @@ class SpicyLentil:
 
         Args:
             query: the query text.
-            documents: strings or dicts with "text" (any iterable, generators included).
+            documents: strings, lists of sentences, or dicts with "text" or "sentences" (any iterable).
             batch_size: documents per model batch.
             show_progress_bar: show a tqdm bar; None shows one for long inputs.
             pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
@@ -293,7 +321,7 @@ class SpicyLentil:
 
         Args:
             query: the query text.
-            documents: strings or dicts with "text" (any iterable, generators included).
+            documents: strings, lists of sentences, or dicts with "text" or "sentences" (any iterable).
             batch_size: documents per model batch.
             cache_slots: keep slot (and title) encodings in the encoder's cache for the next query.
                 Off for one pass over many distinct documents (a score job): there the cache only
@@ -321,19 +349,24 @@ class SpicyLentil:
             if not chunk:
                 return
             parsed = [as_document(doc, f"documents[{chunk_start + i}]") for i, doc in enumerate(chunk)]
-            split = [self.slotter.split(text) for _, _, text in parsed]
+            split = [self._split(document) for document in parsed]
             slot_encodings = iter(self.encoder.encode([s.text for slots, _ in split for s in slots], use_cache=cache_slots))
             encodings = [DocumentEncoding.pack([next(slot_encodings) for _ in slots]) if slots else None for slots, _ in split]
-            titles = list(dict.fromkeys(title for _, title, _ in parsed if title)) if wants_titles else []
+            titles = list(dict.fromkeys(d.title for d in parsed if d.title)) if wants_titles else []
             title_encodings = dict(zip(titles, self.encoder.encode(titles, use_cache=cache_slots)))
             scored = self._score_batched(
                 query_encoding, len(chunk), batch_size, k,
                 documents=lambda rows: DocumentBatch.pack([encodings[i] for i in rows]),
-                title=lambda i: title_encodings.get(parsed[i][1]),
-                doc_id=lambda i: parsed[i][0],
+                title=lambda i: title_encodings.get(parsed[i].title),
+                doc_id=lambda i: parsed[i].id,
                 tokens=lambda i: encodings[i].tokens.shape[0] if encodings[i] is not None else 0,
             )
             yield from (result.field(split[i], self.model.pathway_names) for i, result in enumerate(scored))
+
+    def _split(self, document: Document) -> tuple[list[Slot], bool]:
+        if document.sentences is None:
+            return self.slotter.split(document.text)
+        return self.slotter.split_known(document.text, document.sentences)
 
     def encode_query(self, query: str, pathways_per_query: int | None = None) -> Encoding:
         """The query's encoding (sentence and token embeddings), as `rerank_indexed` takes it; its routing
@@ -383,7 +416,7 @@ class SpicyLentil:
         check_count(top_k, "top_k", allow_none=True)
         scores = self.score(query, documents, batch_size, show_progress_bar, pathways_per_query)
         order = sorted(range(len(documents)), key=lambda i: -scores[i])[:top_k]
-        return [{"corpus_id": i, "score": scores[i], "text": as_document(documents[i], f"documents[{i}]")[2]} for i in order]
+        return [{"corpus_id": i, "score": scores[i], "text": as_document(documents[i], f"documents[{i}]").text} for i in order]
 
     def search(
         self, index: "CorpusIndex | str | Path", query: str, top_k: int = 10, candidates: int = 100,
@@ -477,32 +510,72 @@ class SpicyLentil:
                 results[r] = _Scored(doc_score, slot_scores, attention, gate, active, results[r].document_id)
         return results
 
-    def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int = 512, batch_size: int = 32,
-                 pathways_per_query: int | None = None) -> CompressedContext:
+    def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int | None = 512, batch_size: int = 32,
+                 pathways_per_query: int | None = None, threshold: float | None = None) -> CompressedContext:
         """The most relevant slots across documents that fit a token budget, kept in document order.
 
         Args:
             query: the query text.
-            documents: strings or dicts with "text".
-            budget_tokens: the most encoder tokens the kept slots may add up to.
+            documents: strings, lists of sentences, or dicts with "text" or "sentences".
+            budget_tokens: the most encoder tokens the kept slots may add up to; None for no budget (then
+                `threshold` is required).
             pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
+            threshold: keep only slots scoring at least this (in [0, 1]); None keeps any slot that fits.
         """
-        check_count(budget_tokens, "budget_tokens")
+        _check_selection(budget_tokens, threshold)
         fields = self.fields(query, documents, batch_size, pathways_per_query=pathways_per_query)
-        candidates = [(d, slot) for d, f in enumerate(fields) for slot in f.slots]
-        lengths = self.encoder.count_tokens([slot.text for _, slot in candidates])
-        kept, used = [], 0
-        for j in sorted(range(len(candidates)), key=lambda j: -candidates[j][1].score):
-            if used + lengths[j] <= budget_tokens:
-                kept.append(j)
-                used += lengths[j]
-        kept.sort(key=lambda j: (candidates[j][0], candidates[j][1].start))
+        candidates, lengths, kept = self._select(fields, budget_tokens, threshold)
         selected = [candidates[j] for j in kept]
         by_doc: dict[int, list[str]] = {}
         for d, slot in selected:
             by_doc.setdefault(d, []).append(slot.text)
         text = "\n\n".join(" ".join(parts) for parts in by_doc.values())
-        return CompressedContext(text, selected, used, sum(lengths))
+        return CompressedContext(text, selected, sum(lengths[j] for j in kept), sum(lengths))
+
+    def prune(self, query: str, documents: Iterable[str | dict], threshold: float | None = None,
+              budget_tokens: int | None = None, batch_size: int = 32,
+              pathways_per_query: int | None = None) -> list[PrunedDocument]:
+        """Each document pruned to its relevant sentences, Provence style: by score threshold, token budget, or both.
+
+        Args:
+            query: the query text.
+            documents: strings, lists of sentences, or dicts with "text" or "sentences".
+            threshold: keep the slots scoring at least this (in [0, 1]).
+            budget_tokens: the most encoder tokens kept over all documents, best slots first.
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
+
+        Returns:
+            One `PrunedDocument` per input document, in input order.
+        """
+        _check_selection(budget_tokens, threshold)
+        fields = self.fields(query, documents, batch_size, pathways_per_query=pathways_per_query)
+        candidates, lengths, kept = self._select(fields, budget_tokens, threshold)
+        kept_slots: list[list[Slot]] = [[] for _ in fields]
+        kept_tokens, total_tokens = [0] * len(fields), [0] * len(fields)
+        for j, (d, _) in enumerate(candidates):
+            total_tokens[d] += lengths[j]
+        for j in kept:
+            d, slot = candidates[j]
+            kept_slots[d].append(slot)
+            kept_tokens[d] += lengths[j]
+        return [PrunedDocument(" ".join(s.text for s in kept_slots[d]), kept_slots[d], f.score, kept_tokens[d],
+                               total_tokens[d], f.document_id) for d, f in enumerate(fields)]
+
+    def _select(self, fields: list[RelevanceField], budget_tokens: int | None,
+                threshold: float | None) -> tuple[list[tuple[int, Slot]], list[int], list[int]]:
+        """(every (document, slot), its token count, the kept candidates in document order): best slots first,
+        each at least `threshold`, while they fit `budget_tokens`."""
+        candidates = [(d, slot) for d, f in enumerate(fields) for slot in f.slots]
+        lengths = self.encoder.count_tokens([slot.text for _, slot in candidates])
+        kept, used = [], 0
+        for j in sorted(range(len(candidates)), key=lambda j: -candidates[j][1].score):
+            if threshold is not None and candidates[j][1].score < threshold:
+                break
+            if budget_tokens is None or used + lengths[j] <= budget_tokens:
+                kept.append(j)
+                used += lengths[j]
+        kept.sort(key=lambda j: (candidates[j][0], candidates[j][1].start))
+        return candidates, lengths, kept
 
 
 def _balanced_batches(order: list[int], tokens: Callable[[int], int], batch_size: int, max_tokens: int, workers: int) -> list[list[int]]:
@@ -525,6 +598,13 @@ def _balanced_batches(order: list[int], tokens: Callable[[int], int], batch_size
         if n >= len(order) or all(sum(tokens(r) for r in b) <= max_tokens for b in batches):
             return alone + batches
         n += 1
+
+
+def _check_selection(budget_tokens: Any, threshold: Any) -> None:
+    check_count(budget_tokens, "budget_tokens", allow_none=True)
+    check_threshold(threshold)
+    if budget_tokens is None and threshold is None:
+        raise ValueError("give a threshold, a budget_tokens, or both")
 
 
 def _check_documents(documents: Any) -> Iterable:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class SpicyLentilError(Exception):
@@ -50,6 +50,17 @@ def check_count(value: Any, name: str, allow_none: bool = False) -> int | None:
     return value
 
 
+def check_threshold(value: Any, name: str = "threshold") -> float | None:
+    """Returns `value` if it is None or a number in [0, 1]; raises TypeError/ValueError naming the argument."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1], got {type(value).__name__}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def check_query(query: Any, name: str = "query") -> str:
     """Returns the query if it is a non-blank string; raises TypeError/ValueError naming the argument."""
     if not isinstance(query, str):
@@ -59,14 +70,33 @@ def check_query(query: Any, name: str = "query") -> str:
     return check_text(query, name)
 
 
-def as_document(document: Any, name: str) -> tuple[str | None, str | None, str]:
-    """Normalises a document to (id, title, text): a string, or a dict with "text" and optional "title", "_id"."""
+class Document(NamedTuple):
+    """A document as the engine reads it."""
+
+    id: str | None
+    title: str | None
+    text: str  # for a pre-split document, its sentences joined by one space
+    sentences: list[str] | None  # the caller's sentence split (one slot each), or None to split `text`
+
+
+def as_document(document: Any, name: str) -> Document:
+    """Normalises a document: a string, a list of sentences, or a dict with "text" or "sentences" and optional
+    "title" and "_id". Given sentences are stripped and joined by one space: that joined text is what slot
+    spans refer to."""
     if isinstance(document, str):
-        return None, None, check_text(document, name)
+        return Document(None, None, check_text(document, name), None)
+    if isinstance(document, (list, tuple)):
+        sentences = _sentences(document, name)
+        return Document(None, None, " ".join(sentences), sentences)
     if isinstance(document, dict):
+        sentences = document.get("sentences")
         text = document.get("text")
-        if not isinstance(text, str):
-            raise TypeError(f"{name} must have a string 'text', got {type(text).__name__}")
+        if sentences is not None:
+            sentences = _sentences(sentences, f"{name}['sentences']")
+            text = " ".join(sentences)
+        elif not isinstance(text, str):
+            raise TypeError(f"{name} must have a string 'text' or a list of strings 'sentences', "
+                            f"got 'text' of type {type(text).__name__}")
         title = document.get("title")
         if title is not None and not isinstance(title, str):
             raise TypeError(f"{name}['title'] must be a string, got {type(title).__name__}")
@@ -77,5 +107,20 @@ def as_document(document: Any, name: str) -> tuple[str | None, str | None, str]:
         doc_id = None if doc_id is None else str(doc_id)
         if doc_id is not None:
             check_text(doc_id, f"{name}['_id']")
-        return doc_id, (title or None), text
-    raise TypeError(f"{name} must be a string or a dict with 'text', got {type(document).__name__}")
+        return Document(doc_id, title or None, text, sentences)
+    raise TypeError(f"{name} must be a string, a list of sentences or a dict with 'text', "
+                    f"got {type(document).__name__}")
+
+
+def _sentences(sentences: Any, name: str) -> list[str]:
+    """A pre-split document's sentences, stripped; a blank one is refused, as it would shift every later index."""
+    if not isinstance(sentences, (list, tuple)):
+        raise TypeError(f"{name} must be a list of strings, got {type(sentences).__name__}")
+    stripped = []
+    for i, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise TypeError(f"{name}[{i}] must be a string, got {type(sentence).__name__}")
+        if not sentence.strip():
+            raise ValueError(f"{name}[{i}] is empty; drop it (sentence indices would no longer match)")
+        stripped.append(check_text(sentence.strip(), f"{name}[{i}]"))
+    return stripped

@@ -94,10 +94,12 @@ def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, 
         if reason is not None:
             rejects.add(source, number, reason)
             continue
-        document = {"_id": str(row["_id"]), "title": row["title"] if isinstance(row.get("title"), str) else None,
-                    "text": row["text"]}
-        if isinstance(row.get("sentences"), list) and all(isinstance(s, str) for s in row["sentences"]):
-            document["sentences"] = row["sentences"]
+        document = {"_id": str(row["_id"]), "title": row["title"] if isinstance(row.get("title"), str) else None}
+        if "sentences" in row:
+            document["sentences"] = [s.strip() for s in row["sentences"]]
+            document["text"] = " ".join(document["sentences"])  # what the slots' spans refer to
+        else:
+            document["text"] = row["text"]
         yield document
 
 
@@ -109,8 +111,15 @@ def _row_problem(row) -> str | None:
     """Why a parsed JSONL row cannot be a document, or None."""
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
-    if not isinstance(row.get("text"), str):
-        return "missing string field 'text'"
+    sentences = row.get("sentences")
+    if sentences is not None:
+        if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+            return "'sentences' must be a list of strings"
+        blank = next((i for i, s in enumerate(sentences) if not s.strip()), None)
+        if blank is not None:
+            return f"'sentences[{blank}]' is empty"
+    elif not isinstance(row.get("text"), str):
+        return "missing string field 'text' (or a list of strings 'sentences')"
     doc_id = row.get("_id")
     if doc_id is None:
         return "missing field '_id'"
@@ -118,11 +127,13 @@ def _row_problem(row) -> str | None:
         return f"'_id' must be a string or an integer, got {type(doc_id).__name__}"
     if isinstance(doc_id, str) and not doc_id.strip():
         return "'_id' is empty"
-    strings = {"_id": doc_id if isinstance(doc_id, str) else "", "text": row["text"]}
+    strings = {"_id": doc_id if isinstance(doc_id, str) else ""}
+    if isinstance(row.get("text"), str):
+        strings["text"] = row["text"]
     if isinstance(row.get("title"), str):
         strings["title"] = row["title"]
-    if isinstance(row.get("sentences"), list):
-        strings.update((f"sentences[{i}]", s) for i, s in enumerate(row["sentences"]) if isinstance(s, str))
+    if sentences is not None:
+        strings.update((f"sentences[{i}]", s) for i, s in enumerate(sentences))
     for name, text in strings.items():
         at = surrogate_at(text)
         if at is not None:
