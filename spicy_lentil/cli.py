@@ -182,6 +182,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .engine import SpicyLentil
+    from .server import Limits, serve
+
+    lentil = SpicyLentil.from_pretrained(args.model)
+    lentil.pathways_per_query = args.pathways_per_query
+    limits = Limits(args.max_body_bytes, args.max_documents, args.max_document_chars)
+    serve(lentil, Path(args.model).name if args.model else "spicy-lentil-default", args.host, args.port, limits,
+          args.api_key)
+    return 0
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     command, env = app_command(args, os.environ)
     os.execve(sys.executable, command, env)  # become streamlit, so signals reach it directly
@@ -312,6 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--runs", default=None, metavar="DIR", help="also write each system's ranking as DIR/<system>.run (TREC format)")
     evaluate.add_argument("--cache-dir", default="cache")
     evaluate.set_defaults(handler=cmd_eval)
+
+    serve = commands.add_parser("serve", help="HTTP service: Cohere and TEI rerank, highlight, prune (docs at /docs)")
+    serve.add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: loopback only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--pathways-per-query", type=_positive, default=4, help="the gate's top-k, 1..9")
+    from .server import API_KEY_ENV, Limits
+
+    defaults = Limits()
+    serve.add_argument("--max-body-bytes", type=_positive, default=defaults.max_body_bytes, help="largest request body (default: %(default)s)")
+    serve.add_argument("--max-documents", type=_positive, default=defaults.max_documents, help="documents per request (default: %(default)s)")
+    serve.add_argument("--max-document-chars", type=_positive, default=defaults.max_document_chars,
+                       help="characters per document (default: %(default)s)")
+    serve.add_argument("--api-key", default=None,
+                       help=f"require this key (Authorization: Bearer KEY or X-API-Key); default: ${API_KEY_ENV}, unset = open")
+    serve.set_defaults(handler=cmd_serve)
 
     app = commands.add_parser("app", help="open the Streamlit app on the demo corpus")
     app.add_argument("--model", default=None, help="model folder selected first (default: the bundled model)")

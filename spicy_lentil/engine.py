@@ -275,6 +275,17 @@ class SpicyLentil:
             raise ValueError(f"pathways_per_query must be in 1..{n}, got {k}")
         return k
 
+    def describe(self) -> dict[str, Any]:
+        """What this model is: its encoder, the gate's k, the pathways and the calibration of each head."""
+        return {
+            "encoder": self.encoder.name,
+            "encoder_weights": self.config.encoder_weights,
+            "pathways_per_query": self.pathways_per_query,
+            "pathways": list(self.model.pathway_names),
+            "calibration": {"slot": self.model.slot_calibration.tolist(),
+                            "document": self.model.doc_calibration.tolist()},
+        }
+
     # ---- scoring ----------------------------------------------------------------------------
 
     def field(self, query: str, document: str | dict, pathways_per_query: int | None = None) -> RelevanceField:

@@ -1,0 +1,304 @@
+"""The HTTP service: rerank in the shapes clients already speak (Cohere, text-embeddings-inference), plus
+highlight and prune. FastAPI validates each request against the models below, so a wrong type or a
+missing field is a 422 naming it; everything else a caller can get wrong is a 4xx too.
+
+Scoring runs in a worker thread, one request at a time (one model, bounded memory), so the event
+loop keeps answering `/health` while a large request is scored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Union
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from .engine import SpicyLentil
+from .errors import SpicyLentilError, as_document
+
+API_KEY_ENV = "SPICY_LENTIL_API_KEY"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may hold; over these it is refused before any scoring."""
+
+    max_body_bytes: int = 8 * 1024 * 1024  # request body, as sent
+    max_documents: int = 1000  # documents per request
+    max_document_chars: int = 100_000  # characters per document (its text, or its sentences together)
+
+
+class DocumentObject(BaseModel):
+    """A document as an object: its text, or its sentences (pre-split; spans then refer to them joined by one space)."""
+
+    model_config = ConfigDict(extra="ignore")  # Cohere clients may send fields this server does not use
+
+    text: str | None = None
+    sentences: list[str] | None = None
+    title: str | None = None
+    id: str | int | None = None
+
+    @model_validator(mode="after")
+    def _text_or_sentences(self) -> "DocumentObject":
+        if (self.text is None) == (self.sentences is None):
+            raise ValueError("give exactly one of 'text' and 'sentences'")
+        return self
+
+
+DocumentIn = Union[str, list[str], DocumentObject]
+
+
+class CohereRerankRequest(BaseModel):
+    """Cohere's `POST /v1/rerank` body; `model` is accepted and ignored (this server serves one model)."""
+
+    query: str
+    documents: list[DocumentIn]
+    top_n: int | None = Field(default=None, ge=1)
+    return_documents: bool = False
+    model: str | None = None
+
+
+class TEIRerankRequest(BaseModel):
+    """text-embeddings-inference's `POST /rerank` body; truncation is the slotter's, so `truncate` is ignored."""
+
+    query: str
+    texts: list[str]
+    return_text: bool = False
+    raw_scores: bool = False
+    truncate: bool | None = None
+
+
+class HighlightRequest(BaseModel):
+    query: str
+    documents: list[DocumentIn]
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="also list the sentences scoring at least this")
+    return_attention: bool = Field(default=False, description="include the null point's weight on each pathway, per sentence")
+    pathways_per_query: int | None = Field(default=None, ge=1)
+
+
+class PruneRequest(BaseModel):
+    query: str
+    documents: list[DocumentIn]
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    budget_tokens: int | None = Field(default=None, ge=1, description="most encoder tokens kept over all documents")
+    pathways_per_query: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> "PruneRequest":
+        if self.threshold is None and self.budget_tokens is None:
+            raise ValueError("give 'threshold', 'budget_tokens', or both")
+        return self
+
+
+class RequestRefused(Exception):
+    """A request the server will not score, with its status and the field at fault."""
+
+    def __init__(self, status: int, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Limits = Limits(),
+               api_key: str | None = None) -> FastAPI:
+    """The service around one loaded model.
+
+    Args:
+        lentil: the model every request is scored with.
+        model_name: the id `/v1/models` reports (the model folder's name), never a path a visitor can choose.
+        limits: what one request may hold.
+        api_key: when set, every `/v1/*` and `/rerank` request must send it (`Authorization: Bearer KEY`
+            or `X-API-Key: KEY`); `/health` and the docs stay open.
+    """
+    app = FastAPI(title="Spicy Lentil", version="1", description=__doc__.split("\n\n")[0])
+    app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
+    lock = threading.Lock()
+    bearer, header = HTTPBearer(auto_error=False), APIKeyHeader(name="X-API-Key", auto_error=False)
+
+    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+                   key: str | None = Depends(header)) -> None:
+        if api_key is None:
+            return
+        given = key or (credentials.credentials if credentials else "")
+        if not secrets.compare_digest(given.encode(), api_key.encode()):
+            raise RequestRefused(401, "authorization", "missing or wrong API key")
+
+    async def scored(function, *args, **kwargs):
+        def call():
+            with lock:
+                return function(*args, **kwargs)
+        return await run_in_threadpool(call)
+
+    def documents_of(documents: list, field: str = "documents") -> list:
+        if len(documents) > limits.max_documents:
+            raise RequestRefused(413, field, f"{len(documents)} documents; this server takes at most {limits.max_documents}")
+        converted = [_as_engine_document(document) for document in documents]
+        for i, document in enumerate(converted):
+            chars = len(as_document(document, f"{field}[{i}]").text)
+            if chars > limits.max_document_chars:
+                raise RequestRefused(413, f"{field}.{i}", f"{chars} characters; at most {limits.max_document_chars} per document")
+        return converted
+
+    @app.exception_handler(RequestRefused)
+    async def refused(_: Request, error: RequestRefused) -> JSONResponse:
+        return _error(error.status, error.field, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = error.errors()
+        field, message = _first_problem(errors)
+        return _error(422, field, message, detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors])
+
+    @app.exception_handler(SpicyLentilError)
+    @app.exception_handler(ValueError)
+    @app.exception_handler(TypeError)
+    async def engine_refused(_: Request, error: Exception) -> JSONResponse:
+        # The engine's checks start with the argument's name ("documents[2][0] is empty", "query must ...").
+        message = str(error)
+        return _error(422, message.split(" ", 1)[0], message)
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/models", dependencies=[Depends(authorised)])
+    async def models() -> dict:
+        return {"object": "list", "data": [{"id": model_name, "object": "model", **lentil.describe(),
+                                            "limits": limits.__dict__}]}
+
+    @app.post("/v1/rerank", dependencies=[Depends(authorised)])
+    async def cohere_rerank(request: CohereRerankRequest) -> dict:
+        documents = documents_of(request.documents)
+        scores = await scored(lentil.score, request.query, documents, show_progress_bar=False)
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])[: request.top_n]
+        results = [{"index": i, "relevance_score": scores[i],
+                    **({"document": {"text": as_document(documents[i], "").text}} if request.return_documents else {})}
+                   for i in order]
+        return {"id": str(uuid.uuid4()), "results": results,
+                "meta": {"api_version": {"version": "1"}, "billed_units": {"search_units": 1}, "model": model_name}}
+
+    @app.post("/rerank", dependencies=[Depends(authorised)])
+    async def tei_rerank(request: TEIRerankRequest) -> list[dict]:
+        documents = documents_of(request.texts, "texts")
+        scores = await scored(lentil.score, request.query, documents, show_progress_bar=False)
+        order = sorted(range(len(scores)), key=lambda i: -scores[i])
+        return [{"index": i, "score": _logit(scores[i]) if request.raw_scores else scores[i],
+                 **({"text": request.texts[i]} if request.return_text else {})} for i in order]
+
+    @app.post("/v1/highlight", dependencies=[Depends(authorised)])
+    async def highlight(request: HighlightRequest) -> dict:
+        documents = documents_of(request.documents)
+        fields = await scored(lentil.fields, request.query, documents, show_progress_bar=False,
+                              pathways_per_query=request.pathways_per_query)
+        results = []
+        for i, field in enumerate(fields):
+            result = field.to_dict()
+            if not request.return_attention:
+                del result["pathway_attention"]
+            result["sentences"] = result.pop("slots")
+            if request.threshold is not None:
+                result["spans"] = [s for s in result["sentences"] if s["score"] >= request.threshold]
+            results.append({"index": i, **result})
+        return {"id": str(uuid.uuid4()), "results": results, "meta": {"model": model_name}}
+
+    @app.post("/v1/prune", dependencies=[Depends(authorised)])
+    async def prune(request: PruneRequest) -> dict:
+        documents = documents_of(request.documents)
+        pruned = await scored(lentil.prune, request.query, documents, threshold=request.threshold,
+                              budget_tokens=request.budget_tokens, pathways_per_query=request.pathways_per_query)
+        return {"id": str(uuid.uuid4()), "results": [{"index": i, **p.to_dict()} for i, p in enumerate(pruned)],
+                "meta": {"model": model_name}}
+
+    return app
+
+
+def serve(lentil: SpicyLentil, model_name: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
+          api_key: str | None = None) -> None:
+    """Runs the service with uvicorn until interrupted; `api_key` None reads SPICY_LENTIL_API_KEY (unset: no key)."""
+    import uvicorn
+
+    api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
+    uvicorn.run(create_app(lentil, model_name, limits, api_key), host=host, port=port, log_level="info")
+
+
+class _BodyLimit:
+    """Refuses a request body over `limit` bytes with a 413, by its Content-Length or, sent in chunks, as it arrives."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, "body", f"the body is {int(declared)} bytes; at most {self.limit}")(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                return await _error(413, "body", f"the body is over {self.limit} bytes")(scope, receive, send)
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+DOCUMENT_SHAPE = "must be a string, a list of strings (sentences), or an object with 'text' or 'sentences'"
+
+
+def _first_problem(errors: list[dict]) -> tuple[str, str]:
+    """The field (dotted path into the body) and message of the first validation error. Pydantic reports a
+    document that fits no form of the union once per form, each under its form's tag; those become one."""
+    if not errors:
+        return "body", "invalid request"
+    first = errors[0]
+    location, in_union = [], False
+    for part in first.get("loc", ())[1:] if first.get("loc", ())[:1] == ("body",) else first.get("loc", ()):
+        if isinstance(part, str) and ("[" in part or part in ("str", "DocumentObject")):
+            in_union = True
+            break
+        location.append(str(part))
+    field = ".".join(location) or "body"
+    if not in_union:
+        return field, first.get("msg", "invalid request").removeprefix("Value error, ")
+    prefix = tuple(first["loc"][: len(location) + 1])
+    specific = [e["msg"].removeprefix("Value error, ") for e in errors
+                if tuple(e["loc"][: len(prefix)]) == prefix and e["msg"].startswith("Value error, ")]
+    return field, specific[0] if specific else DOCUMENT_SHAPE
+
+
+def _error(status: int, field: str | None, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "field": field, **extra}}, status_code=status)
+
+
+def _as_engine_document(document) -> str | list[str] | dict:
+    if isinstance(document, DocumentObject):
+        converted = {"title": document.title, "_id": document.id}
+        converted.update({"sentences": document.sentences} if document.sentences is not None else {"text": document.text})
+        return {k: v for k, v in converted.items() if v is not None}
+    return document
+
+
+def _logit(probability: float) -> float:
+    p = min(max(probability, 1e-7), 1.0 - 1e-7)
+    return math.log(p / (1.0 - p))

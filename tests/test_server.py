@@ -1,0 +1,200 @@
+"""The HTTP service: every endpoint, the Cohere and TEI shapes, each refusal, and /health during a long request."""
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from spicy_lentil.server import Limits, create_app
+
+# Cohere's documented rerank example (docs.cohere.com, "Rerank" API reference).
+COHERE_EXAMPLE = {
+    "model": "rerank-english-v3.0",
+    "query": "What is the capital of the United States?",
+    "top_n": 3,
+    "return_documents": True,
+    "documents": [
+        "Carson City is the capital city of the American state of Nevada.",
+        "The Commonwealth of the Northern Mariana Islands is a group of islands in the Pacific Ocean. Its capital is Saipan.",
+        "Washington, D.C. (also known as simply Washington or D.C., and officially as the District of Columbia) is the "
+        "capital of the United States. It is a federal district.",
+        "Capitalization or capitalisation in English grammar is the use of a capital letter at the start of a word.",
+        "Capital punishment has existed in the United States since before the United States was a country.",
+    ],
+}
+# text-embeddings-inference's README example.
+TEI_EXAMPLE = {"query": "What is Deep Learning?", "texts": ["Deep Learning is not...", "Deep learning is..."]}
+
+
+@pytest.fixture(scope="module")
+def client(lentil):
+    return TestClient(create_app(lentil, "test-model", Limits(max_body_bytes=50_000, max_documents=8,
+                                                                max_document_chars=2_000)))
+
+
+def test_cohere_rerank_example_best_first(client, lentil):
+    response = client.post("/v1/rerank", json=COHERE_EXAMPLE)
+    assert response.status_code == 200
+    body = response.json()
+    assert isinstance(body["id"], str) and "meta" in body
+    results = body["results"]
+    assert len(results) == 3
+    assert results[0]["index"] == 2  # Washington, D.C.
+    scores = [r["relevance_score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert results[0]["document"]["text"] == COHERE_EXAMPLE["documents"][2]
+    expected = lentil.score(COHERE_EXAMPLE["query"], COHERE_EXAMPLE["documents"])
+    assert scores[0] == pytest.approx(max(expected), abs=1e-6)
+
+
+def test_cohere_rerank_objects_and_no_documents(client):
+    documents = [{"text": "Paris is the capital of France.", "title": "France", "id": "fr"},
+                 {"sentences": ["Bananas are yellow.", "They grow in bunches."]}]
+    body = client.post("/v1/rerank", json={"query": "capital of France", "documents": documents}).json()
+    assert [r["index"] for r in body["results"]] == [0, 1]
+    assert all("document" not in r for r in body["results"])  # return_documents defaults to false, as in Cohere
+
+
+def test_tei_rerank_example(client):
+    response = client.post("/rerank", json={**TEI_EXAMPLE, "return_text": True})
+    assert response.status_code == 200
+    results = response.json()
+    assert sorted(r["index"] for r in results) == [0, 1]
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    assert all(0.0 <= r["score"] <= 1.0 for r in results)
+    assert {r["index"]: r["text"] for r in results} == dict(enumerate(TEI_EXAMPLE["texts"]))
+    raw = client.post("/rerank", json={**TEI_EXAMPLE, "raw_scores": True}).json()
+    assert [r["index"] for r in raw] == [r["index"] for r in results]
+    assert any(r["score"] < 0 or r["score"] > 1 for r in raw)  # logits, not probabilities
+
+
+def test_highlight_fields_spans_and_attention(client, lentil):
+    query = "How tall is the Eiffel Tower?"
+    sentences = ["The Eiffel Tower is in Paris.", "It stands 330 metres tall.", "It opened in 1889."]
+    body = client.post("/v1/highlight", json={"query": query, "documents": [{"sentences": sentences}, "Cats purr."],
+                                              "threshold": 0.05, "return_attention": True}).json()
+    first = body["results"][0]
+    assert [s["text"] for s in first["sentences"]] == sentences
+    joined = " ".join(sentences)
+    assert all(joined[s["start"]:s["end"]] == s["text"] for s in first["sentences"])  # spans into the joined text
+    expected = lentil.field(query, sentences)
+    assert [s["score"] for s in first["sentences"]] == pytest.approx([s.score for s in expected.slots], abs=1e-6)
+    assert first["spans"] == [s for s in first["sentences"] if s["score"] >= 0.05]
+    assert len(first["active"]) == lentil.pathways_per_query and set(first["gate"]) == set(lentil.describe()["pathways"])
+    assert len(first["pathway_attention"]) == len(sentences)
+    plain = client.post("/v1/highlight", json={"query": query, "documents": ["Cats purr."]}).json()["results"][0]
+    assert "pathway_attention" not in plain and "spans" not in plain
+
+
+def test_prune_by_threshold_and_budget(client, lentil):
+    query = "How tall is the Eiffel Tower?"
+    documents = ["The Eiffel Tower is in Paris. It stands 330 metres tall. It opened in 1889.", "Cats purr. Dogs bark."]
+    expected = lentil.prune(query, documents, threshold=0.1)
+    body = client.post("/v1/prune", json={"query": query, "documents": documents, "threshold": 0.1}).json()
+    assert [r["text"] for r in body["results"]] == [p.text for p in expected]
+    for result, document in zip(body["results"], documents):
+        assert all(document[s["start"]:s["end"]] == s["text"] for s in result["kept"])
+        assert all(s["score"] >= 0.1 for s in result["kept"])
+        assert 0.0 <= result["compression_rate"] <= 1.0
+    budget = client.post("/v1/prune", json={"query": query, "documents": documents, "budget_tokens": 8}).json()
+    assert sum(r["kept_tokens"] for r in budget["results"]) <= 8
+
+
+def test_health_and_models(client, lentil):
+    assert client.get("/health").json() == {"status": "ok"}
+    model = client.get("/v1/models").json()["data"][0]
+    assert model["id"] == "test-model"
+    assert model["pathways_per_query"] == lentil.pathways_per_query
+    assert model["encoder"] == lentil.encoder.name and len(model["calibration"]["slot"]) == 2
+    assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"query": "q"}, 422, "documents"),  # missing field
+    ({"documents": ["a"]}, 422, "query"),
+    ({"query": "q", "documents": [1]}, 422, "documents.0"),  # wrong type
+    ({"query": "q", "documents": "a"}, 422, "documents"),
+    ({"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
+    ({"query": "q", "documents": [{"text": "a", "sentences": ["b"]}]}, 422, "documents.0"),
+    ({"query": "q", "documents": [["a", " "]]}, 422, "documents[0][1]"),
+    ({"query": "  ", "documents": ["a"]}, 422, "query"),
+    ({"query": "q", "documents": ["a"] * 9}, 413, "documents"),  # too many documents
+    ({"query": "q", "documents": ["a" * 2_001]}, 413, "documents.0"),  # too long a document
+])
+def test_bad_requests_name_the_field(client, body, status, field):
+    response = client.post("/v1/rerank", json=body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["field"] == field and error["message"]
+
+
+def test_other_refusals(client):
+    oversized = client.post("/v1/rerank", content=b"x" * 60_000, headers={"content-type": "application/json"})
+    assert oversized.status_code == 413 and oversized.json()["error"]["field"] == "body"
+    chunked = client.post("/v1/rerank", content=iter([b"{" + b" " * 30_000, b" " * 30_000 + b"}"]),
+                          headers={"content-type": "application/json"})
+    assert chunked.status_code == 413
+    assert client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert client.post("/rerank", json={"query": "q", "texts": [3]}).json()["error"]["field"] == "texts.0"
+    assert client.post("/v1/prune", json={"query": "q", "documents": ["a"]}).status_code == 422  # no rule given
+    assert client.post("/v1/prune", json={"query": "q", "documents": ["a"], "threshold": 1.5}).status_code == 422
+    assert client.post("/v1/highlight", json={"query": "q", "documents": ["a"], "pathways_per_query": 0}).status_code == 422
+
+
+def test_api_key(lentil):
+    client = TestClient(create_app(lentil, api_key="s3cret"))
+    request = {"query": "q", "texts": ["a"]}
+    assert client.post("/rerank", json=request).status_code == 401
+    assert client.post("/rerank", json=request, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.post("/rerank", json=request, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.post("/rerank", json=request, headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert client.get("/v1/models").status_code == 401
+    assert client.get("/health").status_code == 200
+
+
+class _HeldLentil:
+    """The real model, whose scoring waits until the test lets it go: a request as long as the test needs."""
+
+    def __init__(self, lentil):
+        self.lentil, self.started, self.release = lentil, threading.Event(), threading.Event()
+
+    def score(self, *args, **kwargs):
+        self.started.set()
+        assert self.release.wait(30)
+        return self.lentil.score(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.lentil, name)
+
+
+def test_health_answers_during_a_long_request(lentil):
+    held = _HeldLentil(lentil)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(held), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        outcome = {}
+        long_request = threading.Thread(target=lambda: outcome.update(
+            response=httpx.post(f"{base}/rerank", json=TEI_EXAMPLE, timeout=60)))
+        long_request.start()
+        assert held.started.wait(20)
+        health = httpx.get(f"{base}/health", timeout=5)  # would time out if scoring held the event loop
+        assert health.status_code == 200 and "response" not in outcome
+        held.release.set()
+        long_request.join(60)
+        assert outcome["response"].status_code == 200
+    finally:
+        held.release.set()
+        server.should_exit = True
+        thread.join(10)
