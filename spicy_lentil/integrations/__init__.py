@@ -1,0 +1,58 @@
+"""Spicy Lentil as a component of the RAG frameworks: LangChain (`integrations.langchain`), LlamaIndex
+(`integrations.llama_index`) and Haystack (`integrations.haystack`), each behind its own extra.
+
+Every component does the same through `Judge`: score the retrieved texts for the query with the public
+API, keep the best `top_n`, and with a `threshold` prune each to its sentences scoring at least that
+(a document left with none is dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..engine import SpicyLentil
+from ..errors import check_count, check_threshold
+
+
+@dataclass
+class Judgement:
+    """One retrieved text as a component passes it on."""
+
+    index: int  # position among the texts it was given
+    score: float  # document relevance in [0, 1]
+    text: str  # the text, pruned to its kept sentences when a threshold is set
+    sentences: list[dict]  # the kept sentences (all of them without a threshold): text, start, end, score
+
+
+class Judge:
+    """Ranks (and optionally prunes) texts for a query; what the framework components share.
+
+    Args:
+        lentil: the model; None loads the bundled one.
+        top_n: most texts passed on, best first; None passes all.
+        threshold: when set, each text is pruned to its sentences scoring at least this, and texts left
+            empty are dropped.
+        pathways_per_query: the gate's k for these calls; None uses the model's.
+    """
+
+    def __init__(self, lentil: SpicyLentil | None = None, top_n: int | None = None, threshold: float | None = None,
+                 pathways_per_query: int | None = None) -> None:
+        self.lentil = lentil if lentil is not None else SpicyLentil.from_pretrained()
+        self.top_n = check_count(top_n, "top_n", allow_none=True)
+        self.threshold = check_threshold(threshold)
+        self.pathways_per_query = check_count(pathways_per_query, "pathways_per_query", allow_none=True)
+
+    def __call__(self, query: str, texts: list[str], top_n: int | None = None) -> list[Judgement]:
+        """The judged texts, best first: at most `top_n` (None: the judge's own)."""
+        top_n = check_count(top_n, "top_n", allow_none=True) or self.top_n
+        if not texts:
+            return []
+        k = self.pathways_per_query
+        if self.threshold is None:
+            fields = self.lentil.fields(query, texts, show_progress_bar=False, pathways_per_query=k)
+            judged = [Judgement(i, f.score, texts[i], [s.to_dict() for s in f.slots]) for i, f in enumerate(fields)]
+        else:
+            pruned = self.lentil.prune(query, texts, threshold=self.threshold, pathways_per_query=k)
+            judged = [Judgement(i, p.score, p.text, [s.to_dict() for s in p.kept]) for i, p in enumerate(pruned) if p.kept]
+        judged.sort(key=lambda j: -j.score)
+        return judged[:top_n]
