@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .engine import SpicyLentil
 from .errors import SpicyLentilError, as_document
@@ -157,6 +158,11 @@ def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Li
         errors = error.errors()
         field, message = _first_problem(errors)
         return _error(422, field, message, detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body that is not UTF-8 JSON: 400; an unknown path: 404), in the same shape.
+        return _error(error.status_code, "body" if error.status_code == 400 else None, str(error.detail))
 
     @app.exception_handler(SpicyLentilError)
     @app.exception_handler(ValueError)

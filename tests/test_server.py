@@ -139,6 +139,13 @@ def test_other_refusals(client):
                           headers={"content-type": "application/json"})
     assert chunked.status_code == 413
     assert client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    not_utf8 = client.post("/v1/rerank", content=b'{"query": "q", "documents": ["a\xff"]}',
+                           headers={"content-type": "application/json"})
+    assert not_utf8.status_code == 400 and not_utf8.json()["error"]["field"] == "body"
+    surrogate = client.post("/v1/rerank", content=rb'{"query": "q\ud800", "documents": ["a"]}',
+                            headers={"content-type": "application/json"})
+    assert surrogate.status_code == 422 and surrogate.json()["error"]["field"] == "query"
+    assert client.get("/nowhere").json()["error"]["message"] == "Not Found"
     assert client.post("/rerank", json={"query": "q", "texts": [3]}).json()["error"]["field"] == "texts.0"
     assert client.post("/v1/prune", json={"query": "q", "documents": ["a"]}).status_code == 422  # no rule given
     assert client.post("/v1/prune", json={"query": "q", "documents": ["a"], "threshold": 1.5}).status_code == 422
