@@ -75,6 +75,9 @@ class Encoder:
         # Guards the cache: threads sharing one encoder read, reorder and evict it. Held only around
         # cache access, never while the network runs, so encoding itself still runs side by side.
         self._cache_lock = threading.Lock()
+        # The Rust tokenizer is shared and stateful: a padded batch call switches padding on for the
+        # duration of the call, so an unpadded call from another thread meanwhile fails or pads wrongly.
+        self._tokenizer_lock = threading.Lock()
         self._digest: str | None = None
 
     @property
@@ -119,14 +122,17 @@ class Encoder:
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the tokens of `text` (special tokens excluded)."""
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [tuple(span) for span in encoded["offset_mapping"]]
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Number of tokens of each text, special tokens excluded."""
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]]
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, show_progress_bar: bool = False, use_cache: bool = True
@@ -193,7 +199,8 @@ class Encoder:
     def _features(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """The tokenized batch on the model's device."""
         preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
-        features = preprocess(list(texts))
+        with self._tokenizer_lock:
+            features = preprocess(list(texts))
         return {k: v.to(self.model.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
 
     def clear_cache(self) -> None:
