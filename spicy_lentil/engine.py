@@ -311,8 +311,8 @@ class SpicyLentil:
         query_encoding = self.encode_query(query, k)
         with torch.inference_mode(), routed_top_k(k):
             routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
-        # Only the extension pathway reads titles: skip encoding them when the query is not routed there.
-        wants_titles = "extension" in self._gate_summary(routing)[1]
+        # Titles are encoded only when the query is routed to a pathway that reads them.
+        wants_titles = any(self.model.pathways[name].reads_titles for name in self._gate_summary(routing)[1])
         # Read a few batches ahead: the encoder batches their slots by length, and the model's batches
         # share the work evenly (`_balanced_batches`); results still come out in input order.
         window = batch_size * LOOKAHEAD_BATCHES

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathways.base import PathwayInput, query_per_token, segment_sum
+from pathways.base import CorpusStatistics, PathwayInput, query_per_token, segment_sum
 
 EVIDENCE_FEATURES = ("cosine", "lexical")
 
@@ -36,7 +36,7 @@ class ZeroShotEvidence(nn.Module):
     """A slot logit from the slot's cosine to the query and its lexical overlap: `w . [cos, lexical] + b`.
 
     Three numbers, fitted with the rest of the model on the training mixture; the IDF table is
-    filled from the training corpora (`set_idf`) and travels with the checkpoint.
+    filled from the training corpora (`fit`) and travels with the checkpoint.
 
     Args:
         vocab_size: size of the encoder tokenizer's vocabulary.
@@ -56,6 +56,10 @@ class ZeroShotEvidence(nn.Module):
         if idf.shape != self.idf.shape:
             raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
         self.idf.copy_(idf)
+
+    def fit(self, statistics: CorpusStatistics) -> None:
+        """Takes the IDF table from the training corpora's statistics."""
+        self.set_idf(statistics.idf)
 
     def features(self, x: PathwayInput) -> torch.Tensor:
         """(batch, slots, features) the evidence features, in `EVIDENCE_FEATURES` order."""

@@ -25,7 +25,7 @@ class ModelOutput:
     routing: Routing
     pathway_attention: torch.Tensor  # (batch, slots, pathways) the fusion's weight on each pathway
     pooling_weights: torch.Tensor  # (batch, slots) how much each slot counts in the document score
-    stance_logits: torch.Tensor | None  # (batch, slots, stances) where reprehension ran, else None
+    stance_logits: torch.Tensor | None  # (batch, slots, stances) where a stance-judging pathway ran, else None
     stance_rows: torch.Tensor | None  # (rows,) batch rows that stance_logits' rows belong to
     load_balancing_loss: torch.Tensor  # scalar, Switch load balancing (padding excluded)
     z_loss: torch.Tensor  # scalar, router z-loss
@@ -54,8 +54,8 @@ class SpicyLentilModel(nn.Module):
         self.pathway_names = list(config.pathways)
         self.pathways = nn.ModuleDict(
             build_pathways(
-                self.pathway_names, config.embedding_dim, config.hidden_dim, config.dropout, config.vocab_size,
-                config.num_stances,
+                self.pathway_names, config.embedding_dim, config.hidden_dim, config.dropout,
+                vocab_size=config.vocab_size, num_stances=config.num_stances,
             )
         )
         self.gate = Gate(config.embedding_dim, config.num_pathways, config.pathways_per_query, config.router_noise)
@@ -98,7 +98,8 @@ class SpicyLentilModel(nn.Module):
     def _pathways_by_row(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Runs each pathway on the rows that selected it: the active outputs `(batch, slots, k, hidden)`.
 
-        Also returns reprehension's stance logits and the rows they belong to (None where it did not run).
+        Also returns the stance logits of the pathway that judges stance and the rows they belong to
+        (None where it did not run).
         """
         batch, slots = x.slot_mask.shape
         active = x.slots.new_zeros(batch, slots, routing.selected_pathways.shape[1], self.config.hidden_dim)
@@ -107,11 +108,11 @@ class SpicyLentilModel(nn.Module):
             rows, position = torch.where(routing.selected_pathways == index)
             if rows.numel() == 0:
                 continue  # sparse for real: a pathway no row selected never runs
-            h = self.pathways[name](x.select(rows))  # (rows, slots, hidden)
+            h, stance = self.pathways[name](x.select(rows))  # (rows, slots, hidden)
             weight = routing.routing_weights[rows, position].to(h.dtype)
             active[rows, :, position] = h * weight[:, None, None]  # Mixtral-style: scale by the routing weight
-            if name == "reprehension":
-                stance_logits, stance_rows = self.pathways[name].stance_logits(h), rows
+            if stance is not None:
+                stance_logits, stance_rows = stance, rows
         return active * x.slot_mask[:, :, None, None], stance_logits, stance_rows
 
     def _pathways_packed(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -125,16 +126,16 @@ class SpicyLentilModel(nn.Module):
         real = real_slots(x.slot_mask)
         for position, index in enumerate(routing.selected_pathways[0].tolist()):
             name = self.pathway_names[index]
-            h = self.pathways[name](x)  # (batch, slots, hidden)
+            h, stance = self.pathways[name](x)  # (batch, slots, hidden)
             packed = h.reshape(-1, h.shape[-1]).index_select(0, real)  # (real slots, hidden)
             columns.append(packed * routing.routing_weights[0, position].to(h.dtype))
-            if name == "reprehension":
-                stance_logits, stance_rows = self.pathways[name].stance_logits(h), torch.arange(x.batch_size, device=h.device)
+            if stance is not None:
+                stance_logits, stance_rows = stance, torch.arange(x.batch_size, device=h.device)
         return torch.stack(columns, dim=1).unsqueeze(0), stance_logits, stance_rows
 
     def _fuse(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Active pathways, then fusion: slot states `(batch, slots, hidden)` and pathway attention
-        `(batch, slots, pathways)`, zeros on padding; and reprehension's stance logits and their rows."""
+        `(batch, slots, pathways)`, zeros on padding; and the stance logits and their rows."""
         selected, weights = routing.selected_pathways, routing.routing_weights
         if not (bool((selected == selected[:1]).all()) and bool((weights == weights[:1]).all())):
             active, stance_logits, stance_rows = self._pathways_by_row(x, routing)

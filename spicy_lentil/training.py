@@ -28,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from pathways.base import CorpusStatistics
+
 from .batching import collate
 from .calibration import fit_calibration
 from .data import RelevanceData
@@ -161,7 +163,7 @@ class Trainer:
         schedule = lambda step: min(1.0, (step + 1) / max(1, args.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(lentil.model, self.optimizer, self.scheduler)
-        self._set_idf()
+        self._fit_corpus_statistics()
 
     # ---- data ----------------------------------------------------------------------------------
 
@@ -189,13 +191,14 @@ class Trainer:
                             for query_id, query, doc_id in data.unanswerable if doc_id in index.position)
         return examples
 
-    def _set_idf(self) -> None:
-        """Fills every IDF table of the model (modules with `set_idf`) from the slot tokens of all training
-        corpora (document frequency over slots)."""
-        tables = [m for m in self.lentil.model.modules() if hasattr(m, "set_idf")]
-        if not tables:
+    def _fit_corpus_statistics(self) -> None:
+        """Fits every module of the model that learns from the training corpora (those with `fit`: the
+        pathways and the zero-shot evidence) on their statistics: IDF over the slot tokens of all
+        training corpora (document frequency over slots)."""
+        fitted = [m for m in self.lentil.model.modules() if callable(getattr(m, "fit", None))]
+        if not fitted:
             return
-        df = torch.zeros_like(tables[0].idf)
+        df = torch.zeros(self.lentil.config.vocab_size)
         n_slots = 0
         for index in {id(s.index): s.index for s in self.sets}.values():
             for i in range(len(index)):
@@ -206,8 +209,9 @@ class Trainer:
                 n_slots += len(document)
         idf = torch.log1p((n_slots - df + 0.5) / (df + 0.5)).clamp(min=0)
         idf[list(self.lentil.encoder.tokenizer.all_special_ids)] = 0.0
-        for table in tables:
-            table.set_idf(idf)
+        statistics = CorpusStatistics(idf)
+        for module in fitted:
+            module.fit(statistics)
 
     def _epoch_steps(self, epoch: int) -> tuple[list[list[int]], np.random.Generator]:
         """The epoch's steps (example indices), each from one dataset drawn by the mixture's weights.
