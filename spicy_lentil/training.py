@@ -55,7 +55,7 @@ class TrainingArguments:
     slot_weight: float = 1.0  # BCE on the rationale slots of relevant documents
     slot_ranking_weight: float = 2.0  # listwise CE over each labelled document's slots, rationales as targets: slot MAP is a ranking within the document
     negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
-    stance_weight: float = 0.2  # reprehension's stance head, where stance labels exist
+    stance_weight: float = 0.2  # the stance head of the pathway that judges stance, where stance labels exist
     prior_dropout: float = 0.25  # share of queries trained without the first-stage prior (bare documents have none)
     seed: int = 0
     train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
@@ -318,7 +318,7 @@ class Trainer:
             slot_ranking = -((log_probs * target).sum(-1) / target.sum(-1).clamp(min=1)).mean()
         stance = logits.new_zeros(())
         if output.stance_logits is not None:
-            labels = batch["stance"][output.stance_rows]  # (rows that ran reprehension, slots); -1 = unlabelled
+            labels = batch["stance"][output.stance_rows]  # (rows that ran the stance-judging pathway, slots); -1 = unlabelled
             if (labels >= 0).any():
                 stance = nn.functional.cross_entropy(output.stance_logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
         config = self.lentil.config
