@@ -33,6 +33,7 @@ class SpicyLentilConfig:
     vocab_size: int = 30522  # size of the encoder tokenizer's vocabulary (the IDF tables)
     load_balancing_weight: float = 0.01  # weight of the Switch load-balancing loss
     z_loss_weight: float = 0.001  # weight of the ST-MoE router z-loss
+    prior_features: int = 4  # first-stage features the document head reads (retrieval.PRIOR_FEATURES)
     num_stances: int = 3  # stance classes of the pathway that judges stance: neutral, support, contradict
     encoder_weights: str = ""  # tuned encoder tensors in the model folder, applied over `encoder`; "" = none
     zero_shot_residual: bool = True  # slot and document logits start from zero-shot evidence (evidence.py)

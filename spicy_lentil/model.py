@@ -15,7 +15,6 @@ from .evidence import ZeroShotEvidence
 from .fusion import build_fusion
 from .gate import Gate, Routing, load_balancing_loss, router_z_loss
 from .pooling import POOLING_CLASSES
-from .retrieval import PRIOR_FEATURES
 
 
 @dataclass
@@ -69,7 +68,7 @@ class SpicyLentilModel(nn.Module):
         # The document head also reads the first-stage prior when reranking a corpus (z-scored BM25
         # and dense signals) and a flag saying whether there is one: trained with the prior dropped
         # half the time, the same model scores bare documents and reranks corpus candidates.
-        doc_in = config.hidden_dim + 2 + PRIOR_FEATURES + 1
+        doc_in = config.hidden_dim + 2 + config.prior_features + 1
         self.doc_head = nn.Sequential(nn.Linear(doc_in, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, 1))
         if config.zero_shot_residual:
             # Fail-safe: scores start from the zero-shot evidence, and the pathways' corrections start
@@ -156,7 +155,7 @@ class SpicyLentilModel(nn.Module):
         return bound * torch.tanh(correction / bound)
 
     def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
-        """Scores a batch; `prior` is (batch, PRIOR_FEATURES) first-stage features (NaN rows: none), or None for none."""
+        """Scores a batch; `prior` is (batch, config.prior_features) first-stage features (NaN rows: none), or None for none."""
         batch, slots = x.slot_mask.shape
         routing = self.gate(x.query)
         z, attention, stance_logits, stance_rows = self._fuse(x, routing)  # (batch, slots, hidden), (batch, slots, pathways)
@@ -174,7 +173,7 @@ class SpicyLentilModel(nn.Module):
         best_slot = masked.max(-1).values  # (batch,)
         mean_slot = (raw_slot * x.slot_mask).sum(-1) / x.slot_mask.sum(-1).clamp(min=1)
         if prior is None:
-            prior_features = x.slots.new_zeros(batch, PRIOR_FEATURES + 1)
+            prior_features = x.slots.new_zeros(batch, self.config.prior_features + 1)
         else:
             has_prior = ~torch.isnan(prior).any(dim=-1, keepdim=True)  # (batch, 1)
             prior = torch.where(has_prior, prior, torch.zeros_like(prior)).to(x.slots.dtype)
@@ -182,7 +181,7 @@ class SpicyLentilModel(nn.Module):
         doc_features = torch.cat([pooled, best_slot.unsqueeze(-1), mean_slot.unsqueeze(-1), prior_features], dim=-1)
         raw_doc = self.doc_head(doc_features).squeeze(-1)  # (batch,)
         if self.config.zero_shot_residual:
-            fusion = prior_features[:, PRIOR_FEATURES - 1]  # the first stage's fusion; 0 without a prior
+            fusion = prior_features[:, self.config.prior_features - 1]  # the first stage's fusion; 0 without a prior
             raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
         slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
