@@ -42,7 +42,7 @@ class SpicyLentilConfig:
     slot_contrast: bool = False  # the slot head also reads the slot's state minus its document's mean state
 
     def __post_init__(self) -> None:
-        from pathways.registry import PATHWAY_NAMES
+        from .pathways.registry import PATHWAY_NAMES
 
         if not self.pathways:
             self.pathways = list(PATHWAY_NAMES)

@@ -224,7 +224,17 @@ class SpicyLentil:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "library": "spicy-lentil"})
 
-    # ---- the gate's k -------------------------------------------------------------------------
+    # ---- the pathways and the gate's k --------------------------------------------------------
+
+    @property
+    def pathway_names(self) -> list[str]:
+        """The model's pathways, in registry order (the order of gate weights and pathway attention)."""
+        return list(self.model.pathway_names)
+
+    @property
+    def pathway_questions(self) -> dict[str, str]:
+        """Each pathway's question: what it asks of a slot."""
+        return {name: self.model.pathways[name].question for name in self.model.pathway_names}
 
     @property
     def pathways_per_query(self) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathways.base import CorpusStatistics, PathwayInput, query_per_token, segment_sum
+from .pathways.base import CorpusStatistics, PathwayInput, query_per_token, segment_sum
 
 EVIDENCE_FEATURES = ("cosine", "lexical")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pathways.base import PathwayInput, masked_mean, real_slots
-from pathways.registry import build_pathways
+from .pathways.base import PathwayInput, masked_mean, real_slots
+from .pathways.registry import build_pathways
 
 from .config import SpicyLentilConfig
 from .evidence import ZeroShotEvidence

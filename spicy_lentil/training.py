@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from pathways.base import CorpusStatistics
+from .pathways.base import CorpusStatistics
 
 from .batching import collate
 from .calibration import fit_calibration

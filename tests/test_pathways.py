@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pathways import PATHWAY_NAMES, build_pathways
-from pathways.base import CorpusStatistics, segment_max, segment_sum, token_products
+from spicy_lentil.pathways import PATHWAY_NAMES, build_pathways
+from spicy_lentil.pathways.base import CorpusStatistics, segment_max, segment_sum, token_products
 from spicy_lentil.batching import collate
 from tests.conftest import fake_encoding, make_input
 
