@@ -132,6 +132,10 @@ class SpicyLentil:
         self.routing_statistics = RoutingStatistics(model.pathway_names)
         self._statistics_lock = threading.Lock()
         self.special_ids = list(encoder.tokenizer.all_special_ids)
+        # Indexes `search` opened by folder, each with the manifest bytes it was opened at: a folder
+        # search is as fast as a loaded `CorpusIndex`, and a rebuilt index (new manifest) is reopened.
+        self._indexes: dict[Path, tuple[bytes, "CorpusIndex"]] = {}
+        self._indexes_lock = threading.Lock()
 
     # ---- construction and persistence -------------------------------------------------------
 
@@ -251,9 +255,8 @@ class SpicyLentil:
         if k is None:
             return self.model.top_k
         n = len(self.model.pathway_names)
-        if isinstance(k, bool) or not isinstance(k, int):
-            raise TypeError(f"pathways_per_query must be an int, got {type(k).__name__}")
-        if not 1 <= k <= n:
+        check_count(k, "pathways_per_query")
+        if k > n:
             raise ValueError(f"pathways_per_query must be in 1..{n}, got {k}")
         return k
 
@@ -425,7 +428,7 @@ class SpicyLentil:
             check_count(value, name)
         k = self._call_k(pathways_per_query)
         if not isinstance(index, CorpusIndex):
-            index = CorpusIndex.load(index, self.encoder, self.slotter)
+            index = self._open_index(Path(index))
         first_stage = first_stage or FirstStage()
         query_encoding = self.encode_query(query, k)
         signals = first_stage.signals(index, query, query_encoding.embedding.numpy())
@@ -439,6 +442,23 @@ class SpicyLentil:
             results.append({"corpus_id": doc["_id"], "score": field.score, "text": doc["text"], "title": doc["title"],
                             "first_stage": float(signals["fusion"][docs[r]]), "field": field})
         return results
+
+    def _open_index(self, folder: Path) -> "CorpusIndex":
+        """The index in `folder`, opened once and kept while its manifest stays the same."""
+        from .index import MANIFEST, CorpusIndex
+
+        folder = folder.resolve()
+        try:
+            manifest = (folder / MANIFEST).read_bytes()
+        except OSError:
+            manifest = None  # CorpusIndex.load names what is missing
+        with self._indexes_lock:
+            kept = self._indexes.get(folder)
+            if manifest is not None and kept is not None and kept[0] == manifest:
+                return kept[1]
+            index = CorpusIndex.load(folder, self.encoder, self.slotter)
+            self._indexes[folder] = (manifest, index)
+            return index
 
     def rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 64,
                        pathways_per_query: int | None = None) -> list[RelevanceField]:
