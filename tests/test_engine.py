@@ -254,3 +254,13 @@ def test_balanced_batches_cap_rows_and_tokens_and_share_the_work():
     sums = [sum(200 + r for r in b) for b in batches]
     assert max(sums) / min(sums) < 1.01  # rows of every length in each
     assert _balanced_batches([], len, 32, 100, 2) == [] and _balanced_batches([0], lambda r: 5, 32, 100, 2) == [[0]]
+
+
+def test_the_gate_runs_once_per_query_before_the_models_own_pass(lentil):
+    calls = []
+    hook = lentil.model.gate.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    try:
+        lentil.field(QUERY, DOCS[0])
+    finally:
+        hook.remove()
+    assert calls == [1, 1]  # the query's routing once, then the model's pass over the one document
