@@ -310,7 +310,7 @@ class SpicyLentil:
             batch_size: documents per model batch.
             cache_slots: keep slot (and title) encodings in the encoder's cache for the next query.
                 Off for one pass over many distinct documents (a score job): there the cache only
-                churns memory, and peak memory grows with the input (20,000 short documents: +20-30%).
+                churns memory, and peak memory grows with the input (BENCHMARKS.md, "Memory of a streaming score job").
             pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
         """
         check_query(query)
