@@ -94,6 +94,8 @@ def test_rank_is_sentence_transformers_style(lentil):
     for r in ranked:
         assert r["score"] == pytest.approx(all_scores[r["corpus_id"]], abs=1e-6)
     assert ranked[0]["text"] in [d if isinstance(d, str) else d["text"] for d in DOCS]
+    assert ranked[0]["corpus_id"] == 0  # the vitamin D document answers the vitamin D query
+    assert ranked[0]["text"] == DOCS[0]
 
 
 def test_compress_keeps_best_slots_in_document_order_within_budget(lentil):
