@@ -181,6 +181,24 @@ class CorpusStatistics:
     idf: torch.Tensor  # (vocab,) inverse document frequency over slots of every token id; 0 for special tokens
 
 
+class IdfTable:
+    """Mixin for a module with an `idf` buffer (one value per vocabulary id) that `fit` fills from the
+    training corpora, so the table travels with the checkpoint."""
+
+    idf: torch.Tensor
+
+    @torch.no_grad()
+    def set_idf(self, idf: torch.Tensor) -> None:
+        """Replaces the IDF table, one value per vocabulary id."""
+        if idf.shape != self.idf.shape:
+            raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
+        self.idf.copy_(idf)
+
+    def fit(self, statistics: CorpusStatistics) -> None:
+        """Takes the IDF table from the training corpora's statistics."""
+        self.set_idf(statistics.idf)
+
+
 class Pathway(nn.Module):
     """Base class. Subclasses set `name` and `question` and implement `forward`; they declare what else
     they need in class attributes, so the model, the engine and training never ask for a pathway by name.

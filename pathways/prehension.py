@@ -3,10 +3,10 @@
 import torch
 from torch import nn
 
-from .base import CorpusStatistics, Pathway, PathwayInput, PathwayOutput, mlp, query_per_token, segment_sum, token_slot_index
+from .base import IdfTable, Pathway, PathwayInput, PathwayOutput, mlp, query_per_token, segment_sum, token_slot_index
 
 
-class Prehension(Pathway):
+class Prehension(IdfTable, Pathway):
     """Lexical grip: IDF-weighted overlap and a BM25 score of the slot, over the encoder's word pieces.
 
     The IDF table is a buffer filled from the training corpus (`fit`), so it travels with the
@@ -24,15 +24,6 @@ class Prehension(Pathway):
         self.matched = nn.Linear(embedding_dim, hidden_dim)
         self.head = mlp(hidden_dim + 6, hidden_dim, dropout)
 
-    @torch.no_grad()
-    def set_idf(self, idf: torch.Tensor) -> None:
-        """Replaces the IDF table, one value per vocabulary id."""
-        if idf.shape != self.idf.shape:
-            raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
-        self.idf.copy_(idf)
-
-    def fit(self, statistics: CorpusStatistics) -> None:
-        self.set_idf(statistics.idf)
 
     @staticmethod
     def _gripped(hit: torch.Tensor, x: PathwayInput) -> torch.Tensor:
