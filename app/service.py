@@ -6,7 +6,6 @@ import os
 import threading
 from typing import Mapping, Sequence
 
-from pathways import PATHWAYS
 from spicy_lentil import CompressedContext, RelevanceField, SpicyLentil
 from spicy_lentil.runtime import configure
 
@@ -34,8 +33,8 @@ class SharedLentil:
         self.lentil = lentil
         self.folder = folder
         self.default_k = lentil.pathways_per_query
-        self.names = list(lentil.model.pathway_names)
-        self.questions = {name: PATHWAYS[name].question if name in PATHWAYS else "" for name in self.names}
+        self.names = lentil.pathway_names
+        self.questions = lentil.pathway_questions
         self._lock = threading.Lock()
 
     @classmethod

@@ -19,11 +19,11 @@ from typing import Callable, TypeVar
 
 import streamlit as st
 
-from app.documents import (ALLOWED_EXTENSIONS, MAX_FILE_BYTES, MAX_FILES, PASTE_SEPARATOR, demo_corpus,
+from spicy_lentil.app.documents import (ALLOWED_EXTENSIONS, MAX_FILE_BYTES, MAX_FILES, PASTE_SEPARATOR, demo_corpus,
                            demo_queries, load_uploads, paste_problem, split_pasted)
-from app.render import (CSS, HEATMAP_MAX_SLOTS, active_questions_html, attention_heatmap, document_header_html, field_html,
+from spicy_lentil.app.render import (CSS, HEATMAP_MAX_SLOTS, active_questions_html, attention_heatmap, document_header_html, field_html,
                         gate_chart, legend_html, mean_attention, mean_attention_chart, pathway_chips_html, results_jsonl)
-from app.service import BUNDLED_LABEL, SharedLentil, model_choices
+from spicy_lentil.app.service import BUNDLED_LABEL, SharedLentil, model_choices
 from spicy_lentil import CompressedContext, RelevanceField
 
 DEMO, PASTE, UPLOAD = "Demo corpus", "Paste text", "Upload files"

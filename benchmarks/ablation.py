@@ -22,7 +22,7 @@ import time
 import torch
 from common import CACHE_DIR, SCIFACT_DIR, markdown_table, write_section
 
-from pathways import PATHWAY_NAMES
+from spicy_lentil.pathways import PATHWAY_NAMES
 from spicy_lentil import SpicyLentil, SpicyLentilConfig
 from spicy_lentil.config import BUNDLED_ENCODER
 from spicy_lentil.data import load_data

@@ -16,8 +16,8 @@ import torch
 
 from common import SCIFACT_DIR, markdown_table, median, write_section
 
-from app.documents import demo_corpus, demo_queries
-from app.service import SharedLentil
+from spicy_lentil.app.documents import demo_corpus, demo_queries
+from spicy_lentil.app.service import SharedLentil
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp
+from .base import Pathway, PathwayInput, PathwayOutput, mlp
 
 
 class Apprehension(Pathway):
@@ -20,7 +20,7 @@ class Apprehension(Pathway):
         super().__init__(embedding_dim, hidden_dim, dropout)
         self.head = mlp(3 * embedding_dim + 3, hidden_dim, dropout)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         mask = x.slot_mask.unsqueeze(-1).float()
         s = x.slots * mask
         running = torch.cumsum(s, dim=1) - s  # sum of the slots before each slot: (batch, slots, dim)
@@ -31,4 +31,4 @@ class Apprehension(Pathway):
         familiarity = nn.functional.cosine_similarity(s, context, dim=-1, eps=1e-6).unsqueeze(-1)
         new_for_query = (q * novelty).sum(-1, keepdim=True)
         first = (count == 1).float() * (torch.cumsum(mask, dim=1) == 1).float()
-        return self.head_on_slots(torch.cat([novelty, q * novelty, q * s, familiarity, new_for_query, first], dim=-1), x)
+        return PathwayOutput(self.head_on_slots(torch.cat([novelty, q * novelty, q * s, familiarity, new_for_query, first], dim=-1), x))

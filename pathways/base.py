@@ -1,8 +1,9 @@
-"""The pathway interface: every pathway reads one `PathwayInput` and returns `(batch, slots, hidden)`."""
+"""The pathway interface: every pathway reads one `PathwayInput` and returns a `PathwayOutput`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -166,8 +167,41 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     return (x * weights).sum(dim) / weights.sum(dim).clamp(min=1.0)
 
 
+class PathwayOutput(NamedTuple):
+    """What a pathway makes: its slot states, and the slots' stance toward the query if it judges one."""
+
+    hidden: torch.Tensor  # (batch, slots, hidden), zeros on padding
+    stance_logits: torch.Tensor | None = None  # (batch, slots, stances)
+
+
+@dataclass
+class CorpusStatistics:
+    """What a pathway may learn from the training corpora before training (`Pathway.fit`)."""
+
+    idf: torch.Tensor  # (vocab,) inverse document frequency over slots of every token id; 0 for special tokens
+
+
+class IdfTable:
+    """Mixin for a module with an `idf` buffer (one value per vocabulary id) that `fit` fills from the
+    training corpora, so the table travels with the checkpoint."""
+
+    idf: torch.Tensor
+
+    @torch.no_grad()
+    def set_idf(self, idf: torch.Tensor) -> None:
+        """Replaces the IDF table, one value per vocabulary id."""
+        if idf.shape != self.idf.shape:
+            raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
+        self.idf.copy_(idf)
+
+    def fit(self, statistics: CorpusStatistics) -> None:
+        """Takes the IDF table from the training corpora's statistics."""
+        self.set_idf(statistics.idf)
+
+
 class Pathway(nn.Module):
-    """Base class. Subclasses set `name` and `question` and implement `forward`.
+    """Base class. Subclasses set `name` and `question` and implement `forward`; they declare what else
+    they need in class attributes, so the model, the engine and training never ask for a pathway by name.
 
     Args:
         embedding_dim: width of the encoder's embeddings.
@@ -177,6 +211,8 @@ class Pathway(nn.Module):
 
     name: str = ""
     question: str = ""
+    reads_titles: bool = False  # forward reads `x.title`: the engine encodes titles only when such a pathway runs
+    config_options: tuple[str, ...] = ()  # `SpicyLentilConfig` fields passed to the constructor by keyword
 
     def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1) -> None:
         super().__init__()
@@ -184,8 +220,15 @@ class Pathway(nn.Module):
         self.hidden_dim = hidden_dim
         self.dropout = dropout
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:  # (batch, slots, hidden)
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         raise NotImplementedError
+
+    def fit(self, statistics: CorpusStatistics) -> None:
+        """Learns what the pathway takes from the training corpora; most take nothing.
+
+        Args:
+            statistics: the training corpora's statistics.
+        """
 
     def head_on_slots(self, features: torch.Tensor, x: PathwayInput) -> torch.Tensor:
         """`self.head` over the real slots only: (batch, slots, features) -> (batch, slots, hidden), zeros on padding.

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp
+from .base import Pathway, PathwayInput, PathwayOutput, mlp
 
 
 class Comprehension(Pathway):
@@ -25,8 +25,8 @@ class Comprehension(Pathway):
         )
         self.head = mlp(3 * hidden_dim, hidden_dim, dropout)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         h = self.project(x.slots)  # (batch, slots, hidden)
         h = self.context(h, src_key_padding_mask=~x.slot_mask)  # (batch, slots, hidden)
         q = self.query(x.query).unsqueeze(1).expand_as(h)
-        return self.head_on_slots(torch.cat([h, q * h, (q - h).abs()], dim=-1), x)
+        return PathwayOutput(self.head_on_slots(torch.cat([h, q * h, (q - h).abs()], dim=-1), x))

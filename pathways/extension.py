@@ -2,7 +2,7 @@
 
 import torch
 
-from .base import Pathway, PathwayInput, masked_mean, mlp
+from .base import Pathway, PathwayInput, PathwayOutput, masked_mean, mlp
 
 
 class Extension(Pathway):
@@ -14,13 +14,14 @@ class Extension(Pathway):
 
     name = "extension"
     question = "Does the slot's neighbourhood (neighbouring slots, the title) extend the match?"
+    reads_titles = True
     window = 2
 
     def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1) -> None:
         super().__init__(embedding_dim, hidden_dim, dropout)
         self.head = mlp(3 * embedding_dim + 3, hidden_dim, dropout)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         mask = x.slot_mask.float().unsqueeze(-1)  # (batch, slots, 1)
         s = x.slots * mask
         summed, counts = torch.zeros_like(s), torch.zeros_like(mask)
@@ -37,4 +38,4 @@ class Extension(Pathway):
         q_nbr = (q * neighbours).sum(-1, keepdim=True)
         q_title = (q * title).sum(-1, keepdim=True)
         q_slot = (q * s).sum(-1, keepdim=True)
-        return self.head_on_slots(torch.cat([q * neighbours, q * title, q * s, q_nbr, q_title, q_slot], dim=-1), x)
+        return PathwayOutput(self.head_on_slots(torch.cat([q * neighbours, q * title, q * s, q_nbr, q_title, q_slot], dim=-1), x))

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp, segment_max, token_products
+from .base import Pathway, PathwayInput, PathwayOutput, mlp, segment_max, token_products
 
 
 class Participatory(Pathway):
@@ -22,7 +22,7 @@ class Participatory(Pathway):
         self.interaction = nn.Linear(embedding_dim, hidden_dim)
         self.head = mlp(hidden_dim + 3, hidden_dim, dropout)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         q = nn.functional.normalize(x.query_tokens, dim=-1)  # (batch, q_tokens, dim)
         sim = token_products(x, q[0] if x.shared_query else q) * x.token_scale.unsqueeze(-1)  # (tokens, q_tokens) cosines
         maxsim = segment_max(sim, x).clamp(min=-1.0)  # (batch, slots, q_tokens)
@@ -33,4 +33,4 @@ class Participatory(Pathway):
         plain = (maxsim * q_mask).sum(-1, keepdim=True) / q_mask.sum(-1, keepdim=True).clamp(min=1)
         best = maxsim.masked_fill(~q_mask, -1.0).max(dim=-1, keepdim=True).values
         engaged = torch.einsum("bsq,bqd->bsd", weights * maxsim.clamp(min=0.0), q)  # which query words found partners
-        return self.head_on_slots(torch.cat([self.interaction(engaged), weighted, plain, best], dim=-1), x)
+        return PathwayOutput(self.head_on_slots(torch.cat([self.interaction(engaged), weighted, plain, best], dim=-1), x))

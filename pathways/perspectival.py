@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, masked_mean, mlp
+from .base import Pathway, PathwayInput, PathwayOutput, masked_mean, mlp
 
 
 class Perspectival(Pathway):
@@ -21,7 +21,7 @@ class Perspectival(Pathway):
         self.lens = nn.Linear(embedding_dim, embedding_dim)  # the query's view: which dimensions matter
         self.head = mlp(2 * embedding_dim + 3, hidden_dim, dropout)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         centroid = masked_mean(x.slots, x.slot_mask, dim=1)  # (batch, dim)
         deviation = x.slots - centroid.unsqueeze(1)  # (batch, slots, dim)
         lens = torch.sigmoid(self.lens(x.query)).unsqueeze(1)  # (batch, 1, dim)
@@ -30,4 +30,4 @@ class Perspectival(Pathway):
         typicality = nn.functional.cosine_similarity(x.slots, centroid.unsqueeze(1), dim=-1).unsqueeze(-1)
         spread = deviation.norm(dim=-1, keepdim=True)
         features = torch.cat([lens * deviation, q * deviation, query_gain, typicality, spread], dim=-1)
-        return self.head_on_slots(features, x)
+        return PathwayOutput(self.head_on_slots(features, x))

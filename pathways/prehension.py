@@ -3,19 +3,20 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp, query_per_token, segment_sum, token_slot_index
+from .base import IdfTable, Pathway, PathwayInput, PathwayOutput, mlp, query_per_token, segment_sum, token_slot_index
 
 
-class Prehension(Pathway):
+class Prehension(IdfTable, Pathway):
     """Lexical grip: IDF-weighted overlap and a BM25 score of the slot, over the encoder's word pieces.
 
-    The IDF table is a buffer filled from the training corpus (`set_idf`), so it travels with the
+    The IDF table is a buffer filled from the training corpus (`fit`), so it travels with the
     checkpoint; slot length is normalised against the document's own average slot length.
     """
 
     name = "prehension"
     question = "Is there a literal grip: does the slot share the query's (rare) terms?"
     k1, b = 1.2, 0.75
+    config_options = ("vocab_size",)
 
     def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1, vocab_size: int = 30522) -> None:
         super().__init__(embedding_dim, hidden_dim, dropout)
@@ -23,12 +24,6 @@ class Prehension(Pathway):
         self.matched = nn.Linear(embedding_dim, hidden_dim)
         self.head = mlp(hidden_dim + 6, hidden_dim, dropout)
 
-    @torch.no_grad()
-    def set_idf(self, idf: torch.Tensor) -> None:
-        """Replaces the IDF table, one value per vocabulary id."""
-        if idf.shape != self.idf.shape:
-            raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
-        self.idf.copy_(idf)
 
     @staticmethod
     def _gripped(hit: torch.Tensor, x: PathwayInput) -> torch.Tensor:
@@ -43,7 +38,7 @@ class Prehension(Pathway):
         counts = x.tokens.new_zeros(batch * slots).index_add_(0, target, x.tokens.new_ones(target.shape[0]))
         return (sums / counts.clamp(min=1).unsqueeze(-1)).view(batch, slots, -1)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         q_ids = x.query_ids
         q_valid = q_ids >= 0  # (batch, q_tokens)
         t_valid = x.token_ids >= 0  # (tokens,)
@@ -67,4 +62,4 @@ class Prehension(Pathway):
              (present.sum(-1, keepdim=True) == n_query).float()],
             dim=-1,
         )
-        return self.head_on_slots(features, x)
+        return PathwayOutput(self.head_on_slots(features, x))

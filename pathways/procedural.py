@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp
+from .base import Pathway, PathwayInput, PathwayOutput, mlp
 
 
 class Procedural(Pathway):
@@ -37,10 +37,10 @@ class Procedural(Pathway):
         last = (index == length - 1).float().unsqueeze(-1)
         return torch.cat([relative.unsqueeze(-1), periodic, first, last], dim=-1)  # (batch, slots, position_features)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         mask = x.slot_mask.unsqueeze(-1).float()
         h = self.project(torch.cat([x.slots, self._positions(x.slot_mask)], dim=-1)) * mask  # (batch, slots, hidden)
         for conv in self.convs:
             h = (h + torch.relu(conv(h.transpose(1, 2)).transpose(1, 2))) * mask  # padding stays zero
         gamma, beta = self.film(x.query).unsqueeze(1).chunk(2, dim=-1)  # (batch, 1, hidden) each
-        return self.head_on_slots(h * (1 + gamma) + beta, x)
+        return PathwayOutput(self.head_on_slots(h * (1 + gamma) + beta, x))

@@ -2,7 +2,7 @@
 
 import torch
 
-from .base import Pathway, PathwayInput, mlp
+from .base import Pathway, PathwayInput, PathwayOutput, mlp
 
 
 class Propositional(Pathway):
@@ -15,8 +15,8 @@ class Propositional(Pathway):
         super().__init__(embedding_dim, hidden_dim, dropout)
         self.head = mlp(4 * embedding_dim + 1, hidden_dim, dropout)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         q = x.query.unsqueeze(1).expand_as(x.slots)  # (batch, slots, dim)
         s = x.slots
         cosine = (q * s).sum(-1, keepdim=True)  # (batch, slots, 1)
-        return self.head_on_slots(torch.cat([q, s, q * s, (q - s).abs(), cosine], dim=-1), x)
+        return PathwayOutput(self.head_on_slots(torch.cat([q, s, q * s, (q - s).abs(), cosine], dim=-1), x))

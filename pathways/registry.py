@@ -33,18 +33,9 @@ PATHWAYS: dict[str, type[Pathway]] = {
 PATHWAY_NAMES: tuple[str, ...] = tuple(PATHWAYS)
 
 
-def build_pathways(names: list[str], embedding_dim: int, hidden_dim: int, dropout: float, vocab_size: int,
-                   num_stances: int) -> dict[str, Pathway]:
-    """Instantiates the named pathways, in registry order."""
-    built = {}
-    for name in PATHWAY_NAMES:
-        if name not in names:
-            continue
-        cls = PATHWAYS[name]
-        kwargs = {}
-        if cls is Prehension:
-            kwargs["vocab_size"] = vocab_size
-        if cls is Reprehension:
-            kwargs["num_stances"] = num_stances
-        built[name] = cls(embedding_dim, hidden_dim, dropout, **kwargs)
-    return built
+def build_pathways(names: list[str], embedding_dim: int, hidden_dim: int, dropout: float,
+                   **options) -> dict[str, Pathway]:
+    """Instantiates the named pathways, in registry order; each takes the `options` its class names in
+    `config_options`."""
+    return {name: cls(embedding_dim, hidden_dim, dropout, **{o: options[o] for o in cls.config_options})
+            for name, cls in PATHWAYS.items() if name in names}

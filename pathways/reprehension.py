@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from .base import Pathway, PathwayInput, mlp, segment_max, token_products
+from .base import Pathway, PathwayInput, PathwayOutput, mlp, segment_max, token_products
 
 
 class Reprehension(Pathway):
@@ -16,6 +16,7 @@ class Reprehension(Pathway):
     name = "reprehension"
     question = "Does the slot contradict or negate the query?"
     num_cues = 16
+    config_options = ("num_stances",)
 
     def __init__(self, embedding_dim: int, hidden_dim: int, dropout: float = 0.1, num_stances: int = 3) -> None:
         super().__init__(embedding_dim, hidden_dim, dropout)
@@ -24,7 +25,7 @@ class Reprehension(Pathway):
         self.head = mlp(hidden_dim + 3 * self.num_cues, hidden_dim, dropout)
         self.stance = nn.Linear(hidden_dim, num_stances)
 
-    def forward(self, x: PathwayInput) -> torch.Tensor:
+    def forward(self, x: PathwayInput) -> PathwayOutput:
         # Response of each cue probe to each (unit-length) token.
         token_response = token_products(x, self.cues) * x.token_scale.unsqueeze(-1)  # (tokens, cues)
         slot_cues = segment_max(token_response, x)  # (batch, slots, cues)
@@ -33,8 +34,5 @@ class Reprehension(Pathway):
         query_cues = query_response.amax(dim=1).unsqueeze(1).expand_as(slot_cues)  # (batch, slots, cues)
         q = x.query.unsqueeze(1).expand_as(x.slots)
         contrast = self.contrast(torch.cat([q * x.slots, q - x.slots], dim=-1))  # (batch, slots, hidden)
-        return self.head_on_slots(torch.cat([contrast, slot_cues, query_cues, slot_cues - query_cues], dim=-1), x)
-
-    def stance_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Stance of each slot toward the query from this pathway's output: (batch, slots, num_stances)."""
-        return self.stance(hidden)
+        hidden = self.head_on_slots(torch.cat([contrast, slot_cues, query_cues, slot_cues - query_cues], dim=-1), x)
+        return PathwayOutput(hidden, self.stance(hidden))  # stance of each slot: (batch, slots, num_stances)

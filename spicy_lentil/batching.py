@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from pathways.base import PathwayInput, real_slots
+from .pathways.base import PathwayInput, real_slots
 
 from .encoder import Encoding
 

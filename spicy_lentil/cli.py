@@ -12,7 +12,6 @@ from .config import BUNDLED_ENCODER as BUNDLED, SpicyLentilConfig
 from .errors import ModelLoadError, SpicyLentilError
 from .io import Rejects, read_documents
 
-APP_SCRIPT = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -206,8 +205,12 @@ def app_command(args: argparse.Namespace, environ: dict) -> tuple[list[str], dic
     Visitors choose only among the bundled model and the folders named here (each checked now), and
     Streamlit refuses uploads over the app's file limit before reading them.
     """
-    from app.documents import MAX_FILE_BYTES
-    from app.service import MODEL_DIRS_ENV, MODEL_ENV
+    from .app import documents
+    from .app.documents import MAX_FILE_BYTES
+    from .app.service import MODEL_DIRS_ENV, MODEL_ENV
+
+    # Found through the import system: the app's folder is repo/app in a checkout, spicy_lentil/app installed.
+    script = Path(documents.__file__).resolve().with_name("streamlit_app.py")
 
     folders = [str(Path(folder).resolve()) for folder in [*([args.model] if args.model else []), *args.model_dir]]
     for folder in folders:
@@ -218,7 +221,7 @@ def app_command(args: argparse.Namespace, environ: dict) -> tuple[list[str], dic
         env[MODEL_ENV] = folders[0]
     if folders:
         env[MODEL_DIRS_ENV] = os.pathsep.join(dict.fromkeys(folders))
-    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.address", args.host,
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", args.host,
                "--server.port", str(args.port), "--server.maxUploadSize", str(max(1, MAX_FILE_BYTES // (1024 * 1024))),
                "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     return command, env

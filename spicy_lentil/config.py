@@ -30,10 +30,11 @@ class SpicyLentilConfig:
     max_slots: int = 256  # slots kept per document; a longer document is cut and marked `truncated`
     window_stride: int = 32  # overlap, in tokens, of the windows a too-long sentence is cut into
     max_slot_tokens: int = 0  # window length in tokens; 0 = the encoder's max_seq_length minus 2 special tokens
-    vocab_size: int = 30522  # size of the encoder tokenizer's vocabulary (prehension's IDF table)
+    vocab_size: int = 30522  # size of the encoder tokenizer's vocabulary (the IDF tables)
     load_balancing_weight: float = 0.01  # weight of the Switch load-balancing loss
     z_loss_weight: float = 0.001  # weight of the ST-MoE router z-loss
-    num_stances: int = 3  # reprehension's stance classes: neutral, support, contradict
+    prior_features: int = 4  # first-stage features the document head reads (retrieval.PRIOR_FEATURES)
+    num_stances: int = 3  # stance classes of the pathway that judges stance: neutral, support, contradict
     encoder_weights: str = ""  # tuned encoder tensors in the model folder, applied over `encoder`; "" = none
     zero_shot_residual: bool = True  # slot and document logits start from zero-shot evidence (evidence.py)
     correction_bound: float = 3.0  # with the residual: the most, in logits, the pathways move a score off the evidence
@@ -41,7 +42,7 @@ class SpicyLentilConfig:
     slot_contrast: bool = False  # the slot head also reads the slot's state minus its document's mean state
 
     def __post_init__(self) -> None:
-        from pathways.registry import PATHWAY_NAMES
+        from .pathways.registry import PATHWAY_NAMES
 
         if not self.pathways:
             self.pathways = list(PATHWAY_NAMES)

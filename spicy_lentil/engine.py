@@ -18,7 +18,7 @@ from .batching import DocumentBatch, DocumentEncoding, collate
 from .config import SpicyLentilConfig
 from .encoder import Encoder, Encoding
 from .errors import Document, ModelLoadError, as_document, check_count, check_query, check_threshold
-from .gate import RoutingStatistics, routed_top_k
+from .gate import Routing, RoutingStatistics, routed_top_k
 from .model import SpicyLentilModel
 from .runtime import batch_workers, map_batches
 from .slots import Slot, Slotter
@@ -160,6 +160,10 @@ class SpicyLentil:
         self.routing_statistics = RoutingStatistics(model.pathway_names)
         self._statistics_lock = threading.Lock()
         self.special_ids = list(encoder.tokenizer.all_special_ids)
+        # Indexes `search` opened by folder, each with the manifest bytes it was opened at: a folder
+        # search is as fast as a loaded `CorpusIndex`, and a rebuilt index (new manifest) is reopened.
+        self._indexes: dict[Path, tuple[bytes, "CorpusIndex"]] = {}
+        self._indexes_lock = threading.Lock()
 
     # ---- construction and persistence -------------------------------------------------------
 
@@ -252,7 +256,17 @@ class SpicyLentil:
         state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "library": "spicy-lentil"})
 
-    # ---- the gate's k -------------------------------------------------------------------------
+    # ---- the pathways and the gate's k --------------------------------------------------------
+
+    @property
+    def pathway_names(self) -> list[str]:
+        """The model's pathways, in registry order (the order of gate weights and pathway attention)."""
+        return list(self.model.pathway_names)
+
+    @property
+    def pathway_questions(self) -> dict[str, str]:
+        """Each pathway's question: what it asks of a slot."""
+        return {name: self.model.pathways[name].question for name in self.model.pathway_names}
 
     @property
     def pathways_per_query(self) -> int:
@@ -269,9 +283,8 @@ class SpicyLentil:
         if k is None:
             return self.model.top_k
         n = len(self.model.pathway_names)
-        if isinstance(k, bool) or not isinstance(k, int):
-            raise TypeError(f"pathways_per_query must be an int, got {type(k).__name__}")
-        if not 1 <= k <= n:
+        check_count(k, "pathways_per_query")
+        if k > n:
             raise ValueError(f"pathways_per_query must be in 1..{n}, got {k}")
         return k
 
@@ -336,7 +349,7 @@ class SpicyLentil:
             batch_size: documents per model batch.
             cache_slots: keep slot (and title) encodings in the encoder's cache for the next query.
                 Off for one pass over many distinct documents (a score job): there the cache only
-                churns memory, and peak memory grows with the input (20,000 short documents: +20-30%).
+                churns memory, and peak memory grows with the input (BENCHMARKS.md, "Memory of a streaming score job").
             pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
         """
         check_query(query)
@@ -347,11 +360,9 @@ class SpicyLentil:
 
     def _iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool,
                      k: int) -> Iterator[RelevanceField]:
-        query_encoding = self.encode_query(query, k)
-        with torch.inference_mode(), routed_top_k(k):
-            routing = self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
-        # Only the extension pathway reads titles: skip encoding them when the query is not routed there.
-        wants_titles = "extension" in self._gate_summary(routing)[1]
+        query_encoding, routing = self._encode_and_route(query, k)
+        # Titles are encoded only when the query is routed to a pathway that reads them.
+        wants_titles = any(self.model.pathways[name].reads_titles for name in routing[1])
         # Read a few batches ahead: the encoder batches their slots by length, and the model's batches
         # share the work evenly (`_balanced_batches`); results still come out in input order.
         window = batch_size * LOOKAHEAD_BATCHES
@@ -366,7 +377,7 @@ class SpicyLentil:
             titles = list(dict.fromkeys(d.title for d in parsed if d.title)) if wants_titles else []
             title_encodings = dict(zip(titles, self.encoder.encode(titles, use_cache=cache_slots)))
             scored = self._score_batched(
-                query_encoding, len(chunk), batch_size, k,
+                query_encoding, len(chunk), batch_size, k, routing,
                 documents=lambda rows: DocumentBatch.pack([encodings[i] for i in rows]),
                 title=lambda i: title_encodings.get(parsed[i].title),
                 doc_id=lambda i: parsed[i].id,
@@ -382,13 +393,20 @@ class SpicyLentil:
     def encode_query(self, query: str, pathways_per_query: int | None = None) -> Encoding:
         """The query's encoding (sentence and token embeddings), as `rerank_indexed` takes it; its routing
         (with the given k, None = the attribute) is counted in `routing_statistics`."""
-        k = self._call_k(pathways_per_query)
+        return self._encode_and_route(query, self._call_k(pathways_per_query))[0]
+
+    def _encode_and_route(self, query: str, k: int) -> tuple[Encoding, tuple[dict[str, float], list[str]]]:
+        """The query's encoding and its routing (gate weights, active pathways), the gate run once;
+        the routing is counted in `routing_statistics`."""
         encoding = self.encoder.encode([query])[0]
-        with torch.inference_mode(), routed_top_k(k):
-            routing = self.model.gate(encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
+        routing = self._route(encoding, k)
         with self._statistics_lock:  # its running sums are read-modify-write
             self.routing_statistics.update(routing)
-        return encoding
+        return encoding, self._gate_summary(routing)
+
+    def _route(self, query_encoding: Encoding, k: int | None) -> Routing:
+        with torch.inference_mode(), routed_top_k(k):
+            return self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
 
     def _score_documents(self, query_encoding, documents: DocumentBatch, titles, prior=None) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
         """Runs the model on documents whose slots are already encoded (none empty): per document, its
@@ -459,12 +477,13 @@ class SpicyLentil:
             check_count(value, name)
         k = self._call_k(pathways_per_query)
         if not isinstance(index, CorpusIndex):
-            index = CorpusIndex.load(index, self.encoder, self.slotter)
+            index = self._open_index(Path(index))
         first_stage = first_stage or FirstStage()
-        query_encoding = self.encode_query(query, k)
+        query_encoding, routing = self._encode_and_route(query, k)
         signals = first_stage.signals(index, query, query_encoding.embedding.numpy())
         docs = first_stage.candidates(signals, max(candidates, top_k))
-        scored = self._rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size, k)
+        scored = self._rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs), batch_size, k,
+                                      routing)
         order = sorted(range(len(docs)), key=lambda r: -scored[r].score)[:top_k]
         results = []
         for r in order:
@@ -474,6 +493,23 @@ class SpicyLentil:
                             "first_stage": float(signals["fusion"][docs[r]]), "field": field})
         return results
 
+    def _open_index(self, folder: Path) -> "CorpusIndex":
+        """The index in `folder`, opened once and kept while its manifest stays the same."""
+        from .index import MANIFEST, CorpusIndex
+
+        folder = folder.resolve()
+        try:
+            manifest = (folder / MANIFEST).read_bytes()
+        except OSError:
+            manifest = None  # CorpusIndex.load names what is missing
+        with self._indexes_lock:
+            kept = self._indexes.get(folder)
+            if manifest is not None and kept is not None and kept[0] == manifest:
+                return kept[1]
+            index = CorpusIndex.load(folder, self.encoder, self.slotter)
+            self._indexes[folder] = (manifest, index)
+            return index
+
     def rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 64,
                        pathways_per_query: int | None = None) -> list[RelevanceField]:
         """Fields of indexed documents (by position) from their stored encodings: no encoder runs over documents."""
@@ -481,10 +517,10 @@ class SpicyLentil:
         return [result.field(index.slots(int(i)), self.model.pathway_names) for result, i in zip(scored, docs)]
 
     def _rerank_indexed(self, query_encoding, index: "CorpusIndex", docs, prior, batch_size: int,
-                        k: int | None) -> list[_Scored]:
+                        k: int | None, routing: tuple[dict[str, float], list[str]] | None = None) -> list[_Scored]:
         docs = [int(i) for i in docs]
         return self._score_batched(
-            query_encoding, len(docs), batch_size, k,
+            query_encoding, len(docs), batch_size, k, routing,
             documents=lambda rows: index.document_batch([docs[r] for r in rows]),
             title=lambda r: index.title_encoding(docs[r]),
             doc_id=lambda r: index.doc_ids[docs[r]],
@@ -492,21 +528,22 @@ class SpicyLentil:
             prior=prior,
         )
 
-    def _score_batched(self, query_encoding, count, batch_size, k, documents, title, doc_id, tokens,
+    def _score_batched(self, query_encoding, count, batch_size, k, routing, documents, title, doc_id, tokens,
                        prior=None) -> list[_Scored]:
         """Scores `count` documents in balanced batches (`_balanced_batches`), returned in input order,
-        routed to `k` pathways (None: the attribute's default).
+        routed to `k` pathways (None: the attribute's default); `routing` is the query's gate summary
+        when the caller has it, else the gate runs here.
 
         `documents(rows)` gives the rows' `DocumentBatch`; `title`, `doc_id` and `tokens` (its token
         count: 0 for an empty document, which gets the neutral result without the model) one row's.
         """
+        gate, active = routing or self._gate_summary(self._route(query_encoding, k))
         with routed_top_k(k):
-            return self._score_routed(query_encoding, count, batch_size, documents, title, doc_id, tokens, prior)
+            return self._score_routed(query_encoding, count, batch_size, documents, title, doc_id, tokens, prior,
+                                      gate, active)
 
     def _score_routed(self, query_encoding, count, batch_size, documents, title, doc_id, tokens,
-                      prior) -> list[_Scored]:
-        with torch.inference_mode():
-            gate, active = self._gate_summary(self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device)))
+                      prior, gate, active) -> list[_Scored]:
         pathways = len(self.model.pathway_names)
         results = [_Scored(0.0, torch.zeros(0), torch.zeros(0, pathways), gate, active, doc_id(r)) for r in range(count)]
         token_counts = [tokens(r) for r in range(count)]  # read once: sorting and dealing read them again and again

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pathways.base import PathwayInput, query_per_token, segment_sum
+from .pathways.base import IdfTable, PathwayInput, query_per_token, segment_sum
 
 EVIDENCE_FEATURES = ("cosine", "lexical")
 
@@ -32,11 +32,11 @@ def lexical_overlap(x: PathwayInput, idf: torch.Tensor) -> torch.Tensor:
     return (present * weights.unsqueeze(1)).sum(-1) / weights.sum(-1, keepdim=True).clamp(min=1e-6)
 
 
-class ZeroShotEvidence(nn.Module):
+class ZeroShotEvidence(IdfTable, nn.Module):
     """A slot logit from the slot's cosine to the query and its lexical overlap: `w . [cos, lexical] + b`.
 
     Three numbers, fitted with the rest of the model on the training mixture; the IDF table is
-    filled from the training corpora (`set_idf`) and travels with the checkpoint.
+    filled from the training corpora (`fit`) and travels with the checkpoint.
 
     Args:
         vocab_size: size of the encoder tokenizer's vocabulary.
@@ -50,12 +50,6 @@ class ZeroShotEvidence(nn.Module):
             self.combine.weight.copy_(torch.tensor([[10.0, 2.0]]))
             self.combine.bias.fill_(-6.0)
 
-    @torch.no_grad()
-    def set_idf(self, idf: torch.Tensor) -> None:
-        """Replaces the IDF table, one value per vocabulary id."""
-        if idf.shape != self.idf.shape:
-            raise ValueError(f"idf must have shape {tuple(self.idf.shape)}, got {tuple(idf.shape)}")
-        self.idf.copy_(idf)
 
     def features(self, x: PathwayInput) -> torch.Tensor:
         """(batch, slots, features) the evidence features, in `EVIDENCE_FEATURES` order."""

@@ -7,15 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pathways.base import PathwayInput, masked_mean, real_slots
-from pathways.registry import build_pathways
+from .pathways.base import PathwayInput, masked_mean, real_slots
+from .pathways.registry import build_pathways
 
 from .config import SpicyLentilConfig
 from .evidence import ZeroShotEvidence
 from .fusion import build_fusion
 from .gate import Gate, Routing, load_balancing_loss, router_z_loss
 from .pooling import POOLING_CLASSES
-from .retrieval import PRIOR_FEATURES
 
 
 @dataclass
@@ -25,7 +24,7 @@ class ModelOutput:
     routing: Routing
     pathway_attention: torch.Tensor  # (batch, slots, pathways) the fusion's weight on each pathway
     pooling_weights: torch.Tensor  # (batch, slots) how much each slot counts in the document score
-    stance_logits: torch.Tensor | None  # (batch, slots, stances) where reprehension ran, else None
+    stance_logits: torch.Tensor | None  # (batch, slots, stances) where a stance-judging pathway ran, else None
     stance_rows: torch.Tensor | None  # (rows,) batch rows that stance_logits' rows belong to
     load_balancing_loss: torch.Tensor  # scalar, Switch load balancing (padding excluded)
     z_loss: torch.Tensor  # scalar, router z-loss
@@ -54,8 +53,8 @@ class SpicyLentilModel(nn.Module):
         self.pathway_names = list(config.pathways)
         self.pathways = nn.ModuleDict(
             build_pathways(
-                self.pathway_names, config.embedding_dim, config.hidden_dim, config.dropout, config.vocab_size,
-                config.num_stances,
+                self.pathway_names, config.embedding_dim, config.hidden_dim, config.dropout,
+                vocab_size=config.vocab_size, num_stances=config.num_stances,
             )
         )
         self.gate = Gate(config.embedding_dim, config.num_pathways, config.pathways_per_query, config.router_noise)
@@ -69,7 +68,7 @@ class SpicyLentilModel(nn.Module):
         # The document head also reads the first-stage prior when reranking a corpus (z-scored BM25
         # and dense signals) and a flag saying whether there is one: trained with the prior dropped
         # half the time, the same model scores bare documents and reranks corpus candidates.
-        doc_in = config.hidden_dim + 2 + PRIOR_FEATURES + 1
+        doc_in = config.hidden_dim + 2 + config.prior_features + 1
         self.doc_head = nn.Sequential(nn.Linear(doc_in, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, 1))
         if config.zero_shot_residual:
             # Fail-safe: scores start from the zero-shot evidence, and the pathways' corrections start
@@ -98,7 +97,8 @@ class SpicyLentilModel(nn.Module):
     def _pathways_by_row(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Runs each pathway on the rows that selected it: the active outputs `(batch, slots, k, hidden)`.
 
-        Also returns reprehension's stance logits and the rows they belong to (None where it did not run).
+        Also returns the stance logits of the pathway that judges stance and the rows they belong to
+        (None where it did not run).
         """
         batch, slots = x.slot_mask.shape
         active = x.slots.new_zeros(batch, slots, routing.selected_pathways.shape[1], self.config.hidden_dim)
@@ -107,11 +107,11 @@ class SpicyLentilModel(nn.Module):
             rows, position = torch.where(routing.selected_pathways == index)
             if rows.numel() == 0:
                 continue  # sparse for real: a pathway no row selected never runs
-            h = self.pathways[name](x.select(rows))  # (rows, slots, hidden)
+            h, stance = self.pathways[name](x.select(rows))  # (rows, slots, hidden)
             weight = routing.routing_weights[rows, position].to(h.dtype)
             active[rows, :, position] = h * weight[:, None, None]  # Mixtral-style: scale by the routing weight
-            if name == "reprehension":
-                stance_logits, stance_rows = self.pathways[name].stance_logits(h), rows
+            if stance is not None:
+                stance_logits, stance_rows = stance, rows
         return active * x.slot_mask[:, :, None, None], stance_logits, stance_rows
 
     def _pathways_packed(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -125,16 +125,16 @@ class SpicyLentilModel(nn.Module):
         real = real_slots(x.slot_mask)
         for position, index in enumerate(routing.selected_pathways[0].tolist()):
             name = self.pathway_names[index]
-            h = self.pathways[name](x)  # (batch, slots, hidden)
+            h, stance = self.pathways[name](x)  # (batch, slots, hidden)
             packed = h.reshape(-1, h.shape[-1]).index_select(0, real)  # (real slots, hidden)
             columns.append(packed * routing.routing_weights[0, position].to(h.dtype))
-            if name == "reprehension":
-                stance_logits, stance_rows = self.pathways[name].stance_logits(h), torch.arange(x.batch_size, device=h.device)
+            if stance is not None:
+                stance_logits, stance_rows = stance, torch.arange(x.batch_size, device=h.device)
         return torch.stack(columns, dim=1).unsqueeze(0), stance_logits, stance_rows
 
     def _fuse(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Active pathways, then fusion: slot states `(batch, slots, hidden)` and pathway attention
-        `(batch, slots, pathways)`, zeros on padding; and reprehension's stance logits and their rows."""
+        `(batch, slots, pathways)`, zeros on padding; and the stance logits and their rows."""
         selected, weights = routing.selected_pathways, routing.routing_weights
         if not (bool((selected == selected[:1]).all()) and bool((weights == weights[:1]).all())):
             active, stance_logits, stance_rows = self._pathways_by_row(x, routing)
@@ -155,7 +155,7 @@ class SpicyLentilModel(nn.Module):
         return bound * torch.tanh(correction / bound)
 
     def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
-        """Scores a batch; `prior` is (batch, PRIOR_FEATURES) first-stage features (NaN rows: none), or None for none."""
+        """Scores a batch; `prior` is (batch, config.prior_features) first-stage features (NaN rows: none), or None for none."""
         batch, slots = x.slot_mask.shape
         routing = self.gate(x.query)
         z, attention, stance_logits, stance_rows = self._fuse(x, routing)  # (batch, slots, hidden), (batch, slots, pathways)
@@ -173,7 +173,7 @@ class SpicyLentilModel(nn.Module):
         best_slot = masked.max(-1).values  # (batch,)
         mean_slot = (raw_slot * x.slot_mask).sum(-1) / x.slot_mask.sum(-1).clamp(min=1)
         if prior is None:
-            prior_features = x.slots.new_zeros(batch, PRIOR_FEATURES + 1)
+            prior_features = x.slots.new_zeros(batch, self.config.prior_features + 1)
         else:
             has_prior = ~torch.isnan(prior).any(dim=-1, keepdim=True)  # (batch, 1)
             prior = torch.where(has_prior, prior, torch.zeros_like(prior)).to(x.slots.dtype)
@@ -181,7 +181,7 @@ class SpicyLentilModel(nn.Module):
         doc_features = torch.cat([pooled, best_slot.unsqueeze(-1), mean_slot.unsqueeze(-1), prior_features], dim=-1)
         raw_doc = self.doc_head(doc_features).squeeze(-1)  # (batch,)
         if self.config.zero_shot_residual:
-            fusion = prior_features[:, PRIOR_FEATURES - 1]  # the first stage's fusion; 0 without a prior
+            fusion = prior_features[:, self.config.prior_features - 1]  # the first stage's fusion; 0 without a prior
             raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
         slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]

@@ -3,14 +3,14 @@
 Threads. Inference runs many batches (of texts to encode, of documents to rerank), and on a
 2-core machine running two batches side by side, one intra-op thread each, beats running them one
 after another on two intra-op threads: the reranker's small operations gain nothing from a second
-thread (a search with the index: 131 ms against 200 ms in the latest run, BENCHMARKS.md), and the encoder's large
+thread (BENCHMARKS.md, "Search latency": batches side by side against one at a time), and the encoder's large
 ones gain no more from it than from a second batch worker. Training keeps intra-op threads for
 its large backward passes.
 
 numpy's and scipy's BLAS (OpenBLAS, used by the first stage's dot products over the index) get
 the same thread count as torch. Left at one thread per core, OpenBLAS's helper threads keep
 spinning for about a tenth of a second after each product, on the very cores the batch workers
-are about to use: a search runs about 1.2x faster with BLAS held to one thread (BENCHMARKS.md).
+are about to use, so a search is faster with BLAS held to one thread (BENCHMARKS.md, "Search latency").
 
 Memory. Reranking allocates the same large tensors batch after batch (a batch's token embeddings
 are up to 25 MB). glibc hands blocks that large back to the kernel when they are freed and maps

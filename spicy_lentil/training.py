@@ -28,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .pathways.base import CorpusStatistics
+
 from .batching import collate
 from .calibration import fit_calibration
 from .data import RelevanceData
@@ -53,7 +55,7 @@ class TrainingArguments:
     slot_weight: float = 1.0  # BCE on the rationale slots of relevant documents
     slot_ranking_weight: float = 2.0  # listwise CE over each labelled document's slots, rationales as targets: slot MAP is a ranking within the document
     negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
-    stance_weight: float = 0.2  # reprehension's stance head, where stance labels exist
+    stance_weight: float = 0.2  # the stance head of the pathway that judges stance, where stance labels exist
     prior_dropout: float = 0.25  # share of queries trained without the first-stage prior (bare documents have none)
     seed: int = 0
     train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
@@ -161,7 +163,7 @@ class Trainer:
         schedule = lambda step: min(1.0, (step + 1) / max(1, args.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(lentil.model, self.optimizer, self.scheduler)
-        self._set_idf()
+        self._fit_corpus_statistics()
 
     # ---- data ----------------------------------------------------------------------------------
 
@@ -189,13 +191,14 @@ class Trainer:
                             for query_id, query, doc_id in data.unanswerable if doc_id in index.position)
         return examples
 
-    def _set_idf(self) -> None:
-        """Fills every IDF table of the model (modules with `set_idf`) from the slot tokens of all training
-        corpora (document frequency over slots)."""
-        tables = [m for m in self.lentil.model.modules() if hasattr(m, "set_idf")]
-        if not tables:
+    def _fit_corpus_statistics(self) -> None:
+        """Fits every module of the model that learns from the training corpora (those with `fit`: the
+        pathways and the zero-shot evidence) on their statistics: IDF over the slot tokens of all
+        training corpora (document frequency over slots)."""
+        fitted = [m for m in self.lentil.model.modules() if callable(getattr(m, "fit", None))]
+        if not fitted:
             return
-        df = torch.zeros_like(tables[0].idf)
+        df = torch.zeros(self.lentil.config.vocab_size)
         n_slots = 0
         for index in {id(s.index): s.index for s in self.sets}.values():
             for i in range(len(index)):
@@ -206,8 +209,9 @@ class Trainer:
                 n_slots += len(document)
         idf = torch.log1p((n_slots - df + 0.5) / (df + 0.5)).clamp(min=0)
         idf[list(self.lentil.encoder.tokenizer.all_special_ids)] = 0.0
-        for table in tables:
-            table.set_idf(idf)
+        statistics = CorpusStatistics(idf)
+        for module in fitted:
+            module.fit(statistics)
 
     def _epoch_steps(self, epoch: int) -> tuple[list[list[int]], np.random.Generator]:
         """The epoch's steps (example indices), each from one dataset drawn by the mixture's weights.
@@ -314,7 +318,7 @@ class Trainer:
             slot_ranking = -((log_probs * target).sum(-1) / target.sum(-1).clamp(min=1)).mean()
         stance = logits.new_zeros(())
         if output.stance_logits is not None:
-            labels = batch["stance"][output.stance_rows]  # (rows that ran reprehension, slots); -1 = unlabelled
+            labels = batch["stance"][output.stance_rows]  # (rows that ran the stance-judging pathway, slots); -1 = unlabelled
             if (labels >= 0).any():
                 stance = nn.functional.cross_entropy(output.stance_logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
         config = self.lentil.config

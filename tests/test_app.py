@@ -11,10 +11,10 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from app.documents import (MAX_FILE_BYTES, MAX_FILES, MAX_PASTE_CHARS, Upload, demo_corpus, demo_queries, load_uploads,
+from spicy_lentil.app.documents import (MAX_FILE_BYTES, MAX_FILES, MAX_PASTE_CHARS, Upload, demo_corpus, demo_queries, load_uploads,
                            split_pasted)
-from app.render import field_html, results_jsonl
-from app.service import BUNDLED_LABEL, MODEL_DIRS_ENV
+from spicy_lentil.app.render import field_html, results_jsonl
+from spicy_lentil.app.service import BUNDLED_LABEL, MODEL_DIRS_ENV
 from spicy_lentil import RelevanceField, Slot
 
 APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"

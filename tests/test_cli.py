@@ -8,11 +8,15 @@ from spicy_lentil.cli import main
 
 
 def test_help_lists_every_command(capsys):
+    from spicy_lentil.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert sorted(commands) == ["app", "eval", "index", "score", "search", "serve", "train"]
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for command in ("score", "app"):
-        assert command in out
+    for command in commands:
+        assert f"    {command} " in out or f"    {command}\n" in out, f"--help does not list {command}"
 
 
 def test_score_txt_and_jsonl_with_rejects(tmp_path, capsys):

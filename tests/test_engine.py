@@ -94,6 +94,8 @@ def test_rank_is_sentence_transformers_style(lentil):
     for r in ranked:
         assert r["score"] == pytest.approx(all_scores[r["corpus_id"]], abs=1e-6)
     assert ranked[0]["text"] in [d if isinstance(d, str) else d["text"] for d in DOCS]
+    assert ranked[0]["corpus_id"] == 0  # the vitamin D document answers the vitamin D query
+    assert ranked[0]["text"] == DOCS[0]
 
 
 def test_compress_keeps_best_slots_in_document_order_within_budget(lentil):
@@ -254,3 +256,13 @@ def test_balanced_batches_cap_rows_and_tokens_and_share_the_work():
     sums = [sum(200 + r for r in b) for b in batches]
     assert max(sums) / min(sums) < 1.01  # rows of every length in each
     assert _balanced_batches([], len, 32, 100, 2) == [] and _balanced_batches([0], lambda r: 5, 32, 100, 2) == [[0]]
+
+
+def test_the_gate_runs_once_per_query_before_the_models_own_pass(lentil):
+    calls = []
+    hook = lentil.model.gate.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    try:
+        lentil.field(QUERY, DOCS[0])
+    finally:
+        hook.remove()
+    assert calls == [1, 1]  # the query's routing once, then the model's pass over the one document

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from spicy_lentil.cli import main
 from spicy_lentil.engine import DEFAULT_MODEL_DIR
-from spicy_lentil.index import CorpusIndex
+from spicy_lentil.index import CorpusIndex, StaleIndexError
 
 CORPUS = [
     {"_id": "marie", "title": "Marie Curie", "text": "Marie Curie discovered polonium and radium. She won two prizes."},
@@ -284,3 +284,19 @@ def test_index_resume_over_a_damaged_manifest_rebuilds_and_bad_shard_sizes_are_r
     for bad in ("0", "-2"):
         status, err = run(["index", corpus, "--output", tmp_path / f"other{bad}", "--shard-size", bad], capsys)
         assert status == 2 and "shard_size" in err
+
+
+def test_a_searched_folder_is_opened_once_until_its_manifest_changes(lentil, index_folder, tmp_path, monkeypatch):
+    folder = tmp_path / "index"
+    shutil.copytree(index_folder, folder)
+    opened = []
+    load = CorpusIndex.load.__func__
+    monkeypatch.setattr(CorpusIndex, "load", classmethod(lambda cls, *a, **k: opened.append(a[0]) or load(cls, *a, **k)))
+    first = lentil.search(folder, "radium", top_k=3)
+    assert [r["corpus_id"] for r in lentil.search(folder, "radium", top_k=3)] == [r["corpus_id"] for r in first]
+    assert len(opened) == 1
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "encoder": "another-encoder"}))
+    with pytest.raises(StaleIndexError):  # the manifest decides: a changed one is read again, and refused
+        lentil.search(folder, "radium", top_k=3)
+    assert len(opened) == 2

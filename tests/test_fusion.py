@@ -116,3 +116,13 @@ def test_rows_routed_alike_are_fused_packed_like_padded(fusion):
     assert (z[~mask] == 0).all() and (attention[~mask] == 0).all()
     assert stance is not None  # reprehension is among this query's pathways: its stance head reads the same states
     assert torch.allclose(stance[mask], by_row_stance[mask], atol=1e-5)
+
+
+def test_the_document_head_reads_as_many_prior_features_as_the_first_stage_makes():
+    from spicy_lentil.config import SpicyLentilConfig
+    from spicy_lentil.model import SpicyLentilModel
+    from spicy_lentil.retrieval import PRIOR_FEATURES
+
+    config = SpicyLentilConfig()
+    assert config.prior_features == PRIOR_FEATURES
+    assert SpicyLentilModel(config).doc_head[0].in_features == config.hidden_dim + 2 + PRIOR_FEATURES + 1

@@ -1,41 +1,47 @@
 import pytest
 import torch
 
-from pathways import PATHWAY_NAMES, build_pathways
-from pathways.base import segment_max, segment_sum, token_products
+from spicy_lentil.pathways import PATHWAY_NAMES, build_pathways
+from spicy_lentil.pathways.base import CorpusStatistics, segment_max, segment_sum, token_products
 from spicy_lentil.batching import collate
 from tests.conftest import fake_encoding, make_input
 
-PATHWAYS = build_pathways(list(PATHWAY_NAMES), 384, 144, 0.0, vocab_size=2000, num_stances=3)
 
 
-def test_nine_pathways_in_fixed_order():
+@pytest.fixture
+def pathways():
+    """A fresh set of the nine pathways per test: tests train, evaluate and refit them."""
+    torch.manual_seed(0)
+    return build_pathways(list(PATHWAY_NAMES), 384, 144, 0.0, vocab_size=2000, num_stances=3)
+
+
+def test_nine_pathways_in_fixed_order(pathways):
     assert PATHWAY_NAMES == (
         "propositional", "perspectival", "procedural", "participatory",
         "prehension", "comprehension", "apprehension", "reprehension", "extension",
     )
-    assert all(PATHWAYS[n].question for n in PATHWAY_NAMES)
+    assert all(pathways[n].question for n in PATHWAY_NAMES)
 
 
 @pytest.mark.parametrize("name", PATHWAY_NAMES)
-def test_shape_finite_and_gradients(name):
-    pathway = PATHWAYS[name].train()
+def test_shape_finite_and_gradients(pathways, name):
+    pathway = pathways[name].train()
     x = make_input()
-    out = pathway(x)
+    out = pathway(x).hidden
     assert out.shape == (3, 5, 144)
     assert torch.isfinite(out).all()
     pathway.zero_grad()
     (out * x.slot_mask.unsqueeze(-1)).square().sum().backward()
     for param_name, param in pathway.named_parameters():
         if name == "reprehension" and param_name.startswith("stance"):
-            continue  # the stance head is trained through stance_logits, not the pathway output
+            continue  # the stance head is trained through the stance logits, not the hidden states
         assert param.grad is not None and param.grad.abs().sum() > 0, f"{name}.{param_name} got no gradient"
 
 
 @pytest.mark.parametrize("name", PATHWAY_NAMES)
-def test_batch_neighbours_and_padding_do_not_change_a_document(name):
+def test_batch_neighbours_and_padding_do_not_change_a_document(pathways, name):
     """A document scores the same alone and in a batch beside longer documents (more slots, more tokens)."""
-    pathway = PATHWAYS[name].eval()
+    pathway = pathways[name].eval()
     g = torch.Generator().manual_seed(1)
     query = fake_encoding(5, generator=g)
     short = [fake_encoding(6, generator=g) for _ in range(3)]
@@ -43,8 +49,8 @@ def test_batch_neighbours_and_padding_do_not_change_a_document(name):
     alone = collate([query], [short], [None], [101, 102])
     together = collate([query, query], [long, short], [None, None], [101, 102])
     with torch.no_grad():
-        batched = pathway(together)
-        assert torch.allclose(pathway(alone)[0], batched[1, :3], atol=1e-5)
+        batched = pathway(together).hidden
+        assert torch.allclose(pathway(alone).hidden[0], batched[1, :3], atol=1e-5)
     assert (batched[1, 3:] == 0).all()  # the head never runs on padding
 
 
@@ -81,21 +87,21 @@ def test_row_selection_keeps_the_selected_rows_tokens_in_order():
     assert torch.equal(picked.slots, x.slots[[3, 1]]) and picked.batch_size == 2
 
 
-def test_pathways_compute_different_things():
+def test_pathways_compute_different_things(pathways):
     x = make_input()
     with torch.no_grad():
-        outs = {n: PATHWAYS[n].eval()(x) for n in PATHWAY_NAMES}
+        outs = {n: pathways[n].eval()(x).hidden for n in PATHWAY_NAMES}
     for a in PATHWAY_NAMES:
         for b in PATHWAY_NAMES:
             if a < b:
                 assert not torch.allclose(outs[a], outs[b], atol=1e-3)
 
 
-def test_prehension_rewards_shared_rare_terms():
-    pathway = PATHWAYS["prehension"]
+def test_prehension_rewards_shared_rare_terms(pathways):
+    pathway = pathways["prehension"]
     idf = torch.ones(2000)
     idf[7] = 5.0
-    pathway.set_idf(idf)
+    pathway.fit(CorpusStatistics(idf))
     g = torch.Generator().manual_seed(0)
 
     def encoding(ids):
@@ -107,7 +113,7 @@ def test_prehension_rewards_shared_rare_terms():
     miss = collate([encoding([30, 31])], [slots], [None], [])
     miss.query, miss.query_tokens = hit.query, hit.query_tokens  # only the query's ids differ
     with torch.no_grad():
-        out_hit, out_miss = pathway(hit), pathway(miss)
+        out_hit, out_miss = pathway(hit).hidden, pathway(miss).hidden
     assert not torch.allclose(out_hit[0, 0], out_miss[0, 0], atol=1e-4)  # slot 0 shares the rare term 7
     assert torch.allclose(out_hit[0, 1], out_miss[0, 1], atol=1e-5)  # slot 1 shares nothing either way
     with pytest.raises(ValueError):
