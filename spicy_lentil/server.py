@@ -14,7 +14,7 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,8 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .engine import SpicyLentil
 from .errors import SpicyLentilError, as_document
+
+if TYPE_CHECKING:
+    from .engine import SpicyLentil
 
 API_KEY_ENV = "SPICY_LENTIL_API_KEY"
 
