@@ -294,7 +294,7 @@ class SpicyLentil:
             "encoder": self.encoder.name,
             "encoder_weights": self.config.encoder_weights,
             "pathways_per_query": self.pathways_per_query,
-            "pathways": list(self.model.pathway_names),
+            "pathways": self.pathway_names,
             "calibration": {"slot": self.model.slot_calibration.tolist(),
                             "document": self.model.doc_calibration.tolist()},
         }

@@ -71,8 +71,11 @@ def test_load_balancing_loss_excludes_padding():
     with_padding = load_balancing_loss(probs, selected, 9, real)
     without = load_balancing_loss(probs[:3], selected[:3], 9, real[:3])
     assert with_padding.item() == pytest.approx(without.item())
-    z_with = router_z_loss(torch.randn(5, 9), real)
-    assert torch.isfinite(z_with)
+    logits = torch.randn(5, 9)
+    logits[3:] = 50.0  # padding rows with huge logits must not count
+    z = torch.logsumexp(logits[:3], -1) ** 2
+    assert router_z_loss(logits, real).item() == pytest.approx(((z * real[:3]).sum() / real[:3].sum()).item(), rel=1e-5)
+    assert router_z_loss(logits[:3], torch.ones(3)).item() == pytest.approx(z.mean().item(), rel=1e-5)
 
 
 def test_z_loss_grows_with_logit_scale():
