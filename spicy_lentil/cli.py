@@ -183,7 +183,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
-    from .server import Limits, serve
+    from .server import serve
+    from .service_limits import Limits
 
     lentil = SpicyLentil.from_pretrained(args.model)
     lentil.pathways_per_query = args.pathways_per_query
@@ -334,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="address to listen on (default: loopback only; 0.0.0.0 for every interface)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--pathways-per-query", type=_positive, default=4, help="the gate's top-k, 1..9")
-    from .server import API_KEY_ENV, Limits
+    from .service_limits import API_KEY_ENV, Limits
 
     defaults = Limits()
     serve.add_argument("--max-body-bytes", type=_positive, default=defaults.max_body_bytes, help="largest request body (default: %(default)s)")

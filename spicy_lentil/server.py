@@ -13,7 +13,6 @@ import os
 import secrets
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from fastapi import Depends, FastAPI, Request
@@ -25,21 +24,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import SpicyLentilError, as_document
+from .service_limits import API_KEY_ENV, Limits
 
 if TYPE_CHECKING:
     from .engine import SpicyLentil
-
-API_KEY_ENV = "SPICY_LENTIL_API_KEY"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may hold; over these it is refused before any scoring."""
-
-    max_body_bytes: int = 8 * 1024 * 1024  # request body, as sent
-    max_documents: int = 1000  # documents per request
-    max_document_chars: int = 100_000  # characters per document (its text, or its sentences together)
-
 
 class DocumentObject(BaseModel):
     """A document as an object: its text, or its sentences (pre-split; spans then refer to them joined by one space)."""
