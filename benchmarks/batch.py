@@ -21,7 +21,8 @@ from common import CACHE_DIR, REPO_ROOT, SCIFACT_DIR, interleaved_times, machine
 
 from spicy_lentil import SpicyLentil
 from spicy_lentil.data import load_data
-from spicy_lentil.index import CorpusIndex, document_slots
+from spicy_lentil.index import CorpusIndex
+from spicy_lentil.index_builder import document_slots
 from spicy_lentil.retrieval import FirstStage
 from spicy_lentil.runtime import batch_workers, configure
 

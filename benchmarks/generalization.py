@@ -24,8 +24,9 @@ from common import CACHE_DIR, REPO_ROOT, markdown_table, write_section
 from spicy_lentil import SpicyLentil
 from spicy_lentil.calibration import calibration_examples, expected_calibration_error
 from spicy_lentil.data import load_data
-from spicy_lentil.evaluation import bm25_slot_scores, answer_case_metrics, evaluate, read_answer_cases
+from spicy_lentil.evaluation import answer_case_metrics, evaluate, read_answer_cases
 from spicy_lentil.index import CorpusIndex
+from spicy_lentil.retrieval import bm25_slot_scores
 from spicy_lentil.training import TrainingArguments
 
 DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()

@@ -1,7 +1,8 @@
 """Spicy Lentil: which parts of these texts matter for this query, and why."""
 
 from .config import SpicyLentilConfig
-from .engine import CompressedContext, PrunedDocument, RelevanceField, SpicyLentil
+from .engine import SpicyLentil
+from .results import CompressedContext, PrunedDocument, RelevanceField
 from .errors import ModelLoadError, SpicyLentilError
 from .slots import Slot, Slotter
 

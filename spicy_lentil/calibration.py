@@ -103,13 +103,10 @@ def calibration_examples(lentil, data: RelevanceData, index: CorpusIndex, candid
     for query_id, query in data.queries.items():
         relevant = {d for d, rel in data.qrels.get(query_id, {}).items() if rel > 0}
         encoding = lentil.encode_query(query)
-        signals = first_stage.signals(index, query, encoding.embedding.numpy())
-        docs = first_stage.candidates(signals, candidates)
-        ranked = set(docs.tolist())
-        extra = [index.position[d] for d in relevant if d in index.position and index.position[d] not in ranked]
-        docs = np.concatenate([docs, np.array(extra, dtype=np.int64)])
-        fields = lentil.rerank_indexed(encoding, index, docs, first_stage.prior(signals, docs))
-        for position, field in zip(docs, fields):
+        found = first_stage.retrieve(index, query, encoding.embedding.numpy(), candidates,
+                                     include=[index.position[d] for d in relevant if d in index.position])
+        fields = lentil.rerank_indexed(encoding, index, found.docs, found.prior)
+        for position, field in zip(found.docs, fields):
             doc_id = index.doc_ids[int(position)]
             is_relevant = doc_id in relevant
             add(field, is_relevant, labels.get((query_id, doc_id)) if is_relevant else [0] * len(field.slots))

@@ -86,7 +86,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     results = lentil.search(args.index, args.query, top_k=args.top_k, candidates=args.candidates,
                             pathways_per_query=args.pathways_per_query)
     for rank, result in enumerate(results, start=1):
-        row = {"rank": rank, "_id": result["corpus_id"], "score": result["score"], "first_stage": result["first_stage"],
+        row = {"rank": rank, "_id": result["document_id"], "score": result["score"], "first_stage": result["first_stage"],
                "title": result["title"], "active": result["field"].active,
                "slots": [s.to_dict() for s in result["field"].slots]}
         sys.stdout.write(jsonl_line(row))

@@ -115,7 +115,7 @@ class EncodeShards:
         self.lentil = _load_model(model, 4, threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from .index import encode_shard
+        from .index_builder import encode_shard
 
         names, rows, arrays = [], [], []
         for name, docs in zip(batch.column("name").to_pylist(), batch.column("docs").to_pylist()):

@@ -102,7 +102,7 @@ class Encoder:
                             digest.update(block)
                 self._digest = digest.hexdigest() if files else f"hub:{self.name}"
             if self.weights is not None:
-                from .index import file_sha256
+                from .io import file_sha256
 
                 self._digest += f"+tuned:{file_sha256(self.weights)}"
         return self._digest

@@ -15,8 +15,8 @@ import numpy as np
 from ir_measures import AP, RR, R, nDCG
 
 from .data import RelevanceData
-from .index import CorpusIndex, bm25_tokenize
-from .retrieval import FirstStage
+from .index import CorpusIndex
+from .retrieval import FirstStage, bm25_slot_scores
 
 RANKING_MEASURES = {"ndcg@10": nDCG @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10}
 SLOT_MEASURES = {"slot_map": AP, "slot_mrr": RR}
@@ -151,10 +151,10 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
         query_encoding = lentil.encode_query(query)
         q = query_encoding.embedding.numpy()
         t1 = time.perf_counter()
-        signals = first_stage.signals(index, query, q)
-        docs = first_stage.candidates(signals, candidates)
+        found = first_stage.retrieve(index, query, q, candidates)
+        docs, signals = found.docs, found.signals
         t2 = time.perf_counter()
-        fields = lentil.rerank_indexed(query_encoding, index, docs, first_stage.prior(signals, docs))
+        fields = lentil.rerank_indexed(query_encoding, index, docs, found.prior)
         runs["spicy_lentil"][query_id] = {index.doc_ids[int(d)]: f.score for d, f in zip(docs, fields)}
         ranked = set(docs.tolist())
         extra = [index.position[d] for d in labelled.get(query_id, []) if index.position[d] not in ranked]
@@ -199,18 +199,6 @@ def _top(scores: np.ndarray, doc_ids: list[str], n: int) -> dict[str, float]:
     n = min(n, len(scores))
     part = np.argpartition(-scores, n - 1)[:n]
     return {doc_ids[int(i)]: float(scores[i]) for i in part}
-
-
-def bm25_slot_scores(query: str, slots: list[str]) -> list[float]:
-    """BM25 of each sentence of one document, the document's sentences as the collection."""
-    import bm25s
-
-    retriever = bm25s.BM25()
-    retriever.index(bm25_tokenize(slots), show_progress=False)
-    tokens = bm25_tokenize([query])
-    vocab = {v: k for k, v in tokens.vocab.items()}
-    words = [vocab[t] for t in tokens.ids[0]]
-    return [float(s) for s in retriever.get_scores(words)]
 
 
 @dataclass

@@ -14,8 +14,8 @@ Layout of an index folder:
         title_embeddings.npy (docs, dim) float32 embedding of the title; zeros where there is none
     bm25/                    bm25s index over "title text" (no pickle)
 
-Building holds one shard in memory at a time, and `resume` skips the shards already written.
-A manifest that names another corpus, encoder or slotter setting makes the index stale: it is
+This module reads an index (`CorpusIndex`); `index_builder` writes one. Building holds one shard
+in memory at a time, and `resume` skips the shards already written. A manifest that names another corpus, encoder or slotter setting makes the index stale: it is
 rebuilt (or, when opened for search, refused), never silently used.
 """
 
@@ -25,21 +25,22 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import time
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .batching import DocumentBatch, DocumentEncoding
 from .encoder import Encoder, Encoding
-from .errors import DamagedFileError, SpicyLentilError, check_count
-from .io import Rejects, iter_jsonl_documents
+from .errors import DamagedFileError, SpicyLentilError
+from .io import file_sha256
 from .slots import Slot, Slotter
+
+if TYPE_CHECKING:
+    from .io import Rejects
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
@@ -49,31 +50,6 @@ ARRAYS = ("doc_slots", "slot_embeddings", "slot_tokens", "tokens", "token_ids", 
 
 class StaleIndexError(SpicyLentilError):
     """The index on disk was built from another corpus, encoder or slotter setting."""
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def bm25_tokenize(texts: list[str]):
-    """The one tokenization BM25 uses for documents and queries: lower-case, English stop words, Snowball stems."""
-    import bm25s
-    import Stemmer
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
-
-
-def document_slots(slotter: Slotter, document: dict) -> tuple[list[Slot], bool]:
-    """A document's slots: its own sentence split when it ships one that matches its text, else the slotter's."""
-    if document.get("sentences"):
-        known = slotter.split_known(document["text"], document["sentences"])
-        if known is not None:
-            return known
-    return slotter.split(document["text"])
 
 
 def index_settings(encoder: Encoder, slotter: Slotter) -> dict:
@@ -164,78 +140,17 @@ class CorpusIndex:
     def __len__(self) -> int:
         return len(self.doc_ids)
 
-    # ---- building ----------------------------------------------------------------------------
+    # ---- building, loading and checking ------------------------------------------------------
 
     @classmethod
-    def build(
-        cls, corpus: str | Path, folder: str | Path, encoder: Encoder, slotter: Slotter, shard_size: int = 1000,
-        resume: bool = False, rejects: Rejects | None = None, show_progress_bar: bool = True,
-        encode_shards: Callable[[Iterator[tuple[str, list[dict]]]], Iterator[tuple[str, list[dict], dict]]] | None = None,
-    ) -> "CorpusIndex":
-        """Indexes a JSONL corpus of `{"_id", "title"?, "text", "sentences"?}` rows into `folder`.
+    def build(cls, corpus: str | Path, folder: str | Path, encoder: Encoder, slotter: Slotter, shard_size: int = 1000,
+              resume: bool = False, rejects: "Rejects | None" = None, show_progress_bar: bool = True,
+              encode_shards=None) -> "CorpusIndex":
+        """Indexes a JSONL corpus into `folder` and opens it (`index_builder.build_index`, which documents the arguments)."""
+        from .index_builder import build_index
 
-        Args:
-            corpus: the JSONL file.
-            folder: the index folder (created; an index of another corpus or setting there is replaced).
-            encoder: the encoder whose embeddings are stored.
-            slotter: how documents are cut into slots.
-            shard_size: documents per shard (memory while building is about one shard).
-            resume: continue an interrupted build of the same corpus and settings.
-            rejects: where malformed rows are reported (line number and reason).
-            encode_shards: maps `(name, documents)` shards to `(name, rows, arrays)` as `encode_shard`
-                does, in any order (`spicy_lentil.distributed` encodes them on a Ray cluster); None
-                encodes them here, one at a time.
-        """
-        folder = Path(folder)
-        corpus = Path(corpus)
-        check_count(shard_size, "shard_size")
-        if not corpus.is_file():
-            raise FileNotFoundError(f"corpus file not found: {corpus}")
-        settings = index_settings(encoder, slotter)
-        wanted = {**settings, "corpus_sha256": file_sha256(corpus), "shard_size": shard_size}
-        manifest = _read_manifest(folder)
-        same = (manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
-                and _names_shards(manifest))
-        if same and manifest.get("complete"):
-            return cls.load(folder)
-        if not (same and resume):
-            _clear(folder)
-            manifest = {**wanted, "corpus": str(corpus.resolve()), "shards": [], "complete": False}
-            _write_manifest(folder, manifest)
-        done = {s["name"] for s in manifest["shards"]}
-        started = time.perf_counter()
-        rejects = rejects or Rejects()
-        progress = tqdm(desc="indexing", unit="doc", disable=not show_progress_bar)
-
-        def pending(handle) -> Iterator[tuple[str, list[dict]]]:
-            for number, batch in enumerate(_batches(iter_jsonl_documents(handle, str(corpus), rejects), shard_size)):
-                name = f"shard-{number:05d}"
-                if name in done:
-                    progress.update(len(batch))
-                else:
-                    yield name, batch
-
-        def encode_here(shards: Iterator[tuple[str, list[dict]]]) -> Iterator[tuple[str, list[dict], dict]]:
-            for name, docs in shards:
-                yield (name, *encode_shard(docs, encoder, slotter))
-
-        with open(corpus, "rb") as handle:  # decoded line by line: one bad byte costs its row, not the build
-            for name, rows, arrays in (encode_shards or encode_here)(pending(handle)):
-                stats = save_shard(folder / name, rows, arrays)
-                # Shards encoded elsewhere may arrive out of order; the manifest lists them in corpus order.
-                entries = manifest["shards"] + [{"name": name, **stats}]
-                manifest["shards"] = sorted(entries, key=lambda s: int(s["name"].split("-")[1]))
-                _write_manifest(folder, manifest)
-                progress.update(len(rows))
-        progress.close()
-        _build_bm25(folder, manifest)
-        manifest["complete"] = True
-        manifest["rejected_rows"] = rejects.count
-        manifest["build_seconds"] = round(manifest.get("build_seconds", 0.0) + time.perf_counter() - started, 1)
-        _write_manifest(folder, manifest)
-        return cls.load(folder)
-
-    # ---- loading and checking ------------------------------------------------------------------
+        return build_index(corpus, folder, encoder, slotter, shard_size, resume, rejects, show_progress_bar,
+                           encode_shards)
 
     @classmethod
     def load(cls, folder: str | Path, encoder: Encoder | None = None, slotter: Slotter | None = None) -> "CorpusIndex":
@@ -245,7 +160,7 @@ class CorpusIndex:
             StaleIndexError: incomplete, or built with another encoder or slotter setting.
         """
         folder = Path(folder)
-        manifest = _read_manifest(folder)
+        manifest = read_manifest(folder)
         if manifest is None:
             if (folder / MANIFEST).exists():
                 raise DamagedFileError(f"{folder / MANIFEST} is not a readable JSON manifest; rebuild the index")
@@ -350,21 +265,13 @@ class CorpusIndex:
             self._doc_matrix = np.concatenate([np.asarray(shard.doc_embeddings) for shard in self._shards])
         return self._doc_matrix
 
-    def best_slot_cosine(self, query: np.ndarray) -> np.ndarray:
-        """(docs,) the highest cosine between the query and any slot of each document; -1 for empty documents."""
-        scores = []
+    def shard_slots(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per shard, in corpus order: its (slots, dim) slot embeddings and (docs + 1,) slot offsets."""
         for shard in self._shards:
-            sims = np.asarray(shard.slot_embeddings) @ query  # (slots,)
-            counts = np.diff(np.asarray(shard.doc_slots))
-            best = np.full(len(counts), -1.0, dtype=np.float32)
-            nonempty = counts > 0
-            if nonempty.any():
-                best[nonempty] = np.maximum.reduceat(sims, np.asarray(shard.doc_slots)[:-1][nonempty])
-            scores.append(best)
-        return np.concatenate(scores)
+            yield np.asarray(shard.slot_embeddings), np.asarray(shard.doc_slots)
 
-    def bm25_scores(self, query: str) -> np.ndarray:
-        """(docs,) BM25 of every document for the query."""
+    def bm25(self):
+        """The corpus's `bm25s.BM25` retriever over "title text" (loaded on the first call)."""
         import bm25s
 
         if self._bm25 is None:
@@ -372,107 +279,62 @@ class CorpusIndex:
                 self._bm25 = bm25s.BM25.load(str(self.folder / "bm25"), mmap=False, show_progress=False)
             except (OSError, ValueError, EOFError, KeyError) as error:
                 raise DamagedFileError(f"{self.folder / 'bm25'}: {error}; the index is damaged, rebuild it") from error
-        tokens = bm25_tokenize([query])
-        vocab = {v: k for k, v in tokens.vocab.items()}
-        words = [vocab[t] for t in tokens.ids[0]]
-        if not words:  # only stop words or punctuation: BM25 has nothing to match, the dense signals decide
-            return np.zeros(len(self), dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(words), dtype=np.float32)
+        return self._bm25
 
 
-def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass
+class IndexedDocuments:
+    """Documents of an index, by position, as a `scheduling.DocumentSource`: reranked from stored encodings."""
+
+    index: CorpusIndex
+    positions: list[int]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def token_count(self, row: int) -> int:
+        return self.index.token_count(self.positions[row])
+
+    def batch(self, rows: list[int]) -> DocumentBatch:
+        return self.index.document_batch([self.positions[r] for r in rows])
+
+    def title(self, row: int) -> Encoding | None:
+        return self.index.title_encoding(self.positions[row])
+
+    def document_id(self, row: int) -> str | None:
+        return self.index.doc_ids[self.positions[row]]
 
 
-def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """One shard's `docs.jsonl` rows and arrays (see the layout above), computed in memory."""
-    split = [document_slots(slotter, doc) for doc in docs]
-    slot_texts = [slot.text for slots, _ in split for slot in slots]
-    titles = [doc["title"] for doc in docs if doc.get("title")]
-    # One encoder pass over slots and titles: the document vector is derived from them, so indexing
-    # costs little more than encoding the slots alone.
-    everything = encoder.encode(slot_texts + titles, use_cache=False) if slot_texts or titles else []
-    encodings, title_encodings = everything[: len(slot_texts)], iter(everything[len(slot_texts):])
-    dim = encoder.dim
-    doc_slots = np.concatenate([[0], np.cumsum([len(slots) for slots, _ in split])]).astype(np.int64)
-    slot_embeddings = torch.stack([e.embedding for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float32)
-    title_embeddings = np.zeros((len(docs), dim), np.float32)
-    doc_embeddings = np.zeros((len(docs), dim), np.float32)
-    for row, doc in enumerate(docs):
-        parts = [slot_embeddings[doc_slots[row]: doc_slots[row + 1]]]
-        if doc.get("title"):
-            title_embeddings[row] = next(title_encodings).embedding.numpy()
-            parts.append(title_embeddings[row: row + 1])
-        stacked = np.concatenate(parts)
-        if len(stacked):
-            mean = stacked.mean(axis=0)
-            doc_embeddings[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-    token_counts = [e.tokens.shape[0] for e in encodings]
-    arrays = {
-        "doc_slots": doc_slots,
-        "slot_embeddings": slot_embeddings.astype(np.float32),
-        "slot_tokens": np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64),
-        "tokens": torch.cat([e.tokens for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float16),
-        "token_ids": (torch.cat([e.token_ids for e in encodings]).numpy().astype(np.int32) if encodings
-                      else np.zeros(0, np.int32)),
-        "doc_embeddings": doc_embeddings,
-        "title_embeddings": title_embeddings,
-    }
-    rows = [{"_id": doc["_id"], "title": doc.get("title"), "text": doc["text"],
-             "spans": [[s.start, s.end] for s in slots], "truncated": truncated} for doc, (slots, truncated) in zip(docs, split)]
-    return rows, arrays
+class OpenedIndexes:
+    """Indexes opened by folder, each kept with the manifest bytes it was opened at: reopening the
+    same folder is free, and a rebuilt index (new manifest) is opened afresh. Shared by threads."""
+
+    def __init__(self) -> None:
+        self._indexes: dict[Path, tuple[bytes | None, CorpusIndex]] = {}
+        self._lock = threading.Lock()
+
+    def open(self, folder: str | Path, encoder: Encoder, slotter: Slotter) -> CorpusIndex:
+        """The index in `folder`, refused (`StaleIndexError`) when built for another encoder or slotter."""
+        folder = Path(folder).resolve()
+        try:
+            manifest = (folder / MANIFEST).read_bytes()
+        except OSError:
+            manifest = None  # CorpusIndex.load names what is missing
+        with self._lock:
+            kept = self._indexes.get(folder)
+            if manifest is not None and kept is not None and kept[0] == manifest:
+                return kept[1]
+            index = CorpusIndex.load(folder, encoder, slotter)
+            self._indexes[folder] = (manifest, index)
+            return index
 
 
-def save_shard(folder: Path, rows: list[dict], arrays: dict[str, np.ndarray]) -> dict:
-    """Writes a shard folder atomically; returns its manifest entry's counts."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    with open(tmp / "docs.jsonl", "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    for name, array in arrays.items():
-        np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)  # a shard exists whole or not at all
-    return {"docs": len(rows), "slots": int(arrays["slot_embeddings"].shape[0]), "tokens": int(arrays["tokens"].shape[0])}
-
-
-def _build_bm25(folder: Path, manifest: dict) -> None:
-    import bm25s
-
-    texts = []
-    for shard in manifest["shards"]:
-        with open(folder / shard["name"] / "docs.jsonl", encoding="utf-8") as handle:
-            for line in handle:
-                doc = json.loads(line)
-                texts.append(f"{doc['title'] or ''} {doc['text']}")
-    retriever = bm25s.BM25()
-    retriever.index(bm25_tokenize(texts), show_progress=False)
-    shutil.rmtree(folder / "bm25", ignore_errors=True)
-    retriever.save(str(folder / "bm25"), show_progress=False)
-
-
-def _read_manifest(folder: Path) -> dict | None:
+def read_manifest(folder: Path) -> dict | None:
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     return manifest if isinstance(manifest, dict) else None
-
-
-def _names_shards(manifest: dict) -> bool:
-    """Whether the manifest lists shards as `build` writes them (else a resumed build starts over)."""
-    shards = manifest.get("shards")
-    return isinstance(shards, list) and all(
-        isinstance(s, dict) and isinstance(s.get("name"), str) and SHARD_NAME.fullmatch(s["name"]) for s in shards)
 
 
 def _check_manifest(folder: Path, manifest: dict) -> None:
@@ -501,17 +363,3 @@ def _check_shard(folder: Path, docs: list[dict], arrays: dict) -> None:
         raise DamagedFileError(f"{folder}: slot and token offsets do not match the stored arrays; rebuild the index")
 
 
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / MANIFEST)
-
-
-def _clear(folder: Path) -> None:
-    """Removes what an index build writes, and nothing else a user may keep in the folder."""
-    if not folder.exists():
-        return
-    for child in folder.iterdir():
-        if child.name.startswith("shard-") or child.name in ("bm25", MANIFEST, MANIFEST + ".tmp"):
-            shutil.rmtree(child) if child.is_dir() else child.unlink()

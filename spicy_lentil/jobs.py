@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
-from .engine import RelevanceField, SpicyLentil
+from .engine import SpicyLentil
+from .results import RelevanceField
 from .errors import DamagedFileError, OutputError
 from .io import Rejects
 

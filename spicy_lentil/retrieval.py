@@ -8,6 +8,7 @@ of each candidate are also handed to the reranker as its first-stage prior.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -26,9 +27,9 @@ class FirstStage:
     def signals(self, index: CorpusIndex, query: str, query_embedding: np.ndarray) -> dict[str, np.ndarray]:
         """Raw (docs,) scores of every signal, and `fusion`, for one query."""
         raw = {
-            "bm25": index.bm25_scores(query),
+            "bm25": bm25_scores(index.bm25(), query, len(index)),
             "dense_doc": index.doc_embeddings() @ query_embedding,
-            "dense_slot": index.best_slot_cosine(query_embedding),
+            "dense_slot": best_slot_cosine(index, query_embedding),
         }
         raw["fusion"] = sum(self.weights[name] * zscore(raw[name]) for name in SIGNALS)
         return raw
@@ -38,6 +39,17 @@ class FirstStage:
         columns = [zscore(signals[name])[docs] for name in SIGNALS]
         columns.append(signals["fusion"][docs] / max(sum(abs(w) for w in self.weights.values()), 1e-9))
         return np.stack(columns, axis=1).astype(np.float32)
+
+    def retrieve(self, index: CorpusIndex, query: str, query_embedding: np.ndarray, top_n: int,
+                 include: Sequence[int] = ()) -> "Candidates":
+        """The first stage of a search: the `top_n` documents by fusion, then the positions in `include`
+        that are not among them (judged documents an evaluation must also score), with their priors."""
+        signals = self.signals(index, query, query_embedding)
+        docs = self.candidates(signals, top_n)
+        ranked = set(docs.tolist())
+        extra = [int(i) for i in dict.fromkeys(include) if int(i) not in ranked]
+        docs = np.concatenate([docs, np.array(extra, dtype=np.int64)])
+        return Candidates(docs, self.prior(signals, docs), signals)
 
     def candidates(self, signals: dict[str, np.ndarray], top_n: int) -> np.ndarray:
         """Indices of the `top_n` best documents by fusion, best first."""
@@ -50,3 +62,53 @@ class FirstStage:
 def zscore(scores: np.ndarray) -> np.ndarray:
     std = float(scores.std())
     return (scores - float(scores.mean())) / (std if std > 1e-12 else 1.0)
+
+
+@dataclass
+class Candidates:
+    """What the first stage hands the reranker for one query."""
+
+    docs: np.ndarray  # (n,) int64 index positions, best first by fusion
+    prior: np.ndarray  # (n, PRIOR_FEATURES) their z-scored first-stage features
+    signals: dict[str, np.ndarray]  # every signal's raw (corpus docs,) scores, and "fusion"
+
+
+def bm25_tokenize(texts: list[str]):
+    """The one tokenization BM25 uses for documents and queries: lower-case, English stop words, Snowball stems."""
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False)
+
+
+def bm25_scores(retriever, query: str, size: int) -> np.ndarray:
+    """(size,) BM25 of every document of a `bm25s.BM25` retriever (of `size` documents) for the query."""
+    tokens = bm25_tokenize([query])
+    vocab = {v: k for k, v in tokens.vocab.items()}
+    words = [vocab[t] for t in tokens.ids[0]]
+    if not words:  # only stop words or punctuation: BM25 has nothing to match, the dense signals decide
+        return np.zeros(size, dtype=np.float32)
+    return np.asarray(retriever.get_scores(words), dtype=np.float32)
+
+
+def bm25_slot_scores(query: str, slots: list[str]) -> list[float]:
+    """BM25 of each sentence of one document, the document's sentences as the collection."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokenize(slots), show_progress=False)
+    return bm25_scores(retriever, query, len(slots)).tolist()
+
+
+def best_slot_cosine(index: CorpusIndex, query_embedding: np.ndarray) -> np.ndarray:
+    """(docs,) the highest cosine between the query and any slot of each document; -1 for empty documents."""
+    scores = []
+    for slot_embeddings, doc_slots in index.shard_slots():
+        sims = slot_embeddings @ query_embedding  # (slots,)
+        counts = np.diff(doc_slots)
+        best = np.full(len(counts), -1.0, dtype=np.float32)
+        nonempty = counts > 0
+        if nonempty.any():
+            best[nonempty] = np.maximum.reduceat(sims, doc_slots[:-1][nonempty])
+        scores.append(best)
+    return np.concatenate(scores)

@@ -37,7 +37,7 @@ from .engine import SpicyLentil
 from .evaluation import evaluate, slot_labels
 from .index import CorpusIndex
 from .model import SpicyLentilModel
-from .retrieval import PRIOR_FEATURES, FirstStage
+from .retrieval import FirstStage
 
 
 @dataclass
@@ -179,12 +179,12 @@ class Trainer:
                 if not positives:
                     continue
                 encoding = self.lentil.encoder.encode([query])[0]
-                signals = self.first_stage.signals(index, query, encoding.embedding.numpy())
-                ranked = self.first_stage.candidates(signals, self.args.negative_pool + len(positives))
+                found = self.first_stage.retrieve(index, query, encoding.embedding.numpy(),
+                                                  self.args.negative_pool + len(positives))
                 judged = {index.position[d] for d in data.qrels[query_id] if d in index.position}
-                negatives = [int(d) for d in ranked if int(d) not in judged][: self.args.negative_pool]
+                negatives = [int(d) for d in found.docs if int(d) not in judged][: self.args.negative_pool]
                 docs = np.array(positives + negatives, dtype=np.int64)
-                prior = self.first_stage.prior(signals, docs)
+                prior = self.first_stage.prior(found.signals, docs)
                 examples.append({"set": set_id, "query_id": query_id, "query": query, "positives": positives,
                                  "negatives": negatives, "prior": dict(zip(docs.tolist(), prior))})
             examples.extend({"set": set_id, "query_id": query_id, "query": query, "unanswered": index.position[doc_id]}
@@ -261,7 +261,7 @@ class Trainer:
         for example in unanswered:
             rows.append(example["unanswered"])
             queries.append(self._encode([example["query"]])[0])
-            prior.append(np.full(PRIOR_FEATURES, np.nan, dtype=np.float32))
+            prior.append(np.full(self.lentil.config.prior_features, np.nan, dtype=np.float32))
             labels.append(("unanswered", None, None))
         if self.args.train_encoder:
             documents = [self._encode([s.text for s in index.slots(doc)[0]]) for doc in rows]

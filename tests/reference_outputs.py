@@ -43,7 +43,7 @@ def compute() -> dict:
                 tag = "default" if k is None else f"k{k}"
                 entry[f"fields_{tag}"] = [_field(f) for f in lentil.fields(query, documents[:FIELD_DOCUMENTS], pathways_per_query=k)]
                 entry[f"search_{tag}"] = [
-                    {"corpus_id": hit["corpus_id"], "score": hit["score"], "first_stage": hit["first_stage"],
+                    {"document_id": hit["document_id"], "score": hit["score"], "first_stage": hit["first_stage"],
                      "slots": [s.score for s in hit["field"].slots]}
                     for hit in lentil.search(index, query, top_k=5, candidates=10, pathways_per_query=k)]
             entry["field"] = _field(lentil.field(query, documents[0]))

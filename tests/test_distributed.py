@@ -74,7 +74,7 @@ def test_index_matches_the_single_process_index(tmp_path, address, lentil):
     for query in ("why do stars collapse", "how do vaccines train the immune system"):
         ours = lentil.search(str(local), query, top_k=5)
         theirs = lentil.search(str(distributed), query, top_k=5)
-        assert [r["corpus_id"] for r in ours] == [r["corpus_id"] for r in theirs]
+        assert [r["document_id"] for r in ours] == [r["document_id"] for r in theirs]
         assert np.allclose([r["score"] for r in ours], [r["score"] for r in theirs], atol=1e-5)
 
 

@@ -242,20 +242,20 @@ def test_encoder_batches_by_token_count_but_keeps_input_order(lentil):
 
 
 def test_balanced_batches_cap_rows_and_tokens_and_share_the_work():
-    from spicy_lentil.engine import _balanced_batches
+    from spicy_lentil.scheduling import balanced_batches
 
     tokens = [10, 10, 20, 30, 30, 40, 50, 500]  # sorted, as the engine sorts them
-    batches = _balanced_batches(list(range(len(tokens))), tokens.__getitem__, batch_size=3, max_tokens=100, workers=2)
+    batches = balanced_batches(list(range(len(tokens))), tokens.__getitem__, batch_size=3, max_tokens=100, workers=2)
     assert sorted(r for b in batches for r in b) == list(range(len(tokens)))
     assert batches[0] == [7]  # a document over the budget still gets a batch of its own
     assert len(batches[1:]) == 4  # 190 tokens in 7 rows: 3 batches by rows, 2 by tokens, then a multiple of the workers
     assert all(len(b) <= 3 and sum(tokens[r] for r in b) <= 100 for b in batches[1:])
     even = list(range(100))
-    batches = _balanced_batches(even, lambda r: 200 + r, batch_size=64, max_tokens=16384, workers=2)
+    batches = balanced_batches(even, lambda r: 200 + r, batch_size=64, max_tokens=16384, workers=2)
     assert [len(b) for b in batches] == [50, 50]  # one batch per worker, not 64 + 36
     sums = [sum(200 + r for r in b) for b in batches]
     assert max(sums) / min(sums) < 1.01  # rows of every length in each
-    assert _balanced_batches([], len, 32, 100, 2) == [] and _balanced_batches([0], lambda r: 5, 32, 100, 2) == [[0]]
+    assert balanced_batches([], len, 32, 100, 2) == [] and balanced_batches([0], lambda r: 5, 32, 100, 2) == [[0]]
 
 
 def test_the_gate_runs_once_per_query_before_the_models_own_pass(lentil):

@@ -7,6 +7,11 @@ import numpy as np
 
 from tests.reference_outputs import REFERENCE, compute
 
+# The reference was written on another CPU: float32 sums run in another order with other vector
+# widths, which moves the last digits (about 1e-5 seen on attention weights). A refactor that changes
+# what is computed moves scores far more than this.
+ATOL = 1e-4
+
 
 def _compare(got, want, path="outputs"):
     if isinstance(want, dict):
@@ -18,7 +23,7 @@ def _compare(got, want, path="outputs"):
         for i, (g, w) in enumerate(zip(got, want)):
             _compare(g, w, f"{path}[{i}]")
     elif isinstance(want, float):
-        assert np.allclose(got, want, rtol=0, atol=1e-5), f"{path}: {got} != {want}"
+        assert np.allclose(got, want, rtol=0, atol=ATOL), f"{path}: {got} != {want}"
     else:
         assert got == want, f"{path}: {got!r} != {want!r}"
 

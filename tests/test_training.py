@@ -172,7 +172,7 @@ def test_second_search_runs_no_document_encoding(dataset, index, lentil):
     assert rows == [1]  # only the query was encoded
     assert len(results) == 3
     # Fields are built for the returned documents only: each must be its own document's field.
-    docs = [index.position[result["corpus_id"]] for result in results]
+    docs = [result["corpus_id"] for result in results]
     for result, full in zip(results, lentil.rerank_indexed(lentil.encode_query(query), index, docs)):
         assert [(s.text, s.start, s.end) for s in result["field"].slots] == [(s.text, s.start, s.end) for s in full.slots]
         assert np.allclose([s.score for s in result["field"].slots], [s.score for s in full.slots], atol=1e-5)

@@ -1,0 +1,203 @@
+"""Building a corpus index (the layout is in `index`): shards encoded one at a time (or on a Ray
+cluster) and written atomically, a resumable manifest, and the BM25 index over all documents."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .encoder import Encoder
+from .errors import check_count
+from .index import MANIFEST, SHARD_NAME, CorpusIndex, index_settings, read_manifest
+from .io import Rejects, file_sha256, iter_jsonl_documents
+from .retrieval import bm25_tokenize
+from .slots import Slot, Slotter
+
+
+def document_slots(slotter: Slotter, document: dict) -> tuple[list[Slot], bool]:
+    """A document's slots: its own sentence split when it ships one that matches its text, else the slotter's."""
+    if document.get("sentences"):
+        known = slotter.split_known(document["text"], document["sentences"])
+        if known is not None:
+            return known
+    return slotter.split(document["text"])
+
+
+def build_index(
+    corpus: str | Path, folder: str | Path, encoder: Encoder, slotter: Slotter, shard_size: int = 1000,
+    resume: bool = False, rejects: Rejects | None = None, show_progress_bar: bool = True,
+    encode_shards: Callable[[Iterator[tuple[str, list[dict]]]], Iterator[tuple[str, list[dict], dict]]] | None = None,
+) -> CorpusIndex:
+    """Indexes a JSONL corpus of `{"_id", "title"?, "text", "sentences"?}` rows into `folder`.
+
+    Args:
+        corpus: the JSONL file.
+        folder: the index folder (created; an index of another corpus or setting there is replaced).
+        encoder: the encoder whose embeddings are stored.
+        slotter: how documents are cut into slots.
+        shard_size: documents per shard (memory while building is about one shard).
+        resume: continue an interrupted build of the same corpus and settings.
+        rejects: where malformed rows are reported (line number and reason).
+        encode_shards: maps `(name, documents)` shards to `(name, rows, arrays)` as `encode_shard`
+            does, in any order (`spicy_lentil.distributed` encodes them on a Ray cluster); None
+            encodes them here, one at a time.
+    """
+    folder = Path(folder)
+    corpus = Path(corpus)
+    check_count(shard_size, "shard_size")
+    if not corpus.is_file():
+        raise FileNotFoundError(f"corpus file not found: {corpus}")
+    settings = index_settings(encoder, slotter)
+    wanted = {**settings, "corpus_sha256": file_sha256(corpus), "shard_size": shard_size}
+    manifest = read_manifest(folder)
+    same = (manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
+            and _names_shards(manifest))
+    if same and manifest.get("complete"):
+        return CorpusIndex.load(folder)
+    if not (same and resume):
+        _clear(folder)
+        manifest = {**wanted, "corpus": str(corpus.resolve()), "shards": [], "complete": False}
+        _write_manifest(folder, manifest)
+    done = {s["name"] for s in manifest["shards"]}
+    started = time.perf_counter()
+    rejects = rejects or Rejects()
+    progress = tqdm(desc="indexing", unit="doc", disable=not show_progress_bar)
+
+    def pending(handle) -> Iterator[tuple[str, list[dict]]]:
+        for number, batch in enumerate(_batches(iter_jsonl_documents(handle, str(corpus), rejects), shard_size)):
+            name = f"shard-{number:05d}"
+            if name in done:
+                progress.update(len(batch))
+            else:
+                yield name, batch
+
+    def encode_here(shards: Iterator[tuple[str, list[dict]]]) -> Iterator[tuple[str, list[dict], dict]]:
+        for name, docs in shards:
+            yield (name, *encode_shard(docs, encoder, slotter))
+
+    with open(corpus, "rb") as handle:  # decoded line by line: one bad byte costs its row, not the build
+        for name, rows, arrays in (encode_shards or encode_here)(pending(handle)):
+            stats = save_shard(folder / name, rows, arrays)
+            # Shards encoded elsewhere may arrive out of order; the manifest lists them in corpus order.
+            entries = manifest["shards"] + [{"name": name, **stats}]
+            manifest["shards"] = sorted(entries, key=lambda s: int(s["name"].split("-")[1]))
+            _write_manifest(folder, manifest)
+            progress.update(len(rows))
+    progress.close()
+    _build_bm25(folder, manifest)
+    manifest["complete"] = True
+    manifest["rejected_rows"] = rejects.count
+    manifest["build_seconds"] = round(manifest.get("build_seconds", 0.0) + time.perf_counter() - started, 1)
+    _write_manifest(folder, manifest)
+    return CorpusIndex.load(folder)
+
+
+def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """One shard's `docs.jsonl` rows and arrays (see the layout above), computed in memory."""
+    split = [document_slots(slotter, doc) for doc in docs]
+    slot_texts = [slot.text for slots, _ in split for slot in slots]
+    titles = [doc["title"] for doc in docs if doc.get("title")]
+    # One encoder pass over slots and titles: the document vector is derived from them, so indexing
+    # costs little more than encoding the slots alone.
+    everything = encoder.encode(slot_texts + titles, use_cache=False) if slot_texts or titles else []
+    encodings, title_encodings = everything[: len(slot_texts)], iter(everything[len(slot_texts):])
+    dim = encoder.dim
+    doc_slots = np.concatenate([[0], np.cumsum([len(slots) for slots, _ in split])]).astype(np.int64)
+    slot_embeddings = torch.stack([e.embedding for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float32)
+    title_embeddings = np.zeros((len(docs), dim), np.float32)
+    doc_embeddings = np.zeros((len(docs), dim), np.float32)
+    for row, doc in enumerate(docs):
+        parts = [slot_embeddings[doc_slots[row]: doc_slots[row + 1]]]
+        if doc.get("title"):
+            title_embeddings[row] = next(title_encodings).embedding.numpy()
+            parts.append(title_embeddings[row: row + 1])
+        stacked = np.concatenate(parts)
+        if len(stacked):
+            mean = stacked.mean(axis=0)
+            doc_embeddings[row] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    token_counts = [e.tokens.shape[0] for e in encodings]
+    arrays = {
+        "doc_slots": doc_slots,
+        "slot_embeddings": slot_embeddings.astype(np.float32),
+        "slot_tokens": np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64),
+        "tokens": torch.cat([e.tokens for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float16),
+        "token_ids": (torch.cat([e.token_ids for e in encodings]).numpy().astype(np.int32) if encodings
+                      else np.zeros(0, np.int32)),
+        "doc_embeddings": doc_embeddings,
+        "title_embeddings": title_embeddings,
+    }
+    rows = [{"_id": doc["_id"], "title": doc.get("title"), "text": doc["text"],
+             "spans": [[s.start, s.end] for s in slots], "truncated": truncated} for doc, (slots, truncated) in zip(docs, split)]
+    return rows, arrays
+
+
+def save_shard(folder: Path, rows: list[dict], arrays: dict[str, np.ndarray]) -> dict:
+    """Writes a shard folder atomically; returns its manifest entry's counts."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with open(tmp / "docs.jsonl", "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    for name, array in arrays.items():
+        np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # a shard exists whole or not at all
+    return {"docs": len(rows), "slots": int(arrays["slot_embeddings"].shape[0]), "tokens": int(arrays["tokens"].shape[0])}
+
+
+def _build_bm25(folder: Path, manifest: dict) -> None:
+    import bm25s
+
+    texts = []
+    for shard in manifest["shards"]:
+        with open(folder / shard["name"] / "docs.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                doc = json.loads(line)
+                texts.append(f"{doc['title'] or ''} {doc['text']}")
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokenize(texts), show_progress=False)
+    shutil.rmtree(folder / "bm25", ignore_errors=True)
+    retriever.save(str(folder / "bm25"), show_progress=False)
+
+
+def _names_shards(manifest: dict) -> bool:
+    """Whether the manifest lists shards as `build` writes them (else a resumed build starts over)."""
+    shards = manifest.get("shards")
+    return isinstance(shards, list) and all(
+        isinstance(s, dict) and isinstance(s.get("name"), str) and SHARD_NAME.fullmatch(s["name"]) for s in shards)
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+
+
+def _clear(folder: Path) -> None:
+    """Removes what an index build writes, and nothing else a user may keep in the folder."""
+    if not folder.exists():
+        return
+    for child in folder.iterdir():
+        if child.name.startswith("shard-") or child.name in ("bm25", MANIFEST, MANIFEST + ".tmp"):
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
