@@ -14,6 +14,8 @@ FUSIONS = ("null_point", "concat_linear", "learned_weights", "gated_unit")
 POOLINGS = ("self_attention", "query_attention")
 # Keys added after the first checkpoints, with the values that rebuild those checkpoints unchanged.
 LEGACY_DEFAULTS = {"zero_shot_residual": False, "slot_salience": True, "slot_contrast": True}
+# Keys older checkpoints hold that no longer shape the model (the loss weights are training arguments now).
+RETIRED_KEYS = {"load_balancing_weight", "z_loss_weight"}
 
 
 @dataclass
@@ -31,8 +33,6 @@ class SpicyLentilConfig:
     window_stride: int = 32  # overlap, in tokens, of the windows a too-long sentence is cut into
     max_slot_tokens: int = 0  # window length in tokens; 0 = the encoder's max_seq_length minus 2 special tokens
     vocab_size: int = 30522  # size of the encoder tokenizer's vocabulary (the IDF tables)
-    load_balancing_weight: float = 0.01  # weight of the Switch load-balancing loss
-    z_loss_weight: float = 0.001  # weight of the ST-MoE router z-loss
     prior_features: int = 4  # first-stage features the document head reads (retrieval.PRIOR_FEATURES)
     num_stances: int = 3  # stance classes of the pathway that judges stance: neutral, support, contradict
     encoder_weights: str = ""  # tuned encoder tensors in the model folder, applied over `encoder`; "" = none
@@ -86,6 +86,7 @@ class SpicyLentilConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
         defaults = cls()
+        data = {key: value for key, value in data.items() if key not in RETIRED_KEYS}
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"{path}: unknown config key(s) {unknown}")

@@ -84,50 +84,6 @@ class Gate(nn.Module):
         return Routing(router_logits, router_probs, routing_weights, selected_pathways)
 
 
-def load_balancing_loss(
-    router_probs: torch.Tensor,
-    selected_pathways: torch.Tensor,
-    num_pathways: int,
-    row_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Switch Transformer auxiliary load-balancing loss (Fedus et al. 2021, eq. 4), for top-k routing.
-
-    `N * sum_i f_i * P_i`, where `f_i` is the share of routing assignments that went to pathway i
-    and `P_i` the mean router probability of pathway i. It is 1.0 for perfectly balanced routing
-    and grows to N when everything goes to one pathway.
-
-    Args:
-        router_probs: (rows, pathways) softmax router probabilities.
-        selected_pathways: (rows, k) indices chosen per row.
-        num_pathways: N.
-        row_weights: (rows,) how many real units each row stands for (its real slots), so that
-            padding never counts; None weighs rows equally.
-
-    Returns:
-        A scalar tensor.
-    """
-    if row_weights is None:
-        row_weights = torch.ones(router_probs.shape[0], device=router_probs.device)
-    row_weights = row_weights.float()
-    total = row_weights.sum().clamp(min=1e-9)
-    assignments = nn.functional.one_hot(selected_pathways, num_pathways).float().sum(1)  # (rows, pathways)
-    tokens_per_pathway = (assignments * row_weights[:, None]).sum(0) / (total * selected_pathways.shape[1])
-    prob_per_pathway = (router_probs * row_weights[:, None]).sum(0) / total
-    return num_pathways * (tokens_per_pathway * prob_per_pathway).sum()
-
-
-def router_z_loss(router_logits: torch.Tensor, row_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Router z-loss (Zoph et al. 2022, ST-MoE, eq. 5): mean squared log-partition of the router logits.
-
-    Keeps the logits small so the float32 softmax stays well conditioned.
-    """
-    z = torch.logsumexp(router_logits.float(), dim=-1) ** 2  # (rows,)
-    if row_weights is None:
-        return z.mean()
-    row_weights = row_weights.float()
-    return (z * row_weights).sum() / row_weights.sum().clamp(min=1e-9)
-
-
 class RoutingStatistics:
     """Running counts of how often each pathway was chosen and with what mean weight."""
 

@@ -13,7 +13,7 @@ from .pathways.registry import build_pathways
 from .config import SpicyLentilConfig
 from .evidence import ZeroShotEvidence
 from .fusion import build_fusion
-from .gate import Gate, Routing, load_balancing_loss, router_z_loss
+from .gate import Gate, Routing
 from .pooling import POOLING_CLASSES
 
 
@@ -26,8 +26,6 @@ class ModelOutput:
     pooling_weights: torch.Tensor  # (batch, slots) how much each slot counts in the document score
     stance_logits: torch.Tensor | None  # (batch, slots, stances) where a stance-judging pathway ran, else None
     stance_rows: torch.Tensor | None  # (rows,) batch rows that stance_logits' rows belong to
-    load_balancing_loss: torch.Tensor  # scalar, Switch load balancing (padding excluded)
-    z_loss: torch.Tensor  # scalar, router z-loss
 
     @property
     def field(self) -> torch.Tensor:
@@ -185,7 +183,6 @@ class SpicyLentilModel(nn.Module):
             raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
         slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
-        row_weights = x.slot_mask.sum(-1)  # each query counts once per real slot, never for padding
         return ModelOutput(
             slot_logits=slot_logits,
             doc_logits=doc_logits,
@@ -194,6 +191,4 @@ class SpicyLentilModel(nn.Module):
             pooling_weights=pooling_weights,
             stance_logits=stance_logits,
             stance_rows=stance_rows,
-            load_balancing_loss=load_balancing_loss(routing.router_probs, routing.selected_pathways, len(self.pathway_names), row_weights),
-            z_loss=router_z_loss(routing.router_logits, row_weights),
         )

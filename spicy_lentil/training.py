@@ -25,7 +25,6 @@ from typing import Callable
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 from tqdm.auto import tqdm
 
 from .pathways.base import CorpusStatistics
@@ -36,6 +35,7 @@ from .data import RelevanceData
 from .engine import SpicyLentil
 from .evaluation import evaluate, slot_labels
 from .index import CorpusIndex
+from .losses import LossTargets, training_losses
 from .model import SpicyLentilModel
 from .retrieval import FirstStage
 
@@ -56,6 +56,8 @@ class TrainingArguments:
     slot_ranking_weight: float = 2.0  # listwise CE over each labelled document's slots, rationales as targets: slot MAP is a ranking within the document
     negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
     stance_weight: float = 0.2  # the stance head of the pathway that judges stance, where stance labels exist
+    load_balancing_weight: float = 0.01  # Switch load-balancing loss of the gate (losses.load_balancing_loss)
+    z_loss_weight: float = 0.001  # ST-MoE router z-loss (losses.router_z_loss)
     prior_dropout: float = 0.25  # share of queries trained without the first-stage prior (bare documents have none)
     seed: int = 0
     train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
@@ -285,48 +287,15 @@ class Trainer:
             elif kind == "unanswered":  # asked of this very document, and none of its slots answers it
                 slot_weight[row, :n] = self.args.unanswerable_weight
         device = self.accelerator.device
-        return {"input": batch.to(device), "prior": torch.tensor(np.stack(prior), device=device), "group": group,
-                "ranked_rows": len(ranked) * group, "slot_target": slot_target.to(device),
-                "slot_weight": slot_weight.to(device), "stance": stance.to(device)}
+        batch = batch.to(device)
+        targets = LossTargets(len(ranked) * group, group, batch.slot_mask, slot_target.to(device),
+                              slot_weight.to(device), stance.to(device))
+        return {"input": batch, "prior": torch.tensor(np.stack(prior), device=device), "targets": targets}
 
     def _encode(self, texts: list[str]):
         if self.args.train_encoder:
             return self.lentil.encoder.encode_with_grad(texts)
         return self.lentil.encoder.encode(texts)
-
-    def _loss(self, output, batch: dict) -> dict[str, torch.Tensor]:
-        """The multi-task loss: listwise ranking + document BCE + slot BCE + stance + routing losses."""
-        ranked = batch["ranked_rows"]
-        doc_logits = output.doc_logits[:ranked].view(-1, batch["group"])  # (queries, 1 + negatives): the positive is column 0
-        ranking = output.doc_logits.new_zeros(())
-        if ranked:
-            target = torch.zeros(doc_logits.shape[0], dtype=torch.long, device=doc_logits.device)
-            ranking = nn.functional.cross_entropy(doc_logits, target)
-        relevant = torch.zeros_like(output.doc_logits)  # unanswered documents (after the ranked rows) are not relevant
-        relevant[:ranked:batch["group"]] = 1.0
-        document = nn.functional.binary_cross_entropy_with_logits(output.doc_logits, relevant)
-        slot_mask = batch["input"].slot_mask
-        logits = output.slot_logits.masked_fill(~slot_mask, 0.0)
-        weights = batch["slot_weight"]
-        bce = nn.functional.binary_cross_entropy_with_logits(logits, batch["slot_target"], reduction="none")
-        slot = (bce * weights).sum() / weights.sum().clamp(min=1e-6)
-        labelled = batch["slot_target"].sum(-1) > 0  # (batch,) relevant documents with rationale labels
-        slot_ranking = logits.new_zeros(())
-        if labelled.any():
-            target = batch["slot_target"][labelled]
-            log_probs = torch.log_softmax(output.slot_logits[labelled], dim=-1).masked_fill(~slot_mask[labelled], 0.0)
-            slot_ranking = -((log_probs * target).sum(-1) / target.sum(-1).clamp(min=1)).mean()
-        stance = logits.new_zeros(())
-        if output.stance_logits is not None:
-            labels = batch["stance"][output.stance_rows]  # (rows that ran the stance-judging pathway, slots); -1 = unlabelled
-            if (labels >= 0).any():
-                stance = nn.functional.cross_entropy(output.stance_logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
-        config = self.lentil.config
-        total = (ranking + self.args.document_weight * document + slot + self.args.slot_ranking_weight * slot_ranking
-                 + self.args.stance_weight * stance
-                 + config.load_balancing_weight * output.load_balancing_loss + config.z_loss_weight * output.z_loss)
-        return {"loss": total, "ranking": ranking, "document": document, "slot": slot, "slot_ranking": slot_ranking, "stance": stance,
-                "balance": output.load_balancing_loss, "z": output.z_loss}
 
     # ---- loop ----------------------------------------------------------------------------------
 
@@ -352,15 +321,15 @@ class Trainer:
             for step in progress:
                 batch = self._batch([self.examples[i] for i in step], rng)
                 output = self.model(batch["input"], batch["prior"])
-                losses = self._loss(output, batch)
+                losses = training_losses(output, batch["targets"], self.args)
                 self.optimizer.zero_grad()
-                self.accelerator.backward(losses["loss"])
+                self.accelerator.backward(losses.loss)
                 self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
                 self.optimizer.step()
                 self.scheduler.step()
-                for name, value in losses.items():
+                for name, value in losses._asdict().items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
-                progress.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}", balance=f"{float(losses['balance'].detach()):.2f}")
+                progress.set_postfix(loss=f"{float(losses.loss.detach()):.3f}", balance=f"{float(losses.balance.detach()):.2f}")
             record = {"epoch": epoch, "seconds": round(time.perf_counter() - started, 1),
                       **{k: v / max(1, len(shard)) for k, v in sums.items()}}
             if any(s.validation is not None for s in self.sets):

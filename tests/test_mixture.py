@@ -53,8 +53,9 @@ def test_each_query_draws_negatives_and_prior_from_its_own_corpus(two_datasets, 
     assert len(unanswered) == len(OTHER_TOPICS) and all(e["set"] == 1 for e in unanswered)
     # A batch of unanswered questions asks every slot of their documents to score low.
     batch = trainer._batch(unanswered[:2], np.random.default_rng(0))
-    assert batch["ranked_rows"] == 0
-    assert bool((batch["slot_weight"][batch["input"].slot_mask] > 0).all()) and float(batch["slot_target"].sum()) == 0
+    targets = batch["targets"]
+    assert targets.ranked_rows == 0
+    assert bool((targets.slot_weight[targets.slot_mask] > 0).all()) and float(targets.slot_target.sum()) == 0
 
 
 def test_mix_weights_decide_how_often_each_dataset_is_drawn(two_datasets, tmp_path):
