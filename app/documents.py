@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from spicy_lentil.errors import surrogate_at
+from spicy_lentil.io import iter_jsonl_documents
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_CORPUS = DATA_DIR / "demo_corpus.jsonl"
@@ -128,35 +129,20 @@ def load_uploads(files: Sequence[UploadedFile]) -> tuple[list[dict], list[str]]:
 
 
 def _parse_jsonl(name: str, content: bytes) -> tuple[list[dict], list[str]]:
-    """Rows of a JSONL upload, each line decoded on its own: one bad byte or lone surrogate costs only its row."""
-    documents, errors = [], []
-    for number, raw in enumerate(content.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as error:
-            errors.append(f"{name} line {number}: not UTF-8 text (byte {error.start} of the line cannot be decoded)")
-            continue
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            errors.append(f"{name} line {number}: invalid JSON ({getattr(error, 'msg', 'nested too deeply')})")
-            continue
-        if not isinstance(row, dict):
-            errors.append(f"{name} line {number}: expected a JSON object, got {type(row).__name__}")
-        elif not isinstance(row.get("text"), str) or not row["text"].strip():
-            errors.append(f"{name} line {number}: needs a non-empty string field \"text\"")
-        elif any(surrogate_at(value) is not None for value in (row["text"], row.get("title"), row.get("_id"))
-                 if isinstance(value, str)):
-            errors.append(f"{name} line {number}: holds a lone surrogate (not valid Unicode text)")
-        else:
-            title = row.get("title")
-            documents.append({
-                "_id": str(row.get("_id", f"{name}:{number}")),
-                "title": title if isinstance(title, str) and title.strip() else None,
-                "text": row["text"],
-            })
+    """Rows of a JSONL upload, read as the command line reads them (`io.iter_jsonl_documents`): one bad
+    byte, row or repeated id costs only its row; a row without "_id" is named by its file and line."""
+    errors = _RowErrors()
+    documents = list(iter_jsonl_documents(content.splitlines(), name, errors, default_ids=True, allow_empty=False))
+    for document in documents:
+        if document["title"] is not None and not document["title"].strip():
+            document["title"] = None
     if not documents and not errors:
         errors.append(f"{name}: the file has no rows")
     return documents, errors
+
+
+class _RowErrors(list):
+    """Collects the reader's rejects as the app's messages."""
+
+    def add(self, source: str, line: int, reason: str) -> None:
+        self.append(f"{source} line {line}: {reason}")

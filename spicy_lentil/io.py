@@ -70,12 +70,17 @@ def _reported_rows(path: Path) -> set[tuple[str, int]]:
     return reported
 
 
-def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, str] | None = None) -> Iterator[dict]:
+def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, str] | None = None,
+                         default_ids: bool = False, allow_empty: bool = True) -> Iterator[dict]:
     """Yields `{"_id", "title", "text", "sentences"?}` from JSONL lines; bad rows go to `rejects`.
 
     `handle` yields bytes (or str) lines. Each line is decoded on its own, so one bad byte costs only its
     row. Ids are compared as text: `5` and `"5"` are the same id, and a row repeating an id seen
     earlier (in `seen`, shared across the files of one job) is rejected, naming the first row.
+
+    Args:
+        default_ids: a row without "_id" gets `source:line` (the app's uploads) instead of being rejected.
+        allow_empty: accept a row whose text is blank (it scores 0 with no slots); False rejects it.
     """
     seen = {} if seen is None else seen
     for number, line in enumerate(handle, start=1):
@@ -94,7 +99,9 @@ def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, 
         except (json.JSONDecodeError, RecursionError) as error:
             rejects.add(source, number, f"invalid JSON: {getattr(error, 'msg', 'nested too deeply')}")
             continue
-        reason = _row_problem(row)
+        if default_ids and isinstance(row, dict) and row.get("_id") is None:
+            row["_id"] = f"{source}:{number}"
+        reason = _row_problem(row, allow_empty)
         if reason is None:
             doc_id = str(row["_id"])
             if doc_id in seen:
@@ -117,7 +124,7 @@ def _duplicate(doc_id: str, first: str) -> str:
     return f"duplicate _id {doc_id!r}: {first} has it already (the first row with an id is kept)"
 
 
-def _row_problem(row) -> str | None:
+def _row_problem(row, allow_empty: bool = True) -> str | None:
     """Why a parsed JSONL row cannot be a document, or None."""
     if not isinstance(row, dict):
         return f"expected a JSON object, got {type(row).__name__}"
@@ -130,6 +137,8 @@ def _row_problem(row) -> str | None:
             return f"'sentences[{blank}]' is empty"
     elif not isinstance(row.get("text"), str):
         return "missing string field 'text' (or a list of strings 'sentences')"
+    elif not allow_empty and not row["text"].strip():
+        return "'text' is empty"
     doc_id = row.get("_id")
     if doc_id is None:
         return "missing field '_id'"
