@@ -281,9 +281,12 @@ def test_index_resume_over_a_damaged_manifest_rebuilds_and_bad_shard_sizes_are_r
     status, _ = run(["index", corpus, "--output", folder, "--resume"], capsys)
     assert status == 1  # the two duplicate rows again; the index itself is whole
     assert CorpusIndex.load(folder).doc_ids == ["marie", "bread", "rivers", "5"]
-    for bad in ("0", "-2"):
-        status, err = run(["index", corpus, "--output", tmp_path / f"other{bad}", "--shard-size", bad], capsys)
-        assert status == 2 and "shard_size" in err
+    for bad in ("0", "-2", "x"):  # refused by the parser, before any work
+        with pytest.raises(SystemExit) as refused:
+            main(["index", str(corpus), "--output", str(tmp_path / f"other{bad}"), "--shard-size", bad])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "--shard-size: expected a positive integer" in err
+        assert "Traceback" not in err and not (tmp_path / f"other{bad}").exists()
 
 
 def test_a_searched_folder_is_opened_once_until_its_manifest_changes(lentil, index_folder, tmp_path, monkeypatch):
