@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
-from spicy_lentil.errors import surrogate_at
 from spicy_lentil.io import iter_jsonl_documents
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"

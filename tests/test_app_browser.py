@@ -7,11 +7,11 @@ import re
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.processes import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app" / "streamlit_app.py"
@@ -43,17 +43,7 @@ def app_url(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, f"streamlit exited early:\n{(tmp_path / 'streamlit.log').read_text()}"
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "streamlit did not answer its health check within 60 s"
-            time.sleep(0.5)
+        wait_until_healthy(server, url, tmp_path / "streamlit.log", 60)
         yield url
     finally:
         server.terminate()

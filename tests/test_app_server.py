@@ -6,11 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.processes import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 PROC_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
@@ -39,17 +39,7 @@ def test_the_app_listens_on_loopback_only_by_default(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "spicy_lentil.cli", "app", "--port", str(port)], cwd=ROOT,
                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, (tmp_path / "app.log").read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the app did not answer its health check within 90 s"
-            time.sleep(0.5)
+        wait_until_healthy(server, f"http://127.0.0.1:{port}", tmp_path / "app.log", 90)
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, and no wildcard or other interface
     finally:
         server.terminate()

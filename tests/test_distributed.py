@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 
 from spicy_lentil.cli import main
 from tests.test_jobs import BAD_LINES, write_corpus
+from tests.processes import kill_after_rows
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -85,16 +84,7 @@ def test_killed_ray_job_resumes_with_every_id_exactly_once(tmp_path, address):
     command = [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "topic 3", str(corpus), "--out", str(out),
                "--batch-size", "4", "--engine", "ray", "--address", address, "--concurrency", "2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and (not out.is_file() or len(out.read_bytes().splitlines()) < 20):
-            time.sleep(0.05)
-        assert proc.poll() is None, "the job finished before it could be killed; make the corpus larger"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    partial = out.read_text().splitlines()
+    partial = kill_after_rows(command, out, env=env)
     assert 20 <= len(partial) < len(expected)
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 1, resumed.stderr  # rows were rejected

@@ -1,14 +1,12 @@
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pyarrow.parquet as pq
 
 from spicy_lentil.cli import main
 from spicy_lentil.jobs import _cut_torn_tail
+from tests.processes import kill_after_rows
 
 BAD_LINES = {7: "{oops", 19: json.dumps({"_id": "no-text"}), 150: "[1, 2]"}
 
@@ -30,16 +28,7 @@ def test_killed_job_resumes_with_every_id_exactly_once(tmp_path):
     out = tmp_path / "out.jsonl"
     command = [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "topic 3", str(corpus), "--out", str(out),
                "--batch-size", "4"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and (not out.is_file() or len(out.read_bytes().splitlines()) < 20):
-            time.sleep(0.05)
-        assert proc.poll() is None, "the job finished before it could be killed; make the corpus larger"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    partial = out.read_text().splitlines()
+    partial = kill_after_rows(command, out)
     assert 20 <= len(partial) < len(expected)
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 1, resumed.stderr  # rows were rejected
