@@ -1,0 +1,28 @@
+"""The README's layout section names every module and folder of the tree, and nothing that is gone."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _layout() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_package_module_is_in_the_layout():
+    layout = _layout()
+    modules = {p.name for p in (ROOT / "spicy_lentil").glob("*.py") if p.name != "__init__.py"}
+    missing = sorted(name for name in modules if not re.search(rf"\b{re.escape(name)}\b", layout))
+    assert not missing, f"README layout misses {missing}"
+
+
+def test_the_layout_names_only_what_exists():
+    layout = _layout()
+    named = set(re.findall(r"\b([a-z_]+\.py)\b", layout))
+    top = {p.name for folder in ("spicy_lentil", "pathways", "app", "scripts", "tests", "benchmarks")
+           for p in (ROOT / folder).glob("*.py")}
+    assert named <= top, f"README layout names {sorted(named - top)}, which do not exist"
+    for folder in re.findall(r"^([a-z_]+/)", layout, flags=re.MULTILINE):
+        assert (ROOT / folder).is_dir(), folder
