@@ -42,8 +42,10 @@ def demo_queries() -> list[str]:
 def split_pasted(text: str) -> list[dict]:
     """One document per block of pasted text; a line holding only `---` separates documents."""
     blocks = [block.strip() for block in _SEPARATOR_LINE.split(text or "")]
-    return [{"_id": f"pasted-{i}", "title": f"Pasted text {i}", "text": block}
-            for i, block in enumerate((b for b in blocks if b), start=1)]
+    return [
+        {"_id": f"pasted-{i}", "title": f"Pasted text {i}", "text": block}
+        for i, block in enumerate((b for b in blocks if b), start=1)
+    ]
 
 
 class UploadedFile(Protocol):
@@ -73,8 +75,10 @@ class Upload:
 def paste_problem(text: str) -> str | None:
     """Why pasted text is refused (the browser's limit is not trusted), or None."""
     if len(text or "") > MAX_PASTE_CHARS:
-        return (f"The pasted text has {len(text):,} characters, over the {MAX_PASTE_CHARS:,} limit; "
-                "upload it as files instead.")
+        return (
+            f"The pasted text has {len(text):,} characters, over the {MAX_PASTE_CHARS:,} limit; "
+            "upload it as files instead."
+        )
     return None
 
 

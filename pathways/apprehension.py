@@ -31,4 +31,6 @@ class Apprehension(Pathway):
         familiarity = nn.functional.cosine_similarity(s, context, dim=-1, eps=1e-6).unsqueeze(-1)
         new_for_query = (q * novelty).sum(-1, keepdim=True)
         first = (count == 1).float() * (torch.cumsum(mask, dim=1) == 1).float()
-        return PathwayOutput(self.head_on_slots(torch.cat([novelty, q * novelty, q * s, familiarity, new_for_query, first], dim=-1), x))
+        return PathwayOutput(
+            self.head_on_slots(torch.cat([novelty, q * novelty, q * s, familiarity, new_for_query, first], dim=-1), x)
+        )

@@ -39,7 +39,9 @@ class PathwayInput:
         Fields are indexed when a pathway first reads them, so the large token tensors are copied
         only for the pathways that use them.
         """
-        if index.numel() == self.batch_size and bool((index == torch.arange(self.batch_size, device=index.device)).all()):
+        if index.numel() == self.batch_size and bool(
+            (index == torch.arange(self.batch_size, device=index.device)).all()
+        ):
             return self  # every row chose this pathway (always so when one query scores many documents)
         return _RowSelection(self, index)  # type: ignore[return-value]
 
@@ -238,5 +240,7 @@ class Pathway(nn.Module):
         batch, slots, width = features.shape
         real = real_slots(x.slot_mask)
         out = features.new_zeros(batch * slots, self.hidden_dim)
-        out.index_copy_(0, real, self.head(features.reshape(batch * slots, width).index_select(0, real)))  # (real slots, hidden)
+        out.index_copy_(
+            0, real, self.head(features.reshape(batch * slots, width).index_select(0, real))
+        )  # (real slots, hidden)
         return out.view(batch, slots, self.hidden_dim)

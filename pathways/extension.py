@@ -38,4 +38,6 @@ class Extension(Pathway):
         q_nbr = (q * neighbours).sum(-1, keepdim=True)
         q_title = (q * title).sum(-1, keepdim=True)
         q_slot = (q * s).sum(-1, keepdim=True)
-        return PathwayOutput(self.head_on_slots(torch.cat([q * neighbours, q * title, q * s, q_nbr, q_title, q_slot], dim=-1), x))
+        return PathwayOutput(
+            self.head_on_slots(torch.cat([q * neighbours, q * title, q * s, q_nbr, q_title, q_slot], dim=-1), x)
+        )

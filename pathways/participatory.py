@@ -24,7 +24,9 @@ class Participatory(Pathway):
 
     def forward(self, x: PathwayInput) -> PathwayOutput:
         q = nn.functional.normalize(x.query_tokens, dim=-1)  # (batch, q_tokens, dim)
-        sim = token_products(x, q[0] if x.shared_query else q) * x.token_scale.unsqueeze(-1)  # (tokens, q_tokens) cosines
+        sim = token_products(x, q[0] if x.shared_query else q) * x.token_scale.unsqueeze(
+            -1
+        )  # (tokens, q_tokens) cosines
         maxsim = segment_max(sim, x).clamp(min=-1.0)  # (batch, slots, q_tokens)
         q_mask = x.query_token_mask.unsqueeze(1)  # (batch, 1, q_tokens)
         weight_logits = self.token_weight(x.query_tokens).squeeze(-1).masked_fill(~x.query_token_mask, -1e4)
@@ -33,4 +35,6 @@ class Participatory(Pathway):
         plain = (maxsim * q_mask).sum(-1, keepdim=True) / q_mask.sum(-1, keepdim=True).clamp(min=1)
         best = maxsim.masked_fill(~q_mask, -1.0).max(dim=-1, keepdim=True).values
         engaged = torch.einsum("bsq,bqd->bsd", weights * maxsim.clamp(min=0.0), q)  # which query words found partners
-        return PathwayOutput(self.head_on_slots(torch.cat([self.interaction(engaged), weighted, plain, best], dim=-1), x))
+        return PathwayOutput(
+            self.head_on_slots(torch.cat([self.interaction(engaged), weighted, plain, best], dim=-1), x)
+        )

@@ -24,7 +24,6 @@ class Prehension(IdfTable, Pathway):
         self.matched = nn.Linear(embedding_dim, hidden_dim)
         self.head = mlp(hidden_dim + 6, hidden_dim, dropout)
 
-
     @staticmethod
     def _gripped(hit: torch.Tensor, x: PathwayInput) -> torch.Tensor:
         """What was gripped: per slot, the mean embedding of its tokens that match some query token.
@@ -43,13 +42,17 @@ class Prehension(IdfTable, Pathway):
         q_valid = q_ids >= 0  # (batch, q_tokens)
         t_valid = x.token_ids >= 0  # (tokens,)
         token_q_ids = query_per_token(q_ids, x)  # (tokens or 1, q_tokens)
-        match = (x.token_ids.unsqueeze(-1) == token_q_ids) & t_valid.unsqueeze(-1) & (token_q_ids >= 0)  # (tokens, q_tokens)
+        match = (
+            (x.token_ids.unsqueeze(-1) == token_q_ids) & t_valid.unsqueeze(-1) & (token_q_ids >= 0)
+        )  # (tokens, q_tokens)
         tf = segment_sum(match.float(), x)  # (batch, slots, q_tokens): occurrences of each query term in each slot
         present = (tf > 0).float()
         idf = self.idf[q_ids.clamp(min=0)] * q_valid  # (batch, q_tokens)
         n_query = q_valid.sum(-1, keepdim=True).clamp(min=1).unsqueeze(1)  # (batch, 1, 1)
         overlap = present.sum(-1, keepdim=True) / n_query
-        idf_overlap = (present * idf.unsqueeze(1)).sum(-1, keepdim=True) / idf.sum(-1, keepdim=True).clamp(min=1e-6).unsqueeze(1)
+        idf_overlap = (present * idf.unsqueeze(1)).sum(-1, keepdim=True) / idf.sum(-1, keepdim=True).clamp(
+            min=1e-6
+        ).unsqueeze(1)
         length = segment_sum(t_valid.float().unsqueeze(-1), x).squeeze(-1)  # (batch, slots)
         mean_length = (length * x.slot_mask).sum(-1, keepdim=True) / x.slot_mask.sum(-1, keepdim=True).clamp(min=1)
         norm = self.k1 * (1 - self.b + self.b * length / mean_length.clamp(min=1))  # (batch, slots)
@@ -58,8 +61,15 @@ class Prehension(IdfTable, Pathway):
         relative = bm25 / doc_best.clamp(min=1e-6)
         gripped = self._gripped(match.any(-1), x)  # (batch, slots, dim)
         features = torch.cat(
-            [self.matched(gripped), overlap, idf_overlap, torch.log1p(bm25), relative, torch.log1p(length).unsqueeze(-1),
-             (present.sum(-1, keepdim=True) == n_query).float()],
+            [
+                self.matched(gripped),
+                overlap,
+                idf_overlap,
+                torch.log1p(bm25),
+                relative,
+                torch.log1p(length).unsqueeze(-1),
+                (present.sum(-1, keepdim=True) == n_query).float(),
+            ],
             dim=-1,
         )
         return PathwayOutput(self.head_on_slots(features, x))

@@ -9,7 +9,8 @@ from .base import Pathway, PathwayInput, PathwayOutput, mlp
 
 
 class Procedural(Pathway):
-    """Reads the document as a sequence: convolutions over neighbouring slots plus position, FiLM-modulated by the query.
+    """Reads the document as a sequence: convolutions over neighbouring slots plus position, FiLM-modulated
+    by the query.
 
     Abstracts and reports have an order (background, method, result, conclusion); where a slot
     sits, and what surrounds it, says what kind of statement it is.

@@ -33,9 +33,13 @@ PATHWAYS: dict[str, type[Pathway]] = {
 PATHWAY_NAMES: tuple[str, ...] = tuple(PATHWAYS)
 
 
-def build_pathways(names: list[str], embedding_dim: int, hidden_dim: int, dropout: float,
-                   **options) -> dict[str, Pathway]:
+def build_pathways(
+    names: list[str], embedding_dim: int, hidden_dim: int, dropout: float, **options
+) -> dict[str, Pathway]:
     """Instantiates the named pathways, in registry order; each takes the `options` its class names in
     `config_options`."""
-    return {name: cls(embedding_dim, hidden_dim, dropout, **{o: options[o] for o in cls.config_options})
-            for name, cls in PATHWAYS.items() if name in names}
+    return {
+        name: cls(embedding_dim, hidden_dim, dropout, **{o: options[o] for o in cls.config_options})
+        for name, cls in PATHWAYS.items()
+        if name in names
+    }

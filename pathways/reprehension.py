@@ -29,7 +29,9 @@ class Reprehension(Pathway):
         # Response of each cue probe to each (unit-length) token.
         token_response = token_products(x, self.cues) * x.token_scale.unsqueeze(-1)  # (tokens, cues)
         slot_cues = segment_max(token_response, x)  # (batch, slots, cues)
-        query_response = torch.matmul(nn.functional.normalize(x.query_tokens, dim=-1), self.cues.t())  # (batch, q_tokens, cues)
+        query_response = torch.matmul(
+            nn.functional.normalize(x.query_tokens, dim=-1), self.cues.t()
+        )  # (batch, q_tokens, cues)
         query_response = query_response.masked_fill(~x.query_token_mask.unsqueeze(-1), -1.0)
         query_cues = query_response.amax(dim=1).unsqueeze(1).expand_as(slot_cues)  # (batch, slots, cues)
         q = x.query.unsqueeze(1).expand_as(x.slots)

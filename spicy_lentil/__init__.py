@@ -2,8 +2,8 @@
 
 from .config import SpicyLentilConfig
 from .engine import SpicyLentil
-from .results import CompressedContext, PrunedDocument, RelevanceField
 from .errors import ModelLoadError, SpicyLentilError
+from .results import CompressedContext, PrunedDocument, RelevanceField
 from .slots import Slot, Slotter
 
 __all__ = [

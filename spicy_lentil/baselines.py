@@ -1,4 +1,5 @@
-"""The fine-tuned bi-encoder baseline: sentence-transformers trained on the same split with MultipleNegativesRankingLoss.
+"""The fine-tuned bi-encoder baselines: sentence-transformers trained on the same split with
+MultipleNegativesRankingLoss.
 
 Trained once per (encoder, training data) and cached under `cache/`; it is a yardstick, never shipped.
 """
@@ -16,7 +17,9 @@ from .encoder import load_sentence_transformer
 
 
 def _fingerprint(data: RelevanceData, encoder: str, epochs: int) -> str:
-    payload = json.dumps({"encoder": encoder, "epochs": epochs, "qrels": data.qrels, "queries": data.queries}, sort_keys=True)
+    payload = json.dumps(
+        {"encoder": encoder, "epochs": epochs, "qrels": data.qrels, "queries": data.queries}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -34,8 +37,15 @@ class FineTunedBiEncoder:
         epochs: training epochs.
     """
 
-    def __init__(self, train: RelevanceData, encoder: str, cache_dir: str | Path = "cache", epochs: int = 1,
-                 batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(
+        self,
+        train: RelevanceData,
+        encoder: str,
+        cache_dir: str | Path = "cache",
+        epochs: int = 1,
+        batch_size: int = 32,
+        seed: int = 0,
+    ) -> None:
         self.folder = Path(cache_dir) / f"bi-encoder-{_fingerprint(train, encoder, epochs)}"
         if not (self.folder / "model" / "config.json").is_file():
             self._train(train, encoder, epochs, batch_size, seed)
@@ -54,12 +64,20 @@ class FineTunedBiEncoder:
                     pairs["positive"].append(_doc_text(train.corpus[doc_id]))
         model = load_sentence_transformer(encoder)
         args = SentenceTransformerTrainingArguments(
-            output_dir=str(self.folder / "runs"), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            learning_rate=2e-5, warmup_ratio=0.1, seed=seed, report_to=[], save_strategy="no", logging_steps=10,
+            output_dir=str(self.folder / "runs"),
+            num_train_epochs=epochs,
+            per_device_train_batch_size=batch_size,
+            learning_rate=2e-5,
+            warmup_ratio=0.1,
+            seed=seed,
+            report_to=[],
+            save_strategy="no",
+            logging_steps=10,
             batch_sampler="no_duplicates",
         )
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=Dataset.from_dict(pairs),
-                                             loss=MultipleNegativesRankingLoss(model))
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=Dataset.from_dict(pairs), loss=MultipleNegativesRankingLoss(model)
+        )
         trainer.train()
         model.save(str(self.folder / "model"), safe_serialization=True)
 
@@ -70,8 +88,13 @@ class FineTunedBiEncoder:
         ids = list(data.corpus)
         if path.is_file():
             return ids, np.load(path, allow_pickle=False)
-        embeddings = self.model.encode([_doc_text(data.corpus[i]) for i in ids], batch_size=32, normalize_embeddings=True,
-                                       show_progress_bar=True, convert_to_numpy=True)
+        embeddings = self.model.encode(
+            [_doc_text(data.corpus[i]) for i in ids],
+            batch_size=32,
+            normalize_embeddings=True,
+            show_progress_bar=True,
+            convert_to_numpy=True,
+        )
         np.save(path, embeddings.astype(np.float32), allow_pickle=False)
         return ids, embeddings
 
@@ -108,7 +131,9 @@ class SentenceBiEncoder:
         """Tunes `encoder` on the splits' sentence labels, once per (encoder, splits), cached under `cache_dir`."""
         from .encoder_tuning import ENCODER_WEIGHTS_NAME, tune_encoder
 
-        payload = json.dumps({"encoder": encoder, "slot_qrels": [sorted(map(str, s.slot_qrels.items())) for s in splits]})
+        payload = json.dumps(
+            {"encoder": encoder, "slot_qrels": [sorted(map(str, s.slot_qrels.items())) for s in splits]}
+        )
         folder = Path(cache_dir) / f"sentence-bi-encoder-{hashlib.sha256(payload.encode('utf-8')).hexdigest()[:16]}"
         if not (folder / ENCODER_WEIGHTS_NAME).is_file():
             tune_encoder(encoder, splits, folder)

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .pathways.base import PathwayInput, real_slots
-
 from .encoder import Encoding
+from .pathways.base import PathwayInput, real_slots
 
 
 @dataclass
@@ -105,7 +104,9 @@ def collate(
     distinct = queries[:1] if same_query else queries
     query_tokens = pad_sequence([q.tokens for q in distinct], batch_first=True).float()  # (queries, q_tokens, dim)
     query_ids = ids(pad_sequence([q.token_ids.long() for q in distinct], batch_first=True, padding_value=-1))
-    query_token_mask = pad_sequence([torch.ones(q.token_ids.shape[0], dtype=torch.bool) for q in distinct], batch_first=True)
+    query_token_mask = pad_sequence(
+        [torch.ones(q.token_ids.shape[0], dtype=torch.bool) for q in distinct], batch_first=True
+    )
     query = torch.stack([q.embedding for q in distinct]).float()
     if same_query:
         query, query_tokens = query.expand(rows, -1), query_tokens.expand(rows, -1, -1)

@@ -50,8 +50,9 @@ def platt(logits: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | No
     labels = np.asarray(labels, dtype=np.int64)
     if labels.min(initial=1) == labels.max(initial=0):
         return 1.0, 0.0
-    fit = LogisticRegression(C=1e4, max_iter=1000).fit(np.asarray(logits, dtype=np.float64).reshape(-1, 1), labels,
-                                                       sample_weight=sample_weight)
+    fit = LogisticRegression(C=1e4, max_iter=1000).fit(
+        np.asarray(logits, dtype=np.float64).reshape(-1, 1), labels, sample_weight=sample_weight
+    )
     scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
     return (scale, shift) if scale > 0 else (1.0, 0.0)
 
@@ -80,8 +81,9 @@ class _Examples:
     slot_labels: list[int] = field(default_factory=list)
 
 
-def calibration_examples(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 30,
-                         first_stage: FirstStage | None = None) -> _Examples:
+def calibration_examples(
+    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 30, first_stage: FirstStage | None = None
+) -> _Examples:
     """What the model meets when reranking one split, as (logit, label) pairs per head.
 
     Each query's first-stage top `candidates` (judged relevant or not) plus its labelled documents:
@@ -93,32 +95,38 @@ def calibration_examples(lentil, data: RelevanceData, index: CorpusIndex, candid
     labels = slot_labels(data, index)
     examples = _Examples()
 
-    def add(field, relevant: bool, targets: list[int] | None) -> None:
-        examples.doc_logits.append(_logit(field.score))
+    def add(scored, relevant: bool, targets: list[int] | None) -> None:
+        examples.doc_logits.append(_logit(scored.score))
         examples.doc_labels.append(int(relevant))
         if targets is not None:
-            examples.slot_logits.extend(_logit(s.score) for s in field.slots)
+            examples.slot_logits.extend(_logit(s.score) for s in scored.slots)
             examples.slot_labels.extend(targets)
 
     for query_id, query in data.queries.items():
         relevant = {d for d, rel in data.qrels.get(query_id, {}).items() if rel > 0}
         encoding = lentil.encode_query(query)
-        found = first_stage.retrieve(index, query, encoding.embedding.numpy(), candidates,
-                                     include=[index.position[d] for d in relevant if d in index.position])
+        found = first_stage.retrieve(
+            index,
+            query,
+            encoding.embedding.numpy(),
+            candidates,
+            include=[index.position[d] for d in relevant if d in index.position],
+        )
         fields = lentil.rerank_indexed(encoding, index, found.docs, found.prior)
-        for position, field in zip(found.docs, fields):
+        for position, reranked in zip(found.docs, fields):
             doc_id = index.doc_ids[int(position)]
             is_relevant = doc_id in relevant
-            add(field, is_relevant, labels.get((query_id, doc_id)) if is_relevant else [0] * len(field.slots))
+            add(reranked, is_relevant, labels.get((query_id, doc_id)) if is_relevant else [0] * len(reranked.slots))
     for _, query, doc_id in data.unanswerable:
         if doc_id in index.position:
-            field = lentil.rerank_indexed(lentil.encode_query(query), index, [index.position[doc_id]])[0]
-            add(field, False, [0] * len(field.slots))
+            reranked = lentil.rerank_indexed(lentil.encode_query(query), index, [index.position[doc_id]])[0]
+            add(reranked, False, [0] * len(reranked.slots))
     return examples
 
 
-def fit_calibration(lentil, splits: list[tuple[RelevanceData, CorpusIndex]], candidates: int = 30,
-                    first_stage: FirstStage | None = None) -> Calibration:
+def fit_calibration(
+    lentil, splits: list[tuple[RelevanceData, CorpusIndex]], candidates: int = 30, first_stage: FirstStage | None = None
+) -> Calibration:
     """Fits and installs Platt scaling of `lentil`'s slot and document heads on held-out splits of one or more datasets.
 
     Each split's examples (`calibration_examples`) are weighted so that every dataset counts the same
@@ -132,14 +140,19 @@ def fit_calibration(lentil, splits: list[tuple[RelevanceData, CorpusIndex]], can
     model = lentil.model
     model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
     model.doc_calibration.copy_(torch.tensor([1.0, 0.0]))
-    per_split = {data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits}
+    per_split = {
+        data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits
+    }
 
     def pooled(logits: str, labels: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         parts = [(np.array(getattr(e, logits)), np.array(getattr(e, labels))) for e in per_split.values()]
         parts = [(x, y) for x, y in parts if len(y)]
         weights = [np.full(len(y), 1.0 / len(y)) for _, y in parts]
-        return (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]),
-                np.concatenate(weights) * sum(len(y) for _, y in parts) / max(1, len(parts)))
+        return (
+            np.concatenate([x for x, _ in parts]),
+            np.concatenate([y for _, y in parts]),
+            np.concatenate(weights) * sum(len(y) for _, y in parts) / max(1, len(parts)),
+        )
 
     slot_logits, slot_targets, slot_weights = pooled("slot_logits", "slot_labels")
     doc_logits, doc_labels, doc_weights = pooled("doc_logits", "doc_labels")
@@ -156,11 +169,19 @@ def fit_calibration(lentil, splits: list[tuple[RelevanceData, CorpusIndex]], can
 
     identity = (1.0, 0.0)
     return Calibration(
-        slot_scaling, doc_scaling, len(slot_targets), len(doc_labels),
+        slot_scaling,
+        doc_scaling,
+        len(slot_targets),
+        len(doc_labels),
         (mean_ece("slot_logits", "slot_labels", identity), mean_ece("slot_logits", "slot_labels", slot_scaling)),
         (mean_ece("doc_logits", "doc_labels", identity), mean_ece("doc_logits", "doc_labels", doc_scaling)),
-        {name: {"slot": ece(e.slot_logits, e.slot_labels, slot_scaling), "document": ece(e.doc_logits, e.doc_labels, doc_scaling)}
-         for name, e in per_split.items()},
+        {
+            name: {
+                "slot": ece(e.slot_logits, e.slot_labels, slot_scaling),
+                "document": ece(e.doc_logits, e.doc_labels, doc_scaling),
+            }
+            for name, e in per_split.items()
+        },
     )
 
 

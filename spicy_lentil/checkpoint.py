@@ -40,8 +40,9 @@ def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encode
         state = load_file(folder / WEIGHTS_NAME, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:  # truncated, empty or not safetensors at all
         raise ModelLoadError(f"{folder / WEIGHTS_NAME} is not a readable safetensors file: {error}") from error
-    damaged = sorted(name for name, tensor in state.items()
-                     if tensor.is_floating_point() and not torch.isfinite(tensor).all())
+    damaged = sorted(
+        name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    )
     if damaged:
         raise ModelLoadError(f"{folder / WEIGHTS_NAME} holds NaN or infinite weights in {damaged[:5]}")
     try:

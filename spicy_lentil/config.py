@@ -100,11 +100,21 @@ class SpicyLentilConfig:
 def _check_type(name: str, value, default) -> None:
     """A config value must have its field's JSON type (an int where a float is expected is fine)."""
     expected = type(default)
-    fits = (isinstance(value, bool) if expected is bool
-            else isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float
-            else isinstance(value, list) and all(isinstance(v, str) for v in value) if expected is list
-            else isinstance(value, expected) and not isinstance(value, bool))
+    fits = (
+        isinstance(value, bool)
+        if expected is bool
+        else isinstance(value, (int, float)) and not isinstance(value, bool)
+        if expected is float
+        else isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if expected is list
+        else isinstance(value, expected) and not isinstance(value, bool)
+    )
     if not fits:
-        wanted = {bool: "true or false", float: "a number", int: "an integer", str: "a string",
-                  list: "a list of strings"}[expected]
+        wanted = {
+            bool: "true or false",
+            float: "a number",
+            int: "an integer",
+            str: "a string",
+            list: "a list of strings",
+        }[expected]
         raise ValueError(f"config {name!r} must be {wanted}, got {type(value).__name__}")

@@ -106,7 +106,9 @@ def _load_beir(folder: Path, split: str) -> RelevanceData:
     query_table = _dataset("json", folder / "queries.jsonl", ["_id", "text"])
     all_queries = {str(row["_id"]): row["text"] for row in query_table}
     qrels_path = folder / "qrels" / f"{split}.tsv"
-    qrel_table = _dataset("csv", qrels_path, ["query-id", "corpus-id", "score"], delimiter="\t", features=_strings(qrels_path))
+    qrel_table = _dataset(
+        "csv", qrels_path, ["query-id", "corpus-id", "score"], delimiter="\t", features=_strings(qrels_path)
+    )
     qrels: dict[str, dict[str, int]] = {}
     for row in qrel_table:
         qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
@@ -115,8 +117,13 @@ def _load_beir(folder: Path, split: str) -> RelevanceData:
     slot_qrels: dict[tuple[str, str], dict[int, int]] = {}
     slot_path = folder / "slot_qrels" / f"{split}.tsv"
     if slot_path.is_file():
-        slot_table = _dataset("csv", slot_path, ["query-id", "corpus-id", "slot-index", "score"], delimiter="\t",
-                              features=_strings(slot_path))
+        slot_table = _dataset(
+            "csv",
+            slot_path,
+            ["query-id", "corpus-id", "slot-index", "score"],
+            delimiter="\t",
+            features=_strings(slot_path),
+        )
         for row in slot_table:
             if int(row["score"]) <= 0:
                 continue
@@ -127,8 +134,9 @@ def _load_beir(folder: Path, split: str) -> RelevanceData:
     unanswerable = []
     unanswerable_path = folder / "unanswerable" / f"{split}.tsv"
     if unanswerable_path.is_file():
-        table = _dataset("csv", unanswerable_path, ["query-id", "corpus-id"], delimiter="\t",
-                         features=_strings(unanswerable_path))
+        table = _dataset(
+            "csv", unanswerable_path, ["query-id", "corpus-id"], delimiter="\t", features=_strings(unanswerable_path)
+        )
         pairs = [(str(row["query-id"]), str(row["corpus-id"])) for row in table]
         _check_ids(unanswerable_path, "query", [q for q, _ in pairs], all_queries)
         _check_ids(unanswerable_path, "corpus", [d for _, d in pairs], corpus)
@@ -165,13 +173,17 @@ def _load_hub(name: str, split: str, cache_dir: Path) -> RelevanceData:
         qrel_table = datasets.load_dataset(f"{name}-qrels", split=split)
     except Exception as error:
         raise DataError(f"cannot load hub dataset {name!r} (split {split!r}): {error}") from error
-    corpus = {str(r["_id"]): {"_id": str(r["_id"]), "title": r.get("title") or None, "text": r["text"]} for r in corpus_table}
+    corpus = {
+        str(r["_id"]): {"_id": str(r["_id"]), "title": r.get("title") or None, "text": r["text"]} for r in corpus_table
+    }
     all_queries = {str(r["_id"]): r["text"] for r in query_table}
     qrels: dict[str, dict[str, int]] = {}
     for row in qrel_table:
         qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
     corpus_path = _write_corpus(corpus, cache_dir / f"hub-{name.replace('/', '--')}")
-    return RelevanceData(name, split, corpus_path, corpus, {q: all_queries[q] for q in qrels if q in all_queries}, qrels)
+    return RelevanceData(
+        name, split, corpus_path, corpus, {q: all_queries[q] for q in qrels if q in all_queries}, qrels
+    )
 
 
 def _write_corpus(corpus: dict[str, dict], folder: Path) -> Path:

@@ -42,8 +42,9 @@ WINDOW_DOCUMENTS = 1_000_000  # documents per Ray Data execution (and actor pool
 BLOCK_DOCUMENTS = 128  # documents per block: the unit of work an actor takes (and Ray retries)
 DOCUMENT_SCHEMA = pa.schema([("_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
 SHARD_SCHEMA = pa.schema([("name", pa.string()), ("docs", pa.string()), ("count", pa.int64())])
-SLOTS_TYPE = pa.list_(pa.struct([("text", pa.string()), ("start", pa.int64()), ("end", pa.int64()),
-                                 ("score", pa.float64())]))
+SLOTS_TYPE = pa.list_(
+    pa.struct([("text", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("score", pa.float64())])
+)
 
 
 def _load_model(model: str | None, pathways_per_query: int, threads: int):
@@ -68,8 +69,14 @@ class ScoreBatches:
         threads: cores this actor uses; give the actor as many CPUs (`num_cpus`).
     """
 
-    def __init__(self, model: str | None = None, query: str | None = None, batch_size: int = 32,
-                 pathways_per_query: int = 4, threads: int = 1) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        query: str | None = None,
+        batch_size: int = 32,
+        pathways_per_query: int = 4,
+        threads: int = 1,
+    ) -> None:
         if query is not None:
             check_query(query)
         self.lentil = _load_model(model, pathways_per_query, threads)
@@ -95,8 +102,13 @@ class ScoreBatches:
             documents = [{"_id": ids[i], "text": texts[i], "title": titles[i]} for i in positions]
             fields = self.lentil.iter_fields(query, documents, batch_size=self.batch_size, cache_slots=False)
             for i, field in zip(positions, fields):
-                rows[i] = {"_id": field.document_id, "score": field.score, "active": field.active,
-                           "truncated": field.truncated, "slots": [s.to_dict() for s in field.slots]}
+                rows[i] = {
+                    "_id": field.document_id,
+                    "score": field.score,
+                    "active": field.active,
+                    "truncated": field.truncated,
+                    "slots": [s.to_dict() for s in field.slots],
+                }
         table = {name: [row[name] for row in rows] for name in ("_id", "score", "active", "truncated")}
         table["slots"] = pa.array([row["slots"] for row in rows], type=SLOTS_TYPE)
         if self.query is None:
@@ -173,9 +185,15 @@ def read_documents_dataset(paths: str | list[str]) -> "ray.data.Dataset":
     return dataset
 
 
-def score_dataset(dataset: "ray.data.Dataset", query: str | None = None, model: str | None = None,
-                  concurrency: int | None = None, batch_size: int = 32, pathways_per_query: int = 4,
-                  cpus_per_actor: int = 1) -> "ray.data.Dataset":
+def score_dataset(
+    dataset: "ray.data.Dataset",
+    query: str | None = None,
+    model: str | None = None,
+    concurrency: int | None = None,
+    batch_size: int = 32,
+    pathways_per_query: int = 4,
+    cpus_per_actor: int = 1,
+) -> "ray.data.Dataset":
     """The Dataset of `ScoreBatches` output over `dataset` (lazy, as Ray Data is).
 
     Args:
@@ -186,9 +204,19 @@ def score_dataset(dataset: "ray.data.Dataset", query: str | None = None, model: 
     if query is None and "query" not in dataset.schema().names:
         raise ValueError("give a query, or rows with a 'query' column")
     return dataset.map_batches(
-        ScoreBatches, batch_format="pyarrow", batch_size=batch_size * 4, concurrency=concurrency or default_concurrency(cpus_per_actor),
-        num_cpus=cpus_per_actor, fn_constructor_kwargs={"model": model, "query": query, "batch_size": batch_size,
-                                                        "pathways_per_query": pathways_per_query, "threads": cpus_per_actor})
+        ScoreBatches,
+        batch_format="pyarrow",
+        batch_size=batch_size * 4,
+        concurrency=concurrency or default_concurrency(cpus_per_actor),
+        num_cpus=cpus_per_actor,
+        fn_constructor_kwargs={
+            "model": model,
+            "query": query,
+            "batch_size": batch_size,
+            "pathways_per_query": pathways_per_query,
+            "threads": cpus_per_actor,
+        },
+    )
 
 
 def write_parquet(dataset: "ray.data.Dataset", folder: str | Path) -> None:
@@ -197,9 +225,14 @@ def write_parquet(dataset: "ray.data.Dataset", folder: str | Path) -> None:
     dataset.write_parquet(str(folder))
 
 
-def _map_windows(items: Iterator[dict], schema: pa.Schema, block_rows: int, window: int,
-                 pipeline: Callable[["ray.data.Dataset", int], "ray.data.Dataset"],
-                 weight: Callable[[dict], int] = lambda item: 1) -> Iterator[dict]:
+def _map_windows(
+    items: Iterator[dict],
+    schema: pa.Schema,
+    block_rows: int,
+    window: int,
+    pipeline: Callable[["ray.data.Dataset", int], "ray.data.Dataset"],
+    weight: Callable[[dict], int] = lambda item: 1,
+) -> Iterator[dict]:
     """Puts `items` into the object store in blocks of `block_rows` as they are read; each window of
     `window` (by `weight`) is one Ray Data execution of `pipeline(dataset, blocks)`, its rows yielded as they come.
 
@@ -229,10 +262,22 @@ def _map_windows(items: Iterator[dict], schema: pa.Schema, block_rows: int, wind
             refs, held = [], 0
 
 
-def score_job(query: str, documents: Iterable[dict], output: Path | None, rejects: Rejects, model: str | None = None,
-              output_format: str = "jsonl", resume: bool = False, batch_size: int = 32, total: int | None = None,
-              pathways_per_query: int = 4, concurrency: int | None = None, cpus_per_actor: int = 1,
-              window: int = WINDOW_DOCUMENTS, show_progress_bar: bool = True) -> dict:
+def score_job(
+    query: str,
+    documents: Iterable[dict],
+    output: Path | None,
+    rejects: Rejects,
+    model: str | None = None,
+    output_format: str = "jsonl",
+    resume: bool = False,
+    batch_size: int = 32,
+    total: int | None = None,
+    pathways_per_query: int = 4,
+    concurrency: int | None = None,
+    cpus_per_actor: int = 1,
+    window: int = WINDOW_DOCUMENTS,
+    show_progress_bar: bool = True,
+) -> dict:
     """`jobs.score_job` with the scoring done by Ray actors (connect first: `connect`); same output, same summary.
 
     Rows are written as they come back, not in input order.
@@ -247,16 +292,43 @@ def score_job(query: str, documents: Iterable[dict], output: Path | None, reject
 
     def scorer(pending: Iterator[dict]) -> Iterator[dict]:
         documents = ({"_id": d["_id"], "text": d["text"], "title": d.get("title")} for d in pending)
-        yield from _map_windows(documents, DOCUMENT_SCHEMA, BLOCK_DOCUMENTS, window, lambda dataset, blocks: score_dataset(
-            dataset, query, model, min(concurrency, blocks), batch_size, pathways_per_query, cpus_per_actor))
+        yield from _map_windows(
+            documents,
+            DOCUMENT_SCHEMA,
+            BLOCK_DOCUMENTS,
+            window,
+            lambda dataset, blocks: score_dataset(
+                dataset, query, model, min(concurrency, blocks), batch_size, pathways_per_query, cpus_per_actor
+            ),
+        )
 
-    return local_score_job(None, query, documents, output, rejects, output_format=output_format, resume=resume,
-                           batch_size=batch_size, total=total, show_progress_bar=show_progress_bar, scorer=scorer)
+    return local_score_job(
+        None,
+        query,
+        documents,
+        output,
+        rejects,
+        output_format=output_format,
+        resume=resume,
+        batch_size=batch_size,
+        total=total,
+        show_progress_bar=show_progress_bar,
+        scorer=scorer,
+    )
 
 
-def build_index(corpus: str | Path, folder: str | Path, model: str | None = None, shard_size: int = 1000,
-                resume: bool = False, rejects: Rejects | None = None, concurrency: int | None = None,
-                cpus_per_actor: int = 1, window: int = WINDOW_DOCUMENTS, show_progress_bar: bool = True) -> "CorpusIndex":
+def build_index(
+    corpus: str | Path,
+    folder: str | Path,
+    model: str | None = None,
+    shard_size: int = 1000,
+    resume: bool = False,
+    rejects: Rejects | None = None,
+    concurrency: int | None = None,
+    cpus_per_actor: int = 1,
+    window: int = WINDOW_DOCUMENTS,
+    show_progress_bar: bool = True,
+) -> "CorpusIndex":
     """`CorpusIndex.build` with shards encoded by Ray actors (connect first); the same index on disk.
 
     The driver loads the model too, for the settings the manifest records, and writes every shard.
@@ -268,14 +340,31 @@ def build_index(corpus: str | Path, folder: str | Path, model: str | None = None
     concurrency = concurrency or default_concurrency(cpus_per_actor)
 
     def encode(dataset: "ray.data.Dataset", blocks: int) -> "ray.data.Dataset":
-        return dataset.map_batches(EncodeShards, batch_format="pyarrow", batch_size=1, concurrency=min(concurrency, blocks),
-                                   num_cpus=cpus_per_actor, fn_constructor_kwargs={"model": model, "threads": cpus_per_actor})
+        return dataset.map_batches(
+            EncodeShards,
+            batch_format="pyarrow",
+            batch_size=1,
+            concurrency=min(concurrency, blocks),
+            num_cpus=cpus_per_actor,
+            fn_constructor_kwargs={"model": model, "threads": cpus_per_actor},
+        )
 
     def encode_shards(shards: Iterator[tuple[str, list[dict]]]) -> Iterator[tuple[str, list[dict], dict]]:
-        items = ({"name": name, "docs": json.dumps(docs, ensure_ascii=False), "count": len(docs)} for name, docs in shards)
+        items = (
+            {"name": name, "docs": json.dumps(docs, ensure_ascii=False), "count": len(docs)} for name, docs in shards
+        )
         for shard in _map_windows(items, SHARD_SCHEMA, 1, window, encode, weight=lambda item: item["count"]):
             with np.load(io.BytesIO(shard["arrays"]), allow_pickle=False) as stored:
                 yield shard["name"], json.loads(shard["rows"]), {key: stored[key] for key in stored.files}
 
-    return CorpusIndex.build(corpus, folder, lentil.encoder, lentil.slotter, shard_size=shard_size, resume=resume,
-                             rejects=rejects, show_progress_bar=show_progress_bar, encode_shards=encode_shards)
+    return CorpusIndex.build(
+        corpus,
+        folder,
+        lentil.encoder,
+        lentil.slotter,
+        shard_size=shard_size,
+        resume=resume,
+        rejects=rejects,
+        show_progress_bar=show_progress_bar,
+        encode_shards=encode_shards,
+    )

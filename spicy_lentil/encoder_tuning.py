@@ -65,8 +65,9 @@ def sentence_triplets(splits: list[RelevanceData], seed: int = 0) -> dict[str, l
     return triplets
 
 
-def tune_encoder(base: str, splits: list[RelevanceData], output: str | Path,
-                 args: EncoderTuningArguments | None = None) -> Path:
+def tune_encoder(
+    base: str, splits: list[RelevanceData], output: str | Path, args: EncoderTuningArguments | None = None
+) -> Path:
     """Tunes `base` on the splits' sentence triplets and writes the tuned tensors to `output/encoder.safetensors`.
 
     Args:
@@ -94,16 +95,28 @@ def tune_encoder(base: str, splits: list[RelevanceData], output: str | Path,
         parameter.requires_grad = not name.startswith(FROZEN_PREFIXES)
     scratch = tempfile.TemporaryDirectory(prefix="encoder-tuning-")  # the trainer's output_dir; nothing is saved there
     training = SentenceTransformerTrainingArguments(
-        output_dir=scratch.name, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, warmup_steps=0.1, seed=args.seed, report_to=[], save_strategy="no",
-        logging_steps=50, batch_sampler="no_duplicates", disable_tqdm=True,
+        output_dir=scratch.name,
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=0.1,
+        seed=args.seed,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=50,
+        batch_sampler="no_duplicates",
+        disable_tqdm=True,
     )
-    trainer = SentenceTransformerTrainer(model=model, args=training, train_dataset=Dataset.from_dict(triplets),
-                                         loss=MultipleNegativesRankingLoss(model))
+    trainer = SentenceTransformerTrainer(
+        model=model, args=training, train_dataset=Dataset.from_dict(triplets), loss=MultipleNegativesRankingLoss(model)
+    )
     with scratch:
         trainer.train()
-    tuned = {name: parameter.detach().to(torch.float16).contiguous()
-             for name, parameter in transformer.named_parameters() if parameter.requires_grad}
+    tuned = {
+        name: parameter.detach().to(torch.float16).contiguous()
+        for name, parameter in transformer.named_parameters()
+        if parameter.requires_grad
+    }
     path = output / ENCODER_WEIGHTS_NAME
     meta = {"base": base, "triplets": str(len(triplets["anchor"])), "args": json.dumps(args.__dict__)}
     save_file(tuned, path, metadata=meta)

@@ -40,8 +40,10 @@ class SpicyLentil:
         from .index import OpenedIndexes
 
         if encoder.dim != model.config.embedding_dim:
-            raise ModelLoadError(f"encoder {encoder.name!r} gives {encoder.dim}-d embeddings, "
-                                 f"the model expects {model.config.embedding_dim}")
+            raise ModelLoadError(
+                f"encoder {encoder.name!r} gives {encoder.dim}-d embeddings, "
+                f"the model expects {model.config.embedding_dim}"
+            )
         self.model = model.eval()
         self.encoder = encoder
         self.config = model.config
@@ -55,8 +57,13 @@ class SpicyLentil:
     # ---- construction and persistence -------------------------------------------------------
 
     @classmethod
-    def new(cls, config: SpicyLentilConfig | None = None, seed: int = 0, device: str | None = None,
-            encoder_weights: str | Path | None = None) -> "SpicyLentil":
+    def new(
+        cls,
+        config: SpicyLentilConfig | None = None,
+        seed: int = 0,
+        device: str | None = None,
+        encoder_weights: str | Path | None = None,
+    ) -> "SpicyLentil":
         """A randomly initialised model over the config's encoder (the starting point of training).
 
         Args:
@@ -134,8 +141,10 @@ class SpicyLentil:
             "encoder_weights": self.config.encoder_weights,
             "pathways_per_query": self.pathways_per_query,
             "pathways": self.pathway_names,
-            "calibration": {"slot": self.model.slot_calibration.tolist(),
-                            "document": self.model.doc_calibration.tolist()},
+            "calibration": {
+                "slot": self.model.slot_calibration.tolist(),
+                "document": self.model.doc_calibration.tolist(),
+            },
         }
 
     # ---- scoring ----------------------------------------------------------------------------
@@ -155,8 +164,14 @@ class SpicyLentil:
         as_document(document, "document")
         return next(self.iter_fields(query, [document], pathways_per_query=pathways_per_query))
 
-    def fields(self, query: str, documents: Iterable[str | dict], batch_size: int = 32,
-               show_progress_bar: bool | None = None, pathways_per_query: int | None = None) -> list[RelevanceField]:
+    def fields(
+        self,
+        query: str,
+        documents: Iterable[str | dict],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        pathways_per_query: int | None = None,
+    ) -> list[RelevanceField]:
         """Relevance fields of many documents, batched.
 
         Args:
@@ -173,8 +188,14 @@ class SpicyLentil:
         fields = self.iter_fields(query, documents, batch_size, pathways_per_query=pathways_per_query)
         return list(tqdm(fields, total=total, disable=not show_progress_bar, desc="fields", unit="doc"))
 
-    def iter_fields(self, query: str, documents: Iterable[str | dict], batch_size: int = 32, cache_slots: bool = True,
-                    pathways_per_query: int | None = None) -> Iterator[RelevanceField]:
+    def iter_fields(
+        self,
+        query: str,
+        documents: Iterable[str | dict],
+        batch_size: int = 32,
+        cache_slots: bool = True,
+        pathways_per_query: int | None = None,
+    ) -> Iterator[RelevanceField]:
         """Yields relevance fields lazily, in input order, so any-size inputs stream.
 
         Args:
@@ -190,16 +211,30 @@ class SpicyLentil:
         check_query(query)
         documents = _check_documents(documents)
         check_count(batch_size, "batch_size")
-        return self._scorer.iter_fields(query, iter(documents), batch_size, cache_slots,
-                                        self._call_k(pathways_per_query))
+        return self._scorer.iter_fields(
+            query, iter(documents), batch_size, cache_slots, self._call_k(pathways_per_query)
+        )
 
-    def score(self, query: str, documents: Iterable[str | dict], batch_size: int = 32,
-              show_progress_bar: bool | None = None, pathways_per_query: int | None = None) -> list[float]:
+    def score(
+        self,
+        query: str,
+        documents: Iterable[str | dict],
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        pathways_per_query: int | None = None,
+    ) -> list[float]:
         """Document scores in [0, 1], in input order; `pathways_per_query` is this call's k (None: the attribute)."""
         return [f.score for f in self.fields(query, documents, batch_size, show_progress_bar, pathways_per_query)]
 
-    def rank(self, query: str, documents: Iterable[str | dict], top_k: int | None = None, batch_size: int = 32,
-             show_progress_bar: bool | None = None, pathways_per_query: int | None = None) -> list[dict[str, Any]]:
+    def rank(
+        self,
+        query: str,
+        documents: Iterable[str | dict],
+        top_k: int | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        pathways_per_query: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Documents ranked best first, sentence-transformers style.
 
         Args:
@@ -212,12 +247,21 @@ class SpicyLentil:
         check_count(top_k, "top_k", allow_none=True)
         scores = self.score(query, documents, batch_size, show_progress_bar, pathways_per_query)
         order = sorted(range(len(documents)), key=lambda i: -scores[i])[:top_k]
-        return [{"corpus_id": i, "score": scores[i], "text": as_document(documents[i], f"documents[{i}]").text}
-                for i in order]
+        return [
+            {"corpus_id": i, "score": scores[i], "text": as_document(documents[i], f"documents[{i}]").text}
+            for i in order
+        ]
 
-    def search(self, index: "CorpusIndex | str | Path", query: str, top_k: int = 10, candidates: int = 100,
-               batch_size: int = 64, first_stage: "FirstStage | None" = None,
-               pathways_per_query: int | None = None) -> list[dict[str, Any]]:
+    def search(
+        self,
+        index: "CorpusIndex | str | Path",
+        query: str,
+        top_k: int = 10,
+        candidates: int = 100,
+        batch_size: int = 64,
+        first_stage: "FirstStage | None" = None,
+        pathways_per_query: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Searches a corpus indexed once: first stage (BM25 + dense fusion), then rerank with relevance fields.
 
         Args:
@@ -256,9 +300,17 @@ class SpicyLentil:
         for r in sorted(range(len(docs)), key=lambda r: -scored[r].score)[:top_k]:
             doc = index.document(docs[r])
             field = scored[r].field(index.slots(docs[r]), self.model.pathway_names)
-            results.append({"corpus_id": docs[r], "document_id": doc["_id"], "score": field.score, "text": doc["text"],
-                            "title": doc["title"], "first_stage": float(found.signals["fusion"][docs[r]]),
-                            "field": field})
+            results.append(
+                {
+                    "corpus_id": docs[r],
+                    "document_id": doc["_id"],
+                    "score": field.score,
+                    "text": doc["text"],
+                    "title": doc["title"],
+                    "first_stage": float(found.signals["fusion"][docs[r]]),
+                    "field": field,
+                }
+            )
         return results
 
     def encode_query(self, query: str, pathways_per_query: int | None = None) -> Encoding:
@@ -267,8 +319,15 @@ class SpicyLentil:
         check_query(query)
         return self._scorer.encode_and_route(query, self._call_k(pathways_per_query))[0]
 
-    def rerank_indexed(self, query_encoding: Encoding, index: "CorpusIndex", docs, prior=None, batch_size: int = 64,
-                       pathways_per_query: int | None = None) -> list[RelevanceField]:
+    def rerank_indexed(
+        self,
+        query_encoding: Encoding,
+        index: "CorpusIndex",
+        docs,
+        prior=None,
+        batch_size: int = 64,
+        pathways_per_query: int | None = None,
+    ) -> list[RelevanceField]:
         """Fields of indexed documents from their stored encodings: no encoder runs over documents.
 
         Args:
@@ -281,15 +340,26 @@ class SpicyLentil:
         from .index import IndexedDocuments
 
         positions = [int(i) for i in docs]
-        scored = self._scorer.score(query_encoding, IndexedDocuments(index, positions), batch_size,
-                                    self._call_k(pathways_per_query), prior=prior)
+        scored = self._scorer.score(
+            query_encoding,
+            IndexedDocuments(index, positions),
+            batch_size,
+            self._call_k(pathways_per_query),
+            prior=prior,
+        )
         return [result.field(index.slots(i), self.model.pathway_names) for result, i in zip(scored, positions)]
 
     # ---- selection --------------------------------------------------------------------------
 
-    def compress(self, query: str, documents: Iterable[str | dict], budget_tokens: int | None = 512,
-                 batch_size: int = 32, pathways_per_query: int | None = None,
-                 threshold: float | None = None) -> CompressedContext:
+    def compress(
+        self,
+        query: str,
+        documents: Iterable[str | dict],
+        budget_tokens: int | None = 512,
+        batch_size: int = 32,
+        pathways_per_query: int | None = None,
+        threshold: float | None = None,
+    ) -> CompressedContext:
         """The most relevant slots across documents that fit a token budget, kept in document order.
 
         Args:
@@ -303,9 +373,15 @@ class SpicyLentil:
         fields = self._fields_to_select(query, documents, budget_tokens, threshold, batch_size, pathways_per_query)
         return self._select(fields, budget_tokens, threshold).compressed()
 
-    def prune(self, query: str, documents: Iterable[str | dict], threshold: float | None = None,
-              budget_tokens: int | None = None, batch_size: int = 32,
-              pathways_per_query: int | None = None) -> list[PrunedDocument]:
+    def prune(
+        self,
+        query: str,
+        documents: Iterable[str | dict],
+        threshold: float | None = None,
+        budget_tokens: int | None = None,
+        batch_size: int = 32,
+        pathways_per_query: int | None = None,
+    ) -> list[PrunedDocument]:
         """Each document pruned to its relevant sentences, Provence style: by score threshold, token budget, or both.
 
         Args:

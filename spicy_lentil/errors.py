@@ -34,8 +34,9 @@ def check_text(text: str, name: str) -> str:
     """Raises ValueError naming the argument when `text` holds a lone surrogate."""
     at = surrogate_at(text)
     if at is not None:
-        raise ValueError(f"{name} holds a lone surrogate {text[at]!r} at character {at}, "
-                         "which is not valid Unicode text")
+        raise ValueError(
+            f"{name} holds a lone surrogate {text[at]!r} at character {at}, which is not valid Unicode text"
+        )
     return text
 
 
@@ -95,8 +96,10 @@ def as_document(document: Any, name: str) -> Document:
             sentences = _sentences(sentences, f"{name}['sentences']")
             text = " ".join(sentences)
         elif not isinstance(text, str):
-            raise TypeError(f"{name} must have a string 'text' or a list of strings 'sentences', "
-                            f"got 'text' of type {type(text).__name__}")
+            raise TypeError(
+                f"{name} must have a string 'text' or a list of strings 'sentences', "
+                f"got 'text' of type {type(text).__name__}"
+            )
         title = document.get("title")
         if title is not None and not isinstance(title, str):
             raise TypeError(f"{name}['title'] must be a string, got {type(title).__name__}")
@@ -108,8 +111,9 @@ def as_document(document: Any, name: str) -> Document:
         if doc_id is not None:
             check_text(doc_id, f"{name}['_id']")
         return Document(doc_id, title or None, text, sentences)
-    raise TypeError(f"{name} must be a string, a list of sentences or a dict with 'text', "
-                    f"got {type(document).__name__}")
+    raise TypeError(
+        f"{name} must be a string, a list of sentences or a dict with 'text', got {type(document).__name__}"
+    )
 
 
 def _sentences(sentences: Any, name: str) -> list[str]:

@@ -89,11 +89,18 @@ class Evaluation:
     runs: dict[str, Run] = field(default_factory=dict)  # system -> its ranking of every query, for per-query analysis
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "split": self.split, "queries": self.queries, "model": self.model,
-                "baselines": self.baselines, "seconds": self.seconds}
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "queries": self.queries,
+            "model": self.model,
+            "baselines": self.baselines,
+            "seconds": self.seconds,
+        }
 
     def write_runs(self, folder: str | Path) -> list[Path]:
-        """Writes each system's ranking as a TREC run file (`<system>.run`), readable by trec_eval, ir-measures and ranx."""
+        """Writes each system's ranking as a TREC run file (`<system>.run`), readable by trec_eval, ir-measures
+        and ranx."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -102,8 +109,10 @@ class Evaluation:
             with open(path, "w", encoding="utf-8") as handle:
                 for query_id, scores in run.items():
                     ranked = sorted(scores.items(), key=lambda item: -item[1])
-                    handle.writelines(f"{query_id} Q0 {doc_id} {rank} {score:.8g} {system}\n"
-                                      for rank, (doc_id, score) in enumerate(ranked, start=1))
+                    handle.writelines(
+                        f"{query_id} Q0 {doc_id} {rank} {score:.8g} {system}\n"
+                        for rank, (doc_id, score) in enumerate(ranked, start=1)
+                    )
             paths.append(path)
         return paths
 
@@ -118,9 +127,17 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 100, baselines: bool = False,
-             first_stage: FirstStage | None = None, bi_encoder=None, sentence_bi_encoder=None,
-             show_progress_bar: bool = True) -> Evaluation:
+def evaluate(
+    lentil,
+    data: RelevanceData,
+    index: CorpusIndex,
+    candidates: int = 100,
+    baselines: bool = False,
+    first_stage: FirstStage | None = None,
+    bi_encoder=None,
+    sentence_bi_encoder=None,
+    show_progress_bar: bool = True,
+) -> Evaluation:
     """Ranks the split's queries over the whole corpus (first stage, then rerank) and scores labelled slots.
 
     Args:
@@ -142,8 +159,12 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
     runs: dict[str, Run] = {"spicy_lentil": {}}
     if baselines:
         runs.update({"bm25": {}, "dense": {}, "dense_best_slot": {}, "fusion": {}})
-    slot_scores: dict[str, dict[str, list[float]]] = {"spicy_lentil": {}, "bm25": {}, "dense": {},
-                                                      "bi_encoder_sentences": {}}
+    slot_scores: dict[str, dict[str, list[float]]] = {
+        "spicy_lentil": {},
+        "bm25": {},
+        "dense": {},
+        "bi_encoder_sentences": {},
+    }
     seconds = {"encode_queries": 0.0, "first_stage": 0.0, "rerank": 0.0}
     start = time.perf_counter()
     for query_id, query in tqdm(data.queries.items(), desc="eval", unit="query", disable=not show_progress_bar):
@@ -171,13 +192,22 @@ def evaluate(lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 
                 slot_scores["bm25"][key] = bm25_slot_scores(query, [s.text for s in by_doc[doc_id].slots])
                 if sentence_bi_encoder is not None:
                     slot_scores["bi_encoder_sentences"][key] = sentence_bi_encoder.slot_scores(
-                        query, [s.text for s in by_doc[doc_id].slots])
+                        query, [s.text for s in by_doc[doc_id].slots]
+                    )
         if baselines:
-            for name, signal in (("bm25", "bm25"), ("dense", "dense_doc"), ("dense_best_slot", "dense_slot"), ("fusion", "fusion")):
+            for name, signal in (
+                ("bm25", "bm25"),
+                ("dense", "dense_doc"),
+                ("dense_best_slot", "dense_slot"),
+                ("fusion", "fusion"),
+            ):
                 runs[name][query_id] = _top(signals[signal], index.doc_ids, candidates)
     seconds["total"] = time.perf_counter() - start
     label_map = {f"{q}|{d}": v for (q, d), v in labels.items()}
-    model_metrics = {**ranking_metrics(data.qrels, runs["spicy_lentil"]), **slot_metrics(label_map, slot_scores["spicy_lentil"])}
+    model_metrics = {
+        **ranking_metrics(data.qrels, runs["spicy_lentil"]),
+        **slot_metrics(label_map, slot_scores["spicy_lentil"]),
+    }
     result = Evaluation(data.name, data.split, len(data.queries), model_metrics, seconds=seconds, runs=runs)
     if baselines:
         for name in ("bm25", "dense", "dense_best_slot", "fusion"):
@@ -224,8 +254,17 @@ def read_answer_cases(path: str | Path) -> list[AnswerCase]:
 
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     by_id = {row["id"]: row for row in rows}
-    return [AnswerCase(row["id"], row["domain"], row["query"], row["sentences"], row["answer"],
-                       by_id[row["unrelated"]]["sentences"]) for row in rows]
+    return [
+        AnswerCase(
+            row["id"],
+            row["domain"],
+            row["query"],
+            row["sentences"],
+            row["answer"],
+            by_id[row["unrelated"]]["sentences"],
+        )
+        for row in rows
+    ]
 
 
 def answer_case_metrics(cases: list[AnswerCase], slot_scores, document_score=None, threshold: float = 0.5) -> dict:
@@ -256,7 +295,10 @@ def answer_case_metrics(cases: list[AnswerCase], slot_scores, document_score=Non
         above += own > other
     n = max(1, len(cases))
     calibrated = document_score is not None
-    return {"cases": len(cases), "answer_first": first / n,
-            "answer_above_threshold": answer_high / n if calibrated else None,
-            "paragraph_above_threshold": paragraph_high / n if calibrated else None,
-            "above_unrelated": above / n}
+    return {
+        "cases": len(cases),
+        "answer_first": first / n,
+        "answer_above_threshold": answer_high / n if calibrated else None,
+        "paragraph_above_threshold": paragraph_high / n if calibrated else None,
+        "above_unrelated": above / n,
+    }

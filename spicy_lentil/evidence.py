@@ -50,7 +50,6 @@ class ZeroShotEvidence(IdfTable, nn.Module):
             self.combine.weight.copy_(torch.tensor([[10.0, 2.0]]))
             self.combine.bias.fill_(-6.0)
 
-
     def features(self, x: PathwayInput) -> torch.Tensor:
         """(batch, slots, features) the evidence features, in `EVIDENCE_FEATURES` order."""
         cosine = torch.einsum("bd,bsd->bs", x.query, x.slots)  # (batch, slots) both L2-normalised

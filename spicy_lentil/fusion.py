@@ -57,13 +57,17 @@ class NullPoint(nn.Module):
     def __init__(self, num_pathways: int, hidden_dim: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.num_pathways = num_pathways
-        self.projection = nn.Parameter(torch.stack([torch.eye(hidden_dim)] * num_pathways))  # (pathways, hidden, hidden)
+        self.projection = nn.Parameter(
+            torch.stack([torch.eye(hidden_dim)] * num_pathways)
+        )  # (pathways, hidden, hidden)
         self.identity = nn.Parameter(torch.randn(num_pathways, hidden_dim) * 0.02)  # (pathways, hidden)
         self.attention = nn.MultiheadAttention(hidden_dim, num_heads=num_pathways, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(hidden_dim)
         # The synthesizer reads the concatenation of all pathways' states (inactive ones zero). Its
         # first layer is kept as per-pathway blocks so that only the k active blocks are multiplied.
-        self.synth_in = nn.Parameter(torch.randn(num_pathways, hidden_dim, 2 * hidden_dim) / (num_pathways * hidden_dim) ** 0.5)
+        self.synth_in = nn.Parameter(
+            torch.randn(num_pathways, hidden_dim, 2 * hidden_dim) / (num_pathways * hidden_dim) ** 0.5
+        )
         self.synth_bias = nn.Parameter(torch.zeros(2 * hidden_dim))
         self.synthesizer = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * hidden_dim, hidden_dim))
         self.out_norm = nn.LayerNorm(hidden_dim)
@@ -90,14 +94,17 @@ class NullPoint(nn.Module):
         mha = self.attention
         *lead, k, hidden = h.shape
         heads, head_dim = mha.num_heads, hidden // mha.num_heads
-        query, key, value = nn.functional.linear(h, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)  # (..., k, hidden)
+        query, key, value = nn.functional.linear(h, mha.in_proj_weight, mha.in_proj_bias).chunk(
+            3, dim=-1
+        )  # (..., k, hidden)
         query = query * head_dim**-0.5
         scores = torch.stack(
-            [(query * key[..., j: j + 1, :]).view(*lead, k, heads, head_dim).sum(-1) for j in range(k)], dim=-2
+            [(query * key[..., j : j + 1, :]).view(*lead, k, heads, head_dim).sum(-1) for j in range(k)], dim=-2
         )  # (..., k looking, k looked at, heads)
         weights = nn.functional.dropout(torch.softmax(scores, dim=-2), mha.dropout, self.training)
         attended = sum(
-            weights[..., j, :].unsqueeze(-1) * value[..., j: j + 1, :].view(*lead, 1, heads, head_dim) for j in range(k)
+            weights[..., j, :].unsqueeze(-1) * value[..., j : j + 1, :].view(*lead, 1, heads, head_dim)
+            for j in range(k)
         )  # (..., k, heads, head_dim)
         return mha.out_proj(attended.reshape(*lead, k, hidden)), weights.mean(-1)
 
@@ -151,7 +158,9 @@ class GatedUnit(nn.Module):
     def forward(self, active: torch.Tensor, routing: Routing) -> tuple[torch.Tensor, torch.Tensor]:
         batch, slots, k, hidden = active.shape
         selected = routing.selected_pathways
-        blocks = self.gate.weight.view(self.num_pathways, self.num_pathways, hidden).permute(1, 2, 0)  # (pathways, in, gate)
+        blocks = self.gate.weight.view(self.num_pathways, self.num_pathways, hidden).permute(
+            1, 2, 0
+        )  # (pathways, in, gate)
         logits = _blockwise(active, blocks, selected) + self.gate.bias  # (batch, slots, pathways)
         g = torch.softmax(logits.gather(2, selected[:, None, :].expand(batch, slots, k)), dim=-1)  # (batch, slots, k)
         transformed = torch.tanh(_each_pathway(active, self.transform, selected))  # (batch, slots, k, hidden)

@@ -22,7 +22,9 @@ class Routing:
 
     def select(self, rows: slice | torch.Tensor) -> "Routing":
         """The routing of some rows."""
-        return Routing(self.router_logits[rows], self.router_probs[rows], self.routing_weights[rows], self.selected_pathways[rows])
+        return Routing(
+            self.router_logits[rows], self.router_probs[rows], self.routing_weights[rows], self.selected_pathways[rows]
+        )
 
     @property
     def dense_weights(self) -> torch.Tensor:

@@ -15,8 +15,9 @@ Layout of an index folder:
     bm25/                    bm25s index over "title text" (no pickle)
 
 This module reads an index (`CorpusIndex`); `index_builder` writes one. Building holds one shard
-in memory at a time, and `resume` skips the shards already written. A manifest that names another corpus, encoder or slotter setting makes the index stale: it is
-rebuilt (or, when opened for search, refused), never silently used.
+in memory at a time, and `resume` skips the shards already written. A manifest that names another
+corpus, encoder or slotter setting makes the index stale: it is rebuilt (or, when opened for
+search, refused), never silently used.
 """
 
 from __future__ import annotations
@@ -85,8 +86,12 @@ class _Shard:
             with open(folder / "docs.jsonl", encoding="utf-8") as handle:
                 for number, line in enumerate(handle, start=1):
                     doc = json.loads(line)
-                    if not (isinstance(doc, dict) and isinstance(doc.get("_id"), str)
-                            and isinstance(doc.get("text"), str) and isinstance(doc.get("spans"), list)):
+                    if not (
+                        isinstance(doc, dict)
+                        and isinstance(doc.get("_id"), str)
+                        and isinstance(doc.get("text"), str)
+                        and isinstance(doc.get("spans"), list)
+                    ):
                         raise ValueError(f"line {number} is not a document row")
                     docs.append(doc)
         except (OSError, UnicodeDecodeError, ValueError) as error:
@@ -97,7 +102,8 @@ class _Shard:
                 maps[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:
                 raise DamagedFileError(
-                    f"{folder / name}.npy: {error or 'empty file'}; the index is damaged, rebuild it") from error
+                    f"{folder / name}.npy: {error or 'empty file'}; the index is damaged, rebuild it"
+                ) from error
         _check_shard(folder, docs, maps)
         # Plain ndarray views of the maps: slicing an np.memmap runs Python-level bookkeeping on every
         # slice, and a search slices a few hundred times.
@@ -113,15 +119,19 @@ class _Shard:
         """
         source = getattr(self, name)
         if not hasattr(os, "preadv"):
-            out[...] = source[start: start + out.shape[0]]
+            out[...] = source[start : start + out.shape[0]]
             return
         if out.nbytes:
             if name not in self.handles:
                 self.handles[name] = open(self.folder / f"{name}.npy", "rb", buffering=0)  # closed with the shard
             row_bytes = out.nbytes // out.shape[0]
-            read = os.preadv(self.handles[name].fileno(), [memoryview(out).cast("B")], self.offsets[name] + start * row_bytes)
+            read = os.preadv(
+                self.handles[name].fileno(), [memoryview(out).cast("B")], self.offsets[name] + start * row_bytes
+            )
             if read != out.nbytes:
-                raise OSError(f"{self.folder / name}.npy: short read ({read} of {out.nbytes} bytes); the index is damaged")
+                raise OSError(
+                    f"{self.folder / name}.npy: short read ({read} of {out.nbytes} bytes); the index is damaged"
+                )
 
 
 class CorpusIndex:
@@ -143,14 +153,24 @@ class CorpusIndex:
     # ---- building, loading and checking ------------------------------------------------------
 
     @classmethod
-    def build(cls, corpus: str | Path, folder: str | Path, encoder: Encoder, slotter: Slotter, shard_size: int = 1000,
-              resume: bool = False, rejects: "Rejects | None" = None, show_progress_bar: bool = True,
-              encode_shards=None) -> "CorpusIndex":
-        """Indexes a JSONL corpus into `folder` and opens it (`index_builder.build_index`, which documents the arguments)."""
+    def build(
+        cls,
+        corpus: str | Path,
+        folder: str | Path,
+        encoder: Encoder,
+        slotter: Slotter,
+        shard_size: int = 1000,
+        resume: bool = False,
+        rejects: "Rejects | None" = None,
+        show_progress_bar: bool = True,
+        encode_shards=None,
+    ) -> "CorpusIndex":
+        """Indexes a JSONL corpus into `folder` and opens it (`index_builder.build_index` documents the arguments)."""
         from .index_builder import build_index
 
-        return build_index(corpus, folder, encoder, slotter, shard_size, resume, rejects, show_progress_bar,
-                           encode_shards)
+        return build_index(
+            corpus, folder, encoder, slotter, shard_size, resume, rejects, show_progress_bar, encode_shards
+        )
 
     @classmethod
     def load(cls, folder: str | Path, encoder: Encoder | None = None, slotter: Slotter | None = None) -> "CorpusIndex":
@@ -169,7 +189,9 @@ class CorpusIndex:
         if not manifest.get("complete"):
             raise StaleIndexError(f"{folder}: the index build did not finish; run `spicy-lentil index ... --resume`")
         if manifest.get("format") != FORMAT_VERSION:
-            raise StaleIndexError(f"{folder}: index format {manifest.get('format')}, this version reads {FORMAT_VERSION}")
+            raise StaleIndexError(
+                f"{folder}: index format {manifest.get('format')}, this version reads {FORMAT_VERSION}"
+            )
         if encoder is not None and slotter is not None:
             expected = index_settings(encoder, slotter)
             diff = sorted(k for k, v in expected.items() if manifest.get(k) != v)
@@ -182,9 +204,15 @@ class CorpusIndex:
         return cls(folder, manifest, shards)
 
     @classmethod
-    def for_corpus(cls, corpus: str | Path, encoder: Encoder, slotter: Slotter, cache_dir: str | Path = "cache",
-                   show_progress_bar: bool = True) -> "CorpusIndex":
-        """The cached index of a corpus file under `cache_dir`, built (or rebuilt when stale, resumed when cut) as needed."""
+    def for_corpus(
+        cls,
+        corpus: str | Path,
+        encoder: Encoder,
+        slotter: Slotter,
+        cache_dir: str | Path = "cache",
+        show_progress_bar: bool = True,
+    ) -> "CorpusIndex":
+        """The cached index of a corpus file under `cache_dir`: built, rebuilt when stale, resumed when cut."""
         corpus = Path(corpus).resolve()
         key = hashlib.sha256(f"{corpus}|{encoder.name}|{encoder.weights_digest}".encode("utf-8")).hexdigest()[:12]
         folder = Path(cache_dir) / f"index-{corpus.parent.name}-{key}"
@@ -216,7 +244,9 @@ class CorpusIndex:
     def document_encoding(self, i: int) -> DocumentEncoding:
         """Stored encodings of document i's slots, packed."""
         batch = self.document_batch([i])
-        return DocumentEncoding(slots=batch.slots, tokens=batch.tokens, token_ids=batch.token_ids, token_slot=batch.token_slot)
+        return DocumentEncoding(
+            slots=batch.slots, tokens=batch.tokens, token_ids=batch.token_ids, token_slot=batch.token_slot
+        )
 
     def document_batch(self, positions: Sequence[int]) -> DocumentBatch:
         """Stored encodings of several documents, packed in the given order: what reranking reads
@@ -226,7 +256,7 @@ class CorpusIndex:
             s, j = self._locate[i]
             shard = self._shards[s]
             first, last = int(shard.doc_slots[j]), int(shard.doc_slots[j + 1])
-            spans.append((shard, first, last, shard.slot_tokens[first: last + 1]))
+            spans.append((shard, first, last, shard.slot_tokens[first : last + 1]))
         slot_counts = np.array([last - first for _, first, last, _ in spans], dtype=np.int64)
         token_counts = np.array([bounds[-1] - bounds[0] for *_, bounds in spans], dtype=np.int64)
         dim = self._shards[0].slot_embeddings.shape[1] if self._shards else 0
@@ -236,10 +266,10 @@ class CorpusIndex:
         slot_lengths = np.empty(slots.shape[0], dtype=np.int64)  # tokens per slot
         slot_at = token_at = 0
         for (shard, first, last, bounds), n_tokens in zip(spans, token_counts.tolist()):
-            shard.read("slot_embeddings", first, slots[slot_at: slot_at + last - first])
-            shard.read("tokens", int(bounds[0]), tokens[token_at: token_at + n_tokens])
-            shard.read("token_ids", int(bounds[0]), token_ids[token_at: token_at + n_tokens])
-            slot_lengths[slot_at: slot_at + last - first] = np.diff(bounds)
+            shard.read("slot_embeddings", first, slots[slot_at : slot_at + last - first])
+            shard.read("tokens", int(bounds[0]), tokens[token_at : token_at + n_tokens])
+            shard.read("token_ids", int(bounds[0]), token_ids[token_at : token_at + n_tokens])
+            slot_lengths[slot_at : slot_at + last - first] = np.diff(bounds)
             slot_at, token_at = slot_at + last - first, token_at + n_tokens
         slot_in_document = np.arange(slots.shape[0]) - np.repeat(np.cumsum(slot_counts) - slot_counts, slot_counts)
         return DocumentBatch(
@@ -257,7 +287,9 @@ class CorpusIndex:
         if not self._shards[s].docs[j]["title"]:
             return None
         embedding = torch.from_numpy(np.array(self._shards[s].title_embeddings[j], dtype=np.float32))
-        return Encoding(embedding, torch.zeros(0, embedding.shape[0], dtype=torch.float16), torch.zeros(0, dtype=torch.long))
+        return Encoding(
+            embedding, torch.zeros(0, embedding.shape[0], dtype=torch.float16), torch.zeros(0, dtype=torch.long)
+        )
 
     def doc_embeddings(self) -> np.ndarray:
         """(docs, dim) document embeddings, all shards (kept in memory after the first call)."""
@@ -342,7 +374,8 @@ def _check_manifest(folder: Path, manifest: dict) -> None:
     shards = manifest.get("shards")
     if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in shards):
         raise DamagedFileError(
-            f"{folder / MANIFEST}: 'shards' must be a list of {{\"name\": ...}} objects; rebuild the index")
+            f"{folder / MANIFEST}: 'shards' must be a list of {{\"name\": ...}} objects; rebuild the index"
+        )
     for shard in shards:
         if not SHARD_NAME.fullmatch(shard["name"]):
             raise DamagedFileError(f"{folder / MANIFEST}: shard name {shard['name']!r} is not one this index writes")
@@ -353,13 +386,17 @@ def _check_manifest(folder: Path, manifest: dict) -> None:
 def _check_shard(folder: Path, docs: list[dict], arrays: dict) -> None:
     """The shard's arrays agree with each other and with its documents (a damaged file would misread silently)."""
     slots, tokens = arrays["slot_embeddings"].shape[0], arrays["tokens"].shape[0]
-    expected = {"doc_slots": (len(docs) + 1,), "slot_tokens": (slots + 1,), "token_ids": (tokens,),
-                "doc_embeddings": (len(docs),), "title_embeddings": (len(docs),)}
+    expected = {
+        "doc_slots": (len(docs) + 1,),
+        "slot_tokens": (slots + 1,),
+        "token_ids": (tokens,),
+        "doc_embeddings": (len(docs),),
+        "title_embeddings": (len(docs),),
+    }
     for name, shape in expected.items():
         if arrays[name].shape[: len(shape)] != shape:
             raise DamagedFileError(
-                f"{folder / name}.npy has shape {arrays[name].shape}, expected {shape}; rebuild the index")
+                f"{folder / name}.npy has shape {arrays[name].shape}, expected {shape}; rebuild the index"
+            )
     if int(arrays["doc_slots"][-1]) != slots or int(arrays["slot_tokens"][-1]) != tokens:
         raise DamagedFileError(f"{folder}: slot and token offsets do not match the stored arrays; rebuild the index")
-
-

@@ -32,8 +32,14 @@ def document_slots(slotter: Slotter, document: dict) -> tuple[list[Slot], bool]:
 
 
 def build_index(
-    corpus: str | Path, folder: str | Path, encoder: Encoder, slotter: Slotter, shard_size: int = 1000,
-    resume: bool = False, rejects: Rejects | None = None, show_progress_bar: bool = True,
+    corpus: str | Path,
+    folder: str | Path,
+    encoder: Encoder,
+    slotter: Slotter,
+    shard_size: int = 1000,
+    resume: bool = False,
+    rejects: Rejects | None = None,
+    show_progress_bar: bool = True,
     encode_shards: Callable[[Iterator[tuple[str, list[dict]]]], Iterator[tuple[str, list[dict], dict]]] | None = None,
 ) -> CorpusIndex:
     """Indexes a JSONL corpus of `{"_id", "title"?, "text", "sentences"?}` rows into `folder`.
@@ -58,8 +64,7 @@ def build_index(
     settings = index_settings(encoder, slotter)
     wanted = {**settings, "corpus_sha256": file_sha256(corpus), "shard_size": shard_size}
     manifest = read_manifest(folder)
-    same = (manifest is not None and all(manifest.get(k) == v for k, v in wanted.items())
-            and _names_shards(manifest))
+    same = manifest is not None and all(manifest.get(k) == v for k, v in wanted.items()) and _names_shards(manifest)
     if same and manifest.get("complete"):
         return CorpusIndex.load(folder)
     if not (same and resume):
@@ -119,17 +124,19 @@ def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[
     # One encoder pass over slots and titles: the document vector is derived from them, so indexing
     # costs little more than encoding the slots alone.
     everything = encoder.encode(slot_texts + titles, use_cache=False) if slot_texts or titles else []
-    encodings, title_encodings = everything[: len(slot_texts)], iter(everything[len(slot_texts):])
+    encodings, title_encodings = everything[: len(slot_texts)], iter(everything[len(slot_texts) :])
     dim = encoder.dim
     doc_slots = np.concatenate([[0], np.cumsum([len(slots) for slots, _ in split])]).astype(np.int64)
-    slot_embeddings = torch.stack([e.embedding for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float32)
+    slot_embeddings = (
+        torch.stack([e.embedding for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float32)
+    )
     title_embeddings = np.zeros((len(docs), dim), np.float32)
     doc_embeddings = np.zeros((len(docs), dim), np.float32)
     for row, doc in enumerate(docs):
-        parts = [slot_embeddings[doc_slots[row]: doc_slots[row + 1]]]
+        parts = [slot_embeddings[doc_slots[row] : doc_slots[row + 1]]]
         if doc.get("title"):
             title_embeddings[row] = next(title_encodings).embedding.numpy()
-            parts.append(title_embeddings[row: row + 1])
+            parts.append(title_embeddings[row : row + 1])
         stacked = np.concatenate(parts)
         if len(stacked):
             mean = stacked.mean(axis=0)
@@ -140,13 +147,22 @@ def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[
         "slot_embeddings": slot_embeddings.astype(np.float32),
         "slot_tokens": np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64),
         "tokens": torch.cat([e.tokens for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float16),
-        "token_ids": (torch.cat([e.token_ids for e in encodings]).numpy().astype(np.int32) if encodings
-                      else np.zeros(0, np.int32)),
+        "token_ids": (
+            torch.cat([e.token_ids for e in encodings]).numpy().astype(np.int32) if encodings else np.zeros(0, np.int32)
+        ),
         "doc_embeddings": doc_embeddings,
         "title_embeddings": title_embeddings,
     }
-    rows = [{"_id": doc["_id"], "title": doc.get("title"), "text": doc["text"],
-             "spans": [[s.start, s.end] for s in slots], "truncated": truncated} for doc, (slots, truncated) in zip(docs, split)]
+    rows = [
+        {
+            "_id": doc["_id"],
+            "title": doc.get("title"),
+            "text": doc["text"],
+            "spans": [[s.start, s.end] for s in slots],
+            "truncated": truncated,
+        }
+        for doc, (slots, truncated) in zip(docs, split)
+    ]
     return rows, arrays
 
 
@@ -162,7 +178,11 @@ def save_shard(folder: Path, rows: list[dict], arrays: dict[str, np.ndarray]) ->
         np.save(tmp / f"{name}.npy", array, allow_pickle=False)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)  # a shard exists whole or not at all
-    return {"docs": len(rows), "slots": int(arrays["slot_embeddings"].shape[0]), "tokens": int(arrays["tokens"].shape[0])}
+    return {
+        "docs": len(rows),
+        "slots": int(arrays["slot_embeddings"].shape[0]),
+        "tokens": int(arrays["tokens"].shape[0]),
+    }
 
 
 def _build_bm25(folder: Path, manifest: dict) -> None:
@@ -184,7 +204,8 @@ def _names_shards(manifest: dict) -> bool:
     """Whether the manifest lists shards as `build` writes them (else a resumed build starts over)."""
     shards = manifest.get("shards")
     return isinstance(shards, list) and all(
-        isinstance(s, dict) and isinstance(s.get("name"), str) and SHARD_NAME.fullmatch(s["name"]) for s in shards)
+        isinstance(s, dict) and isinstance(s.get("name"), str) and SHARD_NAME.fullmatch(s["name"]) for s in shards
+    )
 
 
 def _write_manifest(folder: Path, manifest: dict) -> None:

@@ -70,8 +70,14 @@ def _reported_rows(path: Path) -> set[tuple[str, int]]:
     return reported
 
 
-def iter_jsonl_documents(handle, source: str, rejects: Rejects, seen: dict[str, str] | None = None,
-                         default_ids: bool = False, allow_empty: bool = True) -> Iterator[dict]:
+def iter_jsonl_documents(
+    handle,
+    source: str,
+    rejects: Rejects,
+    seen: dict[str, str] | None = None,
+    default_ids: bool = False,
+    allow_empty: bool = True,
+) -> Iterator[dict]:
     """Yields `{"_id", "title", "text", "sentences"?}` from JSONL lines; bad rows go to `rejects`.
 
     `handle` yields bytes (or str) lines. Each line is decoded on its own, so one bad byte costs only its

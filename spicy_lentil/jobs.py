@@ -24,9 +24,9 @@ from typing import Callable, Iterable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from .engine import SpicyLentil
-from .results import RelevanceField
 from .errors import DamagedFileError, OutputError
 from .io import Rejects
+from .results import RelevanceField
 
 PARQUET_PART_ROWS = 1000
 FOLDED_PARTS = b"spicy_lentil.parts"  # Parquet schema metadata: the part files the output already holds
@@ -53,8 +53,9 @@ def parts_path(output: Path) -> Path:
 
 
 @contextmanager
-def claimed_output(output: Path | None, inputs: Sequence[str], resume: bool = False,
-                   overwrite: bool = False) -> Iterator[None]:
+def claimed_output(
+    output: Path | None, inputs: Sequence[str], resume: bool = False, overwrite: bool = False
+) -> Iterator[None]:
     """Holds `output` for one job, checked before anything is opened for writing.
 
     Raises:
@@ -76,8 +77,10 @@ def claimed_output(output: Path | None, inputs: Sequence[str], resume: bool = Fa
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise OutputError(f"{output} is being written by another process (it holds {lock_path}); "
-                              "wait for it to finish or choose another --out") from None
+            raise OutputError(
+                f"{output} is being written by another process (it holds {lock_path}); "
+                "wait for it to finish or choose another --out"
+            ) from None
         if not (resume or overwrite) and (output.exists() or parts_path(output).exists()):
             raise OutputError(f"{output} exists already: pass --resume to continue it or --overwrite to replace it")
         yield
@@ -94,8 +97,13 @@ def _same_file(a: str | Path, b: Path) -> bool:
 
 def result_row(field: RelevanceField) -> dict:
     """The output row of one scored document."""
-    return {"_id": field.document_id, "score": field.score, "active": field.active, "truncated": field.truncated,
-            "slots": [s.to_dict() for s in field.slots]}
+    return {
+        "_id": field.document_id,
+        "score": field.score,
+        "active": field.active,
+        "truncated": field.truncated,
+        "slots": [s.to_dict() for s in field.slots],
+    }
 
 
 class JsonlSink:
@@ -128,7 +136,8 @@ def _written_ids(path: Path) -> set[str]:
                 row = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise DamagedFileError(
-                    f"{path}:{number}: not a JSON row ({error}); cannot resume this output") from error
+                    f"{path}:{number}: not a JSON row ({error}); cannot resume this output"
+                ) from error
             if not isinstance(row, dict) or not isinstance(row.get("_id"), str):
                 raise DamagedFileError(f"{path}:{number}: the row has no string '_id'; cannot resume this output")
             done.add(row["_id"])
@@ -224,8 +233,15 @@ class ParquetSink:
 def _parquet_schema():
     import pyarrow as pa
 
-    return pa.schema([("_id", pa.string()), ("score", pa.float64()), ("active", pa.list_(pa.string())),
-                      ("truncated", pa.bool_()), ("slots", pa.string())])
+    return pa.schema(
+        [
+            ("_id", pa.string()),
+            ("score", pa.float64()),
+            ("active", pa.list_(pa.string())),
+            ("truncated", pa.bool_()),
+            ("slots", pa.string()),
+        ]
+    )
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -251,10 +267,20 @@ def _cut_torn_tail(path: Path) -> None:
         handle.truncate(0)
 
 
-def score_job(lentil: SpicyLentil | None, query: str, documents: Iterable[dict], output: Path | None, rejects: Rejects,
-              output_format: str = "jsonl", resume: bool = False, batch_size: int = 32, total: int | None = None,
-              show_progress_bar: bool = True, pathways_per_query: int | None = None,
-              scorer: Callable[[Iterator[dict]], Iterable[dict]] | None = None) -> dict:
+def score_job(
+    lentil: SpicyLentil | None,
+    query: str,
+    documents: Iterable[dict],
+    output: Path | None,
+    rejects: Rejects,
+    output_format: str = "jsonl",
+    resume: bool = False,
+    batch_size: int = 32,
+    total: int | None = None,
+    show_progress_bar: bool = True,
+    pathways_per_query: int | None = None,
+    scorer: Callable[[Iterator[dict]], Iterable[dict]] | None = None,
+) -> dict:
     """Scores a stream of `{"_id", "text"}` documents into `output` (stdout when None); returns a summary.
 
     Without `resume`, an existing output is replaced: callers that must not replace one hold it
@@ -298,8 +324,12 @@ def score_job(lentil: SpicyLentil | None, query: str, documents: Iterable[dict],
     progress = tqdm(total=total, desc="scoring", unit="doc", disable=not show_progress_bar, dynamic_ncols=True)
     try:
         if scorer is None:
-            rows = (result_row(f) for f in lentil.iter_fields(query, pending(), batch_size=batch_size, cache_slots=False,
-                                                              pathways_per_query=pathways_per_query))
+            rows = (
+                result_row(f)
+                for f in lentil.iter_fields(
+                    query, pending(), batch_size=batch_size, cache_slots=False, pathways_per_query=pathways_per_query
+                )
+            )
         else:
             rows = scorer(pending())
         for row in rows:

@@ -51,7 +51,7 @@ def training_losses(output: "ModelOutput", targets: LossTargets, args: "Training
         doc_logits = output.doc_logits[:ranked].view(-1, targets.group)  # (queries, group): the positive is column 0
         ranking = nn.functional.cross_entropy(doc_logits, doc_logits.new_zeros(doc_logits.shape[0], dtype=torch.long))
     relevant = torch.zeros_like(output.doc_logits)  # unanswered documents (after the ranked rows) are not relevant
-    relevant[:ranked:targets.group] = 1.0
+    relevant[: ranked : targets.group] = 1.0
     document = nn.functional.binary_cross_entropy_with_logits(output.doc_logits, relevant)
     logits = output.slot_logits.masked_fill(~slot_mask, 0.0)
     bce = nn.functional.binary_cross_entropy_with_logits(logits, targets.slot_target, reduction="none")
@@ -69,11 +69,19 @@ def training_losses(output: "ModelOutput", targets: LossTargets, args: "Training
             stance = nn.functional.cross_entropy(output.stance_logits.flatten(0, 1), labels.flatten(), ignore_index=-1)
     routing = output.routing
     row_weights = slot_mask.sum(-1)  # each query counts once per real slot, never for padding
-    balance = load_balancing_loss(routing.router_probs, routing.selected_pathways, routing.router_probs.shape[-1],
-                                  row_weights)
+    balance = load_balancing_loss(
+        routing.router_probs, routing.selected_pathways, routing.router_probs.shape[-1], row_weights
+    )
     z = router_z_loss(routing.router_logits, row_weights)
-    total = (ranking + args.document_weight * document + slot + args.slot_ranking_weight * slot_ranking
-             + args.stance_weight * stance + args.load_balancing_weight * balance + args.z_loss_weight * z)
+    total = (
+        ranking
+        + args.document_weight * document
+        + slot
+        + args.slot_ranking_weight * slot_ranking
+        + args.stance_weight * stance
+        + args.load_balancing_weight * balance
+        + args.z_loss_weight * z
+    )
     return TrainingLosses(total, ranking, document, slot, slot_ranking, stance, balance, z)
 
 

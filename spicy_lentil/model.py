@@ -7,13 +7,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .pathways.base import PathwayInput, masked_mean, real_slots
-from .pathways.registry import build_pathways
-
 from .config import SpicyLentilConfig
 from .evidence import ZeroShotEvidence
 from .fusion import build_fusion
 from .gate import Gate, Routing
+from .pathways.base import PathwayInput, masked_mean, real_slots
+from .pathways.registry import build_pathways
 from .pooling import POOLING_CLASSES
 
 
@@ -51,8 +50,12 @@ class SpicyLentilModel(nn.Module):
         self.pathway_names = list(config.pathways)
         self.pathways = nn.ModuleDict(
             build_pathways(
-                self.pathway_names, config.embedding_dim, config.hidden_dim, config.dropout,
-                vocab_size=config.vocab_size, num_stances=config.num_stances,
+                self.pathway_names,
+                config.embedding_dim,
+                config.hidden_dim,
+                config.dropout,
+                vocab_size=config.vocab_size,
+                num_stances=config.num_stances,
             )
         )
         self.gate = Gate(config.embedding_dim, config.num_pathways, config.pathways_per_query, config.router_noise)
@@ -92,7 +95,9 @@ class SpicyLentilModel(nn.Module):
     def top_k(self, k: int) -> None:
         self.gate.top_k = k
 
-    def _pathways_by_row(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _pathways_by_row(
+        self, x: PathwayInput, routing: Routing
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Runs each pathway on the rows that selected it: the active outputs `(batch, slots, k, hidden)`.
 
         Also returns the stance logits of the pathway that judges stance and the rows they belong to
@@ -112,7 +117,9 @@ class SpicyLentilModel(nn.Module):
                 stance_logits, stance_rows = stance, rows
         return active * x.slot_mask[:, :, None, None], stance_logits, stance_rows
 
-    def _pathways_packed(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _pathways_packed(
+        self, x: PathwayInput, routing: Routing
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The same for a batch whose rows are all routed alike, with the real slots of all rows packed
         into one row: `(1, real slots, k, hidden)`.
 
@@ -130,7 +137,9 @@ class SpicyLentilModel(nn.Module):
                 stance_logits, stance_rows = stance, torch.arange(x.batch_size, device=h.device)
         return torch.stack(columns, dim=1).unsqueeze(0), stance_logits, stance_rows
 
-    def _fuse(self, x: PathwayInput, routing: Routing) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _fuse(
+        self, x: PathwayInput, routing: Routing
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Active pathways, then fusion: slot states `(batch, slots, hidden)` and pathway attention
         `(batch, slots, pathways)`, zeros on padding; and the stance logits and their rows."""
         selected, weights = routing.selected_pathways, routing.routing_weights
@@ -153,10 +162,12 @@ class SpicyLentilModel(nn.Module):
         return bound * torch.tanh(correction / bound)
 
     def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
-        """Scores a batch; `prior` is (batch, config.prior_features) first-stage features (NaN rows: none), or None for none."""
+        """Scores a batch; `prior` is (batch, config.prior_features) first-stage features (NaN rows: none), or None."""
         batch, slots = x.slot_mask.shape
         routing = self.gate(x.query)
-        z, attention, stance_logits, stance_rows = self._fuse(x, routing)  # (batch, slots, hidden), (batch, slots, pathways)
+        z, attention, stance_logits, stance_rows = self._fuse(
+            x, routing
+        )  # (batch, slots, hidden), (batch, slots, pathways)
         slot_features = z
         if self.config.slot_contrast:
             contrast = z - masked_mean(z, x.slot_mask, dim=1).unsqueeze(1)  # (batch, slots, hidden)
@@ -181,7 +192,9 @@ class SpicyLentilModel(nn.Module):
         if self.config.zero_shot_residual:
             fusion = prior_features[:, self.config.prior_features - 1]  # the first stage's fusion; 0 without a prior
             raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
-        slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(~x.slot_mask, float("-inf"))
+        slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(
+            ~x.slot_mask, float("-inf")
+        )
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
         return ModelOutput(
             slot_logits=slot_logits,

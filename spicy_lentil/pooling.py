@@ -14,7 +14,9 @@ class SelfAttentionPooling(nn.Module):
         self.key = nn.Linear(hidden_dim, hidden_dim)
         self.score = nn.Linear(hidden_dim, 1, bias=False)
 
-    def forward(self, z: torch.Tensor, slot_mask: torch.Tensor, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, z: torch.Tensor, slot_mask: torch.Tensor, query: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.score(torch.tanh(self.key(z))).squeeze(-1)  # (batch, slots)
         weights = torch.softmax(logits.masked_fill(~slot_mask, float("-inf")), dim=-1)
         return torch.einsum("bs,bsh->bh", weights, z), weights
@@ -27,7 +29,9 @@ class QueryAttentionPooling(nn.Module):
         super().__init__()
         self.query = nn.Linear(embedding_dim, hidden_dim)
 
-    def forward(self, z: torch.Tensor, slot_mask: torch.Tensor, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, z: torch.Tensor, slot_mask: torch.Tensor, query: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = torch.einsum("bh,bsh->bs", self.query(query), z) / z.shape[-1] ** 0.5  # (batch, slots)
         weights = torch.softmax(logits.masked_fill(~slot_mask, float("-inf")), dim=-1)
         return torch.einsum("bs,bsh->bh", weights, z), weights

@@ -123,8 +123,9 @@ class Selection:
     kept: list[int]  # indices into `candidates` of the kept slots, in document order
 
     @classmethod
-    def choose(cls, fields: list[RelevanceField], lengths: list[int], budget_tokens: int | None,
-               threshold: float | None) -> "Selection":
+    def choose(
+        cls, fields: list[RelevanceField], lengths: list[int], budget_tokens: int | None, threshold: float | None
+    ) -> "Selection":
         """Selects from `fields` (`lengths`: token count of each of their slots, in order)."""
         candidates = [(d, slot) for d, f in enumerate(fields) for slot in f.slots]
         kept, used = [], 0
@@ -156,5 +157,14 @@ class Selection:
             d, slot = self.candidates[j]
             kept_slots[d].append(slot)
             kept_tokens[d] += self.lengths[j]
-        return [PrunedDocument(" ".join(s.text for s in kept_slots[d]), kept_slots[d], f.score, kept_tokens[d],
-                               total_tokens[d], f.document_id) for d, f in enumerate(fields)]
+        return [
+            PrunedDocument(
+                " ".join(s.text for s in kept_slots[d]),
+                kept_slots[d],
+                f.score,
+                kept_tokens[d],
+                total_tokens[d],
+                f.document_id,
+            )
+            for d, f in enumerate(fields)
+        ]

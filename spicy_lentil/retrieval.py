@@ -40,8 +40,9 @@ class FirstStage:
         columns.append(signals["fusion"][docs] / max(sum(abs(w) for w in self.weights.values()), 1e-9))
         return np.stack(columns, axis=1).astype(np.float32)
 
-    def retrieve(self, index: CorpusIndex, query: str, query_embedding: np.ndarray, top_n: int,
-                 include: Sequence[int] = ()) -> "Candidates":
+    def retrieve(
+        self, index: CorpusIndex, query: str, query_embedding: np.ndarray, top_n: int, include: Sequence[int] = ()
+    ) -> "Candidates":
         """The first stage of a search: the `top_n` documents by fusion, then the positions in `include`
         that are not among them (judged documents an evaluation must also score), with their priors."""
         signals = self.signals(index, query, query_embedding)

@@ -78,16 +78,22 @@ def configure(threads: int | None = None, keep_freed_memory: bool = True, parall
     if keep_freed_memory and sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+            kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
+                libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+            )
         except (OSError, AttributeError):  # not glibc (musl has no mallopt)
             kept = False
-    return {"threads": torch.get_num_threads(), "batch_workers": batch_workers(), "blas_threads": blas_threads, "keep_freed_memory": kept}
+    return {
+        "threads": torch.get_num_threads(),
+        "batch_workers": batch_workers(),
+        "blas_threads": blas_threads,
+        "keep_freed_memory": kept,
+    }
 
 
 def _limit_blas(threads: int) -> None:
-    from threadpoolctl import threadpool_limits
-
     import numpy  # noqa: F401  (threadpoolctl limits the BLAS libraries already loaded)
+    from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")
 

@@ -67,16 +67,18 @@ class EncodedDocuments:
         return self.ids[row]
 
 
-def schedule(source: DocumentSource, batch_size: int, max_tokens: int = MAX_BATCH_TOKENS,
-             workers: int | None = None) -> list[list[int]]:
+def schedule(
+    source: DocumentSource, batch_size: int, max_tokens: int = MAX_BATCH_TOKENS, workers: int | None = None
+) -> list[list[int]]:
     """The source's non-empty rows in balanced batches (`balanced_batches`); `workers` defaults to the batch workers."""
     token_counts = [source.token_count(r) for r in range(len(source))]  # read once: dealing reads them again
     order = sorted((r for r in range(len(source)) if token_counts[r] > 0), key=token_counts.__getitem__)
     return balanced_batches(order, token_counts.__getitem__, batch_size, max_tokens, workers or batch_workers())
 
 
-def balanced_batches(order: list[int], tokens: Callable[[int], int], batch_size: int, max_tokens: int,
-                     workers: int) -> list[list[int]]:
+def balanced_batches(
+    order: list[int], tokens: Callable[[int], int], batch_size: int, max_tokens: int, workers: int
+) -> list[list[int]]:
     """Deals rows sorted by token count out to the fewest batches of at most `batch_size` rows and
     `max_tokens` tokens, a multiple of `workers` of them; a row over `max_tokens` goes alone.
 

@@ -53,8 +53,9 @@ class Scorer:
         """The query's routing to `k` pathways, not counted in `routing_statistics`."""
         return self._summary(self._gate(query_encoding, k))
 
-    def iter_fields(self, query: str, documents: Iterator, batch_size: int, cache_slots: bool,
-                    k: int) -> Iterator[RelevanceField]:
+    def iter_fields(
+        self, query: str, documents: Iterator, batch_size: int, cache_slots: bool, k: int
+    ) -> Iterator[RelevanceField]:
         """Fields of `documents` (checked one by one as they come) in input order, a few batches read ahead."""
         query_encoding, routing = self.encode_and_route(query, k)
         # Titles are encoded only when the query is routed to a pathway that reads them.
@@ -70,8 +71,9 @@ class Scorer:
             split = [self.split(document) for document in parsed]
             slot_texts = [s.text for slots, _ in split for s in slots]
             slot_encodings = iter(self.encoder.encode(slot_texts, use_cache=cache_slots))
-            encodings = [DocumentEncoding.pack([next(slot_encodings) for _ in slots]) if slots else None
-                         for slots, _ in split]
+            encodings = [
+                DocumentEncoding.pack([next(slot_encodings) for _ in slots]) if slots else None for slots, _ in split
+            ]
             titles = list(dict.fromkeys(d.title for d in parsed if d.title)) if wants_titles else []
             title_encodings = dict(zip(titles, self.encoder.encode(titles, use_cache=cache_slots)))
             source = EncodedDocuments(encodings, [title_encodings.get(d.title) for d in parsed], [d.id for d in parsed])
@@ -84,8 +86,15 @@ class Scorer:
             return self.slotter.split(document.text)
         return self.slotter.split_known(document.text, document.sentences)
 
-    def score(self, query_encoding: Encoding, source: DocumentSource, batch_size: int, k: int,
-              routing: QueryRouting | None = None, prior=None) -> list[ScoredDocument]:
+    def score(
+        self,
+        query_encoding: Encoding,
+        source: DocumentSource,
+        batch_size: int,
+        k: int,
+        routing: QueryRouting | None = None,
+        prior=None,
+    ) -> list[ScoredDocument]:
         """Scores every row of `source` in balanced batches, in row order, routed to `k` pathways.
 
         Args:
@@ -94,8 +103,10 @@ class Scorer:
         """
         gate, active = routing or self.route(query_encoding, k)
         pathways = len(self.model.pathway_names)
-        results = [ScoredDocument(0.0, torch.zeros(0), torch.zeros(0, pathways), gate, active, source.document_id(r))
-                   for r in range(len(source))]
+        results = [
+            ScoredDocument(0.0, torch.zeros(0), torch.zeros(0, pathways), gate, active, source.document_id(r))
+            for r in range(len(source))
+        ]
         batches = schedule(source, batch_size)
 
         def run(rows: list[int]) -> list[tuple[float, torch.Tensor, torch.Tensor]]:

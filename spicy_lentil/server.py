@@ -29,6 +29,7 @@ from .service_limits import API_KEY_ENV, Limits
 if TYPE_CHECKING:
     from .engine import SpicyLentil
 
+
 class DocumentObject(BaseModel):
     """A document as an object: its text, or its sentences (pre-split; spans then refer to them joined by one space)."""
 
@@ -72,8 +73,12 @@ class TEIRerankRequest(BaseModel):
 class HighlightRequest(BaseModel):
     query: str
     documents: list[DocumentIn]
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0, description="also list the sentences scoring at least this")
-    return_attention: bool = Field(default=False, description="include the null point's weight on each pathway, per sentence")
+    threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="also list the sentences scoring at least this"
+    )
+    return_attention: bool = Field(
+        default=False, description="include the null point's weight on each pathway, per sentence"
+    )
     pathways_per_query: int | None = Field(default=None, ge=1)
 
 
@@ -99,8 +104,9 @@ class RequestRefused(Exception):
         self.status, self.field, self.message = status, field, message
 
 
-def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Limits = Limits(),
-               api_key: str | None = None) -> FastAPI:
+def create_app(
+    lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Limits = Limits(), api_key: str | None = None
+) -> FastAPI:
     """The service around one loaded model.
 
     Args:
@@ -115,8 +121,9 @@ def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Li
     lock = threading.Lock()
     bearer, header = HTTPBearer(auto_error=False), APIKeyHeader(name="X-API-Key", auto_error=False)
 
-    def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
-                   key: str | None = Depends(header)) -> None:
+    def authorised(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer), key: str | None = Depends(header)
+    ) -> None:
         if api_key is None:
             return
         given = key or (credentials.credentials if credentials else "")
@@ -127,16 +134,21 @@ def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Li
         def call():
             with lock:
                 return function(*args, **kwargs)
+
         return await run_in_threadpool(call)
 
     def documents_of(documents: list, field: str = "documents") -> list:
         if len(documents) > limits.max_documents:
-            raise RequestRefused(413, field, f"{len(documents)} documents; this server takes at most {limits.max_documents}")
+            raise RequestRefused(
+                413, field, f"{len(documents)} documents; this server takes at most {limits.max_documents}"
+            )
         converted = [_as_engine_document(document) for document in documents]
         for i, document in enumerate(converted):
             chars = len(as_document(document, f"{field}[{i}]").text)
             if chars > limits.max_document_chars:
-                raise RequestRefused(413, f"{field}.{i}", f"{chars} characters; at most {limits.max_document_chars} per document")
+                raise RequestRefused(
+                    413, f"{field}.{i}", f"{chars} characters; at most {limits.max_document_chars} per document"
+                )
         return converted
 
     @app.exception_handler(RequestRefused)
@@ -147,7 +159,9 @@ def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Li
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         errors = error.errors()
         field, message = _first_problem(errors)
-        return _error(422, field, message, detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors])
+        return _error(
+            422, field, message, detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -168,33 +182,54 @@ def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Li
 
     @app.get("/v1/models", dependencies=[Depends(authorised)])
     async def models() -> dict:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", **lentil.describe(),
-                                            "limits": limits.__dict__}]}
+        return {
+            "object": "list",
+            "data": [{"id": model_name, "object": "model", **lentil.describe(), "limits": limits.__dict__}],
+        }
 
     @app.post("/v1/rerank", dependencies=[Depends(authorised)])
     async def cohere_rerank(request: CohereRerankRequest) -> dict:
         documents = documents_of(request.documents)
         scores = await scored(lentil.score, request.query, documents, show_progress_bar=False)
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[: request.top_n]
-        results = [{"index": i, "relevance_score": scores[i],
-                    **({"document": {"text": as_document(documents[i], "").text}} if request.return_documents else {})}
-                   for i in order]
-        return {"id": str(uuid.uuid4()), "results": results,
-                "meta": {"api_version": {"version": "1"}, "billed_units": {"search_units": 1}, "model": model_name}}
+        results = [
+            {
+                "index": i,
+                "relevance_score": scores[i],
+                **({"document": {"text": as_document(documents[i], "").text}} if request.return_documents else {}),
+            }
+            for i in order
+        ]
+        return {
+            "id": str(uuid.uuid4()),
+            "results": results,
+            "meta": {"api_version": {"version": "1"}, "billed_units": {"search_units": 1}, "model": model_name},
+        }
 
     @app.post("/rerank", dependencies=[Depends(authorised)])
     async def tei_rerank(request: TEIRerankRequest) -> list[dict]:
         documents = documents_of(request.texts, "texts")
         scores = await scored(lentil.score, request.query, documents, show_progress_bar=False)
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
-        return [{"index": i, "score": _logit(scores[i]) if request.raw_scores else scores[i],
-                 **({"text": request.texts[i]} if request.return_text else {})} for i in order]
+        return [
+            {
+                "index": i,
+                "score": _logit(scores[i]) if request.raw_scores else scores[i],
+                **({"text": request.texts[i]} if request.return_text else {}),
+            }
+            for i in order
+        ]
 
     @app.post("/v1/highlight", dependencies=[Depends(authorised)])
     async def highlight(request: HighlightRequest) -> dict:
         documents = documents_of(request.documents)
-        fields = await scored(lentil.fields, request.query, documents, show_progress_bar=False,
-                              pathways_per_query=request.pathways_per_query)
+        fields = await scored(
+            lentil.fields,
+            request.query,
+            documents,
+            show_progress_bar=False,
+            pathways_per_query=request.pathways_per_query,
+        )
         results = []
         for i, field in enumerate(fields):
             result = field.to_dict()
@@ -209,16 +244,31 @@ def create_app(lentil: SpicyLentil, model_name: str = "spicy-lentil", limits: Li
     @app.post("/v1/prune", dependencies=[Depends(authorised)])
     async def prune(request: PruneRequest) -> dict:
         documents = documents_of(request.documents)
-        pruned = await scored(lentil.prune, request.query, documents, threshold=request.threshold,
-                              budget_tokens=request.budget_tokens, pathways_per_query=request.pathways_per_query)
-        return {"id": str(uuid.uuid4()), "results": [{"index": i, **p.to_dict()} for i, p in enumerate(pruned)],
-                "meta": {"model": model_name}}
+        pruned = await scored(
+            lentil.prune,
+            request.query,
+            documents,
+            threshold=request.threshold,
+            budget_tokens=request.budget_tokens,
+            pathways_per_query=request.pathways_per_query,
+        )
+        return {
+            "id": str(uuid.uuid4()),
+            "results": [{"index": i, **p.to_dict()} for i, p in enumerate(pruned)],
+            "meta": {"model": model_name},
+        }
 
     return app
 
 
-def serve(lentil: SpicyLentil, model_name: str, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits(),
-          api_key: str | None = None) -> None:
+def serve(
+    lentil: SpicyLentil,
+    model_name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: Limits = Limits(),
+    api_key: str | None = None,
+) -> None:
     """Runs the service with uvicorn until interrupted; `api_key` None reads SPICY_LENTIL_API_KEY (unset: no key)."""
     import uvicorn
 
@@ -237,7 +287,9 @@ class _BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            return await _error(413, "body", f"the body is {int(declared)} bytes; at most {self.limit}")(scope, receive, send)
+            return await _error(413, "body", f"the body is {int(declared)} bytes; at most {self.limit}")(
+                scope, receive, send
+            )
         body, more = b"", True
         while more:
             message = await receive()
@@ -278,8 +330,11 @@ def _first_problem(errors: list[dict]) -> tuple[str, str]:
     if not in_union:
         return field, first.get("msg", "invalid request").removeprefix("Value error, ")
     prefix = tuple(first["loc"][: len(location) + 1])
-    specific = [e["msg"].removeprefix("Value error, ") for e in errors
-                if tuple(e["loc"][: len(prefix)]) == prefix and e["msg"].startswith("Value error, ")]
+    specific = [
+        e["msg"].removeprefix("Value error, ")
+        for e in errors
+        if tuple(e["loc"][: len(prefix)]) == prefix and e["msg"].startswith("Value error, ")
+    ]
     return field, specific[0] if specific else DOCUMENT_SHAPE
 
 
@@ -290,7 +345,9 @@ def _error(status: int, field: str | None, message: str, **extra: Any) -> JSONRe
 def _as_engine_document(document) -> str | list[str] | dict:
     if isinstance(document, DocumentObject):
         converted = {"title": document.title, "_id": document.id}
-        converted.update({"sentences": document.sentences} if document.sentences is not None else {"text": document.text})
+        converted.update(
+            {"sentences": document.sentences} if document.sentences is not None else {"text": document.text}
+        )
         return {k: v for k, v in converted.items() if v is not None}
     return document
 

@@ -125,7 +125,6 @@ class Slotter:
                 snapped = next((j for j in range(nxt, first, -1) if starts_word[j]), nxt)
             first = snapped
 
-
     def _leading_offsets(self, sentence: str, wanted: int) -> list[tuple[int, int]]:
         """Spans of the sentence's first `wanted` tokens (or all, if fewer), without tokenizing the rest.
 

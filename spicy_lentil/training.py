@@ -27,8 +27,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .pathways.base import CorpusStatistics
-
 from .batching import collate
 from .calibration import fit_calibration
 from .data import RelevanceData
@@ -37,6 +35,7 @@ from .evaluation import evaluate, slot_labels
 from .index import CorpusIndex
 from .losses import LossTargets, training_losses
 from .model import SpicyLentilModel
+from .pathways.base import CorpusStatistics
 from .retrieval import FirstStage
 
 
@@ -51,9 +50,11 @@ class TrainingArguments:
     learning_rate: float = 1e-3  # AdamW, linear warm-up then cosine decay
     weight_decay: float = 0.01
     warmup_steps: int = 20
-    document_weight: float = 0.2  # pointwise BCE on document scores (relevant 1, negatives 0): the listwise loss alone leaves their level free
+    # Pointwise BCE on document scores (relevant 1, negatives 0): the listwise loss alone leaves their level free.
+    document_weight: float = 0.2
     slot_weight: float = 1.0  # BCE on the rationale slots of relevant documents
-    slot_ranking_weight: float = 2.0  # listwise CE over each labelled document's slots, rationales as targets: slot MAP is a ranking within the document
+    # Listwise CE over each labelled document's slots, rationales as targets: slot MAP ranks within a document.
+    slot_ranking_weight: float = 2.0
     negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
     stance_weight: float = 0.2  # the stance head of the pathway that judges stance, where stance labels exist
     load_balancing_weight: float = 0.01  # Switch load-balancing loss of the gate (losses.load_balancing_loss)
@@ -62,12 +63,16 @@ class TrainingArguments:
     seed: int = 0
     train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
     encoder_learning_rate: float = 2e-5
-    calibrate: bool = True  # after training, fit Platt scaling of the kept model on the validation splits (calibration.json)
+    calibrate: bool = (
+        True  # after training, fit Platt scaling of the kept model on the validation splits (calibration.json)
+    )
     # Calibration sees each query's first-stage top few (the context a RAG user passes on) plus the
     # documents it was asked of, so a slot score of 0.5 reads "answers the query" on a relevant-looking page.
     calibration_candidates: int = 3
     unanswerable_weight: float = 1.0  # BCE towards 0 on the slots of a document asked a question it does not answer
-    validation_queries: int = 200  # validation queries per dataset and epoch (the first by id): selection, not the report
+    validation_queries: int = (
+        200  # validation queries per dataset and epoch (the first by id): selection, not the report
+    )
 
 
 @dataclass
@@ -138,8 +143,9 @@ class Trainer:
             indexes and `negative_pool`), to skip mining; None mines them.
     """
 
-    def __init__(self, lentil: SpicyLentil, args: TrainingArguments, sets: list[TrainingSet],
-                 examples: list[dict] | None = None) -> None:
+    def __init__(
+        self, lentil: SpicyLentil, args: TrainingArguments, sets: list[TrainingSet], examples: list[dict] | None = None
+    ) -> None:
         from accelerate import Accelerator
 
         if not sets:
@@ -162,9 +168,15 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(params, weight_decay=args.weight_decay)
         self.steps_per_epoch = math.ceil(len(self.examples) / args.queries_per_step)
         total = max(1, self.steps_per_epoch * args.epochs)
-        schedule = lambda step: min(1.0, (step + 1) / max(1, args.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine decay
+            warm = min(1.0, (step + 1) / max(1, args.warmup_steps))
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(lentil.model, self.optimizer, self.scheduler)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+            lentil.model, self.optimizer, self.scheduler
+        )
         self._fit_corpus_statistics()
 
     # ---- data ----------------------------------------------------------------------------------
@@ -175,22 +187,40 @@ class Trainer:
         examples = []
         for set_id, training_set in enumerate(self.sets):
             data, index = training_set.train, training_set.index
-            for query_id, query in tqdm(data.queries.items(), desc=f"mining negatives ({data.name})", unit="query",
-                                        disable=not self.accelerator.is_main_process):
-                positives = [index.position[d] for d, rel in data.qrels[query_id].items() if rel > 0 and d in index.position]
+            for query_id, query in tqdm(
+                data.queries.items(),
+                desc=f"mining negatives ({data.name})",
+                unit="query",
+                disable=not self.accelerator.is_main_process,
+            ):
+                positives = [
+                    index.position[d] for d, rel in data.qrels[query_id].items() if rel > 0 and d in index.position
+                ]
                 if not positives:
                     continue
                 encoding = self.lentil.encoder.encode([query])[0]
-                found = self.first_stage.retrieve(index, query, encoding.embedding.numpy(),
-                                                  self.args.negative_pool + len(positives))
+                found = self.first_stage.retrieve(
+                    index, query, encoding.embedding.numpy(), self.args.negative_pool + len(positives)
+                )
                 judged = {index.position[d] for d in data.qrels[query_id] if d in index.position}
                 negatives = [int(d) for d in found.docs if int(d) not in judged][: self.args.negative_pool]
                 docs = np.array(positives + negatives, dtype=np.int64)
                 prior = self.first_stage.prior(found.signals, docs)
-                examples.append({"set": set_id, "query_id": query_id, "query": query, "positives": positives,
-                                 "negatives": negatives, "prior": dict(zip(docs.tolist(), prior))})
-            examples.extend({"set": set_id, "query_id": query_id, "query": query, "unanswered": index.position[doc_id]}
-                            for query_id, query, doc_id in data.unanswerable if doc_id in index.position)
+                examples.append(
+                    {
+                        "set": set_id,
+                        "query_id": query_id,
+                        "query": query,
+                        "positives": positives,
+                        "negatives": negatives,
+                        "prior": dict(zip(docs.tolist(), prior)),
+                    }
+                )
+            examples.extend(
+                {"set": set_id, "query_id": query_id, "query": query, "unanswered": index.position[doc_id]}
+                for query_id, query, doc_id in data.unanswerable
+                if doc_id in index.position
+            )
         return examples
 
     def _fit_corpus_statistics(self) -> None:
@@ -288,8 +318,14 @@ class Trainer:
                 slot_weight[row, :n] = self.args.unanswerable_weight
         device = self.accelerator.device
         batch = batch.to(device)
-        targets = LossTargets(len(ranked) * group, group, batch.slot_mask, slot_target.to(device),
-                              slot_weight.to(device), stance.to(device))
+        targets = LossTargets(
+            len(ranked) * group,
+            group,
+            batch.slot_mask,
+            slot_target.to(device),
+            slot_weight.to(device),
+            stance.to(device),
+        )
         return {"input": batch, "prior": torch.tensor(np.stack(prior), device=device), "targets": targets}
 
     def _encode(self, texts: list[str]):
@@ -314,7 +350,7 @@ class Trainer:
         for epoch in range(state["epoch"] + 1, self.args.epochs + 1):
             self.model.train()
             steps, rng = self._epoch_steps(epoch)
-            shard = steps[self.accelerator.process_index:: self.accelerator.num_processes]
+            shard = steps[self.accelerator.process_index :: self.accelerator.num_processes]
             progress = tqdm(shard, desc=f"epoch {epoch}", disable=not self.accelerator.is_main_process)
             sums: dict[str, float] = {}
             started = time.perf_counter()
@@ -329,9 +365,14 @@ class Trainer:
                 self.scheduler.step()
                 for name, value in losses._asdict().items():
                     sums[name] = sums.get(name, 0.0) + float(value.detach())
-                progress.set_postfix(loss=f"{float(losses.loss.detach()):.3f}", balance=f"{float(losses.balance.detach()):.2f}")
-            record = {"epoch": epoch, "seconds": round(time.perf_counter() - started, 1),
-                      **{k: v / max(1, len(shard)) for k, v in sums.items()}}
+                progress.set_postfix(
+                    loss=f"{float(losses.loss.detach()):.3f}", balance=f"{float(losses.balance.detach()):.2f}"
+                )
+            record = {
+                "epoch": epoch,
+                "seconds": round(time.perf_counter() - started, 1),
+                **{k: v / max(1, len(shard)) for k, v in sums.items()},
+            }
             if any(s.validation is not None for s in self.sets):
                 self.model.eval()
                 record["validation"] = self.validate()
@@ -382,7 +423,9 @@ class Trainer:
         splits = [(s.validation, s.index) for s in self.sets if s.validation is not None]
         calibration = fit_calibration(best, splits, self.args.calibration_candidates, self.first_stage)
         best.save_pretrained(self.output, save_encoder=self.args.train_encoder)
-        (self.output / "calibration.json").write_text(json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8")
+        (self.output / "calibration.json").write_text(
+            json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8"
+        )
 
     # ---- checkpoints ---------------------------------------------------------------------------
 
@@ -398,8 +441,12 @@ class Trainer:
                 tensors[f"{param_id}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, tmp / "optimizer.safetensors")
-        meta = {"state": state, "param_groups": optimizer_state["param_groups"], "scheduler": self.scheduler.state_dict(),
-                "args": asdict(self.args)}
+        meta = {
+            "state": state,
+            "param_groups": optimizer_state["param_groups"],
+            "scheduler": self.scheduler.state_dict(),
+            "args": asdict(self.args),
+        }
         (tmp / "trainer_state.json").write_text(json.dumps(meta, indent=2, default=float) + "\n", encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
@@ -435,7 +482,9 @@ def first_queries(data: RelevanceData, n: int) -> RelevanceData:
     keep = sorted(data.queries)[:n]
     kept = set(keep)
     return dataclasses.replace(
-        data, queries={q: data.queries[q] for q in keep}, qrels={q: data.qrels[q] for q in keep if q in data.qrels},
+        data,
+        queries={q: data.queries[q] for q in keep},
+        qrels={q: data.qrels[q] for q in keep if q in data.qrels},
         slot_qrels={k: v for k, v in data.slot_qrels.items() if k[0] in kept},
         unanswerable=[u for u in data.unanswerable if u[0] in kept],
     )

@@ -35,8 +35,13 @@ class Judge:
         pathways_per_query: the gate's k for these calls; None uses the model's.
     """
 
-    def __init__(self, lentil: SpicyLentil | None = None, top_n: int | None = None, threshold: float | None = None,
-                 pathways_per_query: int | None = None) -> None:
+    def __init__(
+        self,
+        lentil: SpicyLentil | None = None,
+        top_n: int | None = None,
+        threshold: float | None = None,
+        pathways_per_query: int | None = None,
+    ) -> None:
         self.lentil = lentil if lentil is not None else SpicyLentil.from_pretrained()
         self.top_n = check_count(top_n, "top_n", allow_none=True)
         self.threshold = check_threshold(threshold)
@@ -53,6 +58,8 @@ class Judge:
             judged = [Judgement(i, f.score, texts[i], [s.to_dict() for s in f.slots]) for i, f in enumerate(fields)]
         else:
             pruned = self.lentil.prune(query, texts, threshold=self.threshold, pathways_per_query=k)
-            judged = [Judgement(i, p.score, p.text, [s.to_dict() for s in p.kept]) for i, p in enumerate(pruned) if p.kept]
+            judged = [
+                Judgement(i, p.score, p.text, [s.to_dict() for s in p.kept]) for i, p in enumerate(pruned) if p.kept
+            ]
         judged.sort(key=lambda j: -j.score)
         return judged[:top_n]

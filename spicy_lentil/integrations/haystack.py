@@ -25,5 +25,14 @@ class SpicyLentilRanker:
     def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict:
         """The documents best first, at most `top_k` (None: the judge's `top_n`)."""
         judged = self.judge(query, [d.content or "" for d in documents], top_k)
-        return {"documents": [replace(documents[j.index], content=j.text, score=j.score,
-                                      meta={**documents[j.index].meta, "sentences": j.sentences}) for j in judged]}
+        return {
+            "documents": [
+                replace(
+                    documents[j.index],
+                    content=j.text,
+                    score=j.score,
+                    meta={**documents[j.index].meta, "sentences": j.sentences},
+                )
+                for j in judged
+            ]
+        }

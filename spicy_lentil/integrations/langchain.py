@@ -24,11 +24,17 @@ class SpicyLentilCompressor(BaseDocumentCompressor):
 
     judge: Any = Field(default_factory=Judge)
 
-    def compress_documents(self, documents: Sequence[Document], query: str,
-                           callbacks: Callbacks | None = None) -> Sequence[Document]:
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
         """The documents best first, as many as the judge's `top_n`, each with `relevance_score` and `sentences`
         (character spans into its passed-on `page_content`) in its metadata."""
         judged = self.judge(query, [d.page_content for d in documents])
-        return [Document(page_content=j.text, id=documents[j.index].id,
-                         metadata={**documents[j.index].metadata, "relevance_score": j.score,
-                                   "sentences": j.sentences}) for j in judged]
+        return [
+            Document(
+                page_content=j.text,
+                id=documents[j.index].id,
+                metadata={**documents[j.index].metadata, "relevance_score": j.score, "sentences": j.sentences},
+            )
+            for j in judged
+        ]

@@ -21,10 +21,14 @@ class SpicyLentilPostprocessor(BaseNodePostprocessor):
     def class_name(cls) -> str:
         return "SpicyLentilPostprocessor"
 
-    def _postprocess_nodes(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+    def _postprocess_nodes(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
+    ) -> list[NodeWithScore]:
         if query_bundle is None:
             raise ValueError("SpicyLentilPostprocessor needs the query (a QueryBundle)")
-        judged = self.judge(query_bundle.query_str, [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes])
+        judged = self.judge(
+            query_bundle.query_str, [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+        )
         kept = []
         for j in judged:
             node = nodes[j.index].node
