@@ -1,6 +1,6 @@
 """App latency: a query after warm-up over 100 documents, through the app's shared model.
 
-    .venv/bin/python benchmarks/app_latency.py
+    .venv/bin/python -m benchmarks.app_latency
 
 100 documents: the 48 of the demo corpus and the first 52 SciFact abstracts. The app's
 `SharedLentil` is loaded with them as its warm-up corpus (as the app does at start), then each of
@@ -12,39 +12,62 @@ from __future__ import annotations
 import json
 import time
 
-import torch
+from benchmarks.common import SCIFACT_DIR, markdown_table, median, verdict
+from benchmarks.render import publish
 
-from common import SCIFACT_DIR, markdown_table, median, write_section
+SECTION = "app-latency"
+DOCUMENTS = 100
+TARGET_S = 2.0
 
-from spicy_lentil.app.documents import demo_corpus, demo_queries
-from spicy_lentil.app.service import SharedLentil
 
+def documents() -> list[dict]:
+    """The demo corpus, then SciFact abstracts up to DOCUMENTS."""
+    from spicy_lentil.app.documents import demo_corpus
 
-def main() -> None:
-    torch.set_num_threads(2)
-    documents = demo_corpus()
+    docs = demo_corpus()
     with open(SCIFACT_DIR / "corpus.jsonl", encoding="utf-8") as handle:
-        for _, line in zip(range(100 - len(documents)), handle):
+        for _, line in zip(range(DOCUMENTS - len(docs)), handle):
             row = json.loads(line)
-            documents.append({"_id": row["_id"], "title": row["title"], "text": row["text"]})
+            docs.append({"_id": row["_id"], "title": row["title"], "text": row["text"]})
+    return docs
+
+
+def measure() -> dict:
+    """Seconds of the model load with warm-up, and the median, slowest and fastest demo query after it."""
+    import torch
+
+    from spicy_lentil.app.documents import demo_queries
+    from spicy_lentil.app.service import SharedLentil
+
+    torch.set_num_threads(2)
+    docs = documents()
     started = time.perf_counter()
-    shared = SharedLentil.load(None, documents)
+    shared = SharedLentil.load(None, docs)
     warm = time.perf_counter() - started
     times = []
     for query in demo_queries():
         start = time.perf_counter()
-        shared.fields(query, documents, shared.default_k)
+        shared.fields(query, docs, shared.default_k)
         times.append(time.perf_counter() - start)
-    write_section("app-latency", "\n".join([
-        "## App: query latency after warm-up (100 documents)",
+    return {"warm_up_s": warm, "query_s": {"median": median(times), "max": max(times), "min": min(times)}}
+
+
+def render(result: dict) -> str:
+    query = result["query_s"]
+    return "\n".join([
+        f"## App: query latency after warm-up ({DOCUMENTS} documents)",
         "",
-        f"Model load + warm-up (encoding the 100 documents once): {warm:.1f} s. Then the 10 demo queries, each scoring "
-        "all 100 documents through the app's shared model (`app/service.py`):",
+        f"Model load + warm-up (encoding the {DOCUMENTS} documents once): {result['warm_up_s']:.1f} s. Then the 10 "
+        f"demo queries, each scoring all {DOCUMENTS} documents through the app's shared model (`app/service.py`):",
         "",
-        markdown_table(["median s", "max s", "min s"], [[f"{median(times):.2f}", f"{max(times):.2f}", f"{min(times):.2f}"]]),
+        markdown_table(["median s", "max s", "min s"], [[f"{query[k]:.2f}" for k in ("median", "max", "min")]]),
         "",
-        f"Target: under 2 s ({'PASS' if median(times) < 2 else 'FAIL'} on the median).",
-    ]))
+        f"Target: under 2 s ({verdict(query['median'] < TARGET_S)} on the median).",
+    ])
+
+
+def main() -> None:
+    publish(SECTION, __spec__.name, measure())
 
 
 if __name__ == "__main__":

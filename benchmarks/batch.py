@@ -1,6 +1,9 @@
 """Batch scoring at scale: index throughput, search latency, memory and scaling, each measured in one run.
 
-    .venv/bin/python benchmarks/batch.py [--only index|search|memory|scaling]
+    .venv/bin/python -m benchmarks.batch [--only index|search|memory|scaling]
+
+Sections: `batch-index`, `batch-search`, and `batch-memory` with `batch-scaling` (one set of score
+jobs gives both).
 """
 
 from __future__ import annotations
@@ -14,23 +17,41 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from threadpoolctl import threadpool_limits
-from common import CACHE_DIR, REPO_ROOT, SCIFACT_DIR, interleaved_times, machine_speed, markdown_table, median, write_section
+from benchmarks.common import (
+    CACHE_DIR,
+    REPO_ROOT,
+    SCIFACT_DIR,
+    interleaved_times,
+    machine_speed,
+    machine_speed_text,
+    markdown_table,
+    median,
+    verdict,
+)
+from benchmarks.render import publish
 
-from spicy_lentil import SpicyLentil
-from spicy_lentil.data import load_data
-from spicy_lentil.index import CorpusIndex
-from spicy_lentil.index_builder import document_slots
-from spicy_lentil.retrieval import FirstStage
-from spicy_lentil.runtime import batch_workers, configure
+if TYPE_CHECKING:
+    from spicy_lentil import SpicyLentil
 
+INDEX_DOCUMENTS = 1000
 ON_THE_FLY_QUERIES = 5
 WARM_UP_QUERIES = 3
 IDLE_PAUSE = 1.0  # seconds before each search of the idle row
 SEARCH_BLOCKS = 4  # blocks of the 30 claims per setting, the settings' order reversed every other block
+SCORE_SIZES = [1000, 2000, 5000, 20000]
 TOPICS = ["river", "engine", "protein", "market", "poem", "glacier", "vaccine", "compiler", "harvest", "orbit"]
+TARGET_INDEX_RATIO = 0.9
+TARGET_SEARCH_MS = 150
+TARGET_MEMORY_RATIO = 1.2
+SEARCH_PATHS = {  # the rows of the search table, by the key of their timings
+    "default": "search with the index ({workers} batches at once, 1 thread each: the default)",
+    "sequential": "search with the index (one batch at a time, torch's threads)",
+    "blas": "search with the index, the default but numpy's BLAS on every core",
+    "idle": "search with the index, the default, each search after {idle:.0f} s idle",
+    "on_the_fly": "rerank, encoding on the fly",
+}
 
 
 def synthetic_corpus(path: Path, n: int) -> Path:
@@ -38,15 +59,22 @@ def synthetic_corpus(path: Path, n: int) -> Path:
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(n):
             a, b = TOPICS[i % 10], TOPICS[(i * 7 + 3) % 10]
-            text = f"Report {i} describes how the {a} changed in year {1900 + i % 120}. It also mentions the {b}, item {i}."
+            text = (f"Report {i} describes how the {a} changed in year {1900 + i % 120}. "
+                    f"It also mentions the {b}, item {i}.")
             handle.write(json.dumps({"_id": f"s{i}", "text": text}) + "\n")
     return path
 
 
-def bench_index(lentil: SpicyLentil) -> str:
-    corpus = Path(tempfile.mkdtemp()) / "first1000.jsonl"
+# ---- index build throughput --------------------------------------------------------------------------
+
+def bench_index(lentil: SpicyLentil) -> dict:
+    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.index_builder import document_slots
+    from spicy_lentil.runtime import configure
+
+    corpus = Path(tempfile.mkdtemp()) / f"first{INDEX_DOCUMENTS}.jsonl"
     with open(SCIFACT_DIR / "corpus.jsonl", encoding="utf-8") as src, open(corpus, "w", encoding="utf-8") as dst:
-        for _, line in zip(range(1000), src):
+        for _, line in zip(range(INDEX_DOCUMENTS), src):
             dst.write(line)
     docs = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
     slot_texts = [s.text for d in docs for s in document_slots(lentil.slotter, d)[0]]
@@ -64,27 +92,71 @@ def bench_index(lentil: SpicyLentil) -> str:
             configure()
 
     times = interleaved_times({"index": build, "encode": encode_alone}, repeats=2, warmup=0)
-    ratio = median(times["encode"]) / median(times["index"])
-    rows = [[name, f"{median(t):.1f}", " / ".join(f"{x:.1f}" for x in t), f"{len(docs) / median(t):.2f}"] for name, t in times.items()]
+    return {"slots": len(slot_texts), "ratio": median(times["encode"]) / median(times["index"]),
+            "runs": [{"run": name, "median_s": median(t), "runs_s": t, "docs_per_s": len(docs) / median(t)}
+                     for name, t in times.items()]}
+
+
+def render_index(result: dict) -> str:
+    rows = [[r["run"], f"{r['median_s']:.1f}", " / ".join(f"{x:.1f}" for x in r["runs_s"]), f"{r['docs_per_s']:.2f}"]
+            for r in result["runs"]]
     return "\n".join([
-        "## Index build throughput (first 1,000 SciFact abstracts)",
+        f"## Index build throughput (first {INDEX_DOCUMENTS:,} SciFact abstracts)",
         "",
-        f"{len(slot_texts)} slots. `index` = `CorpusIndex.build` (slotting, one encoder pass over slots and titles batched by token count, "
-        "token embeddings and ids, document vectors, shards, BM25), encoder batches side by side on one thread each "
-        "(the runtime's default); `encode` = sentence-transformers `encode` of the same slot texts alone, on torch's "
-        "intra-op threads. Interleaved, 2 runs each.",
+        f"{result['slots']} slots. `index` = `CorpusIndex.build` (slotting, one encoder pass over slots and titles "
+        "batched by token count, token embeddings and ids, document vectors, shards, BM25), encoder batches side by "
+        "side on one thread each (the runtime's default); `encode` = sentence-transformers `encode` of the same slot "
+        "texts alone, on torch's intra-op threads. Interleaved, 2 runs each.",
         "",
         markdown_table(["run", "median s", "runs s", "docs/s"], rows),
         "",
-        f"Throughput ratio index / encode-only: **{ratio:.2f}** (target at least 0.9: {'PASS' if ratio >= 0.9 else 'FAIL'}).",
+        f"Throughput ratio index / encode-only: **{result['ratio']:.2f}** "
+        f"(target at least 0.9: {verdict(result['ratio'] >= TARGET_INDEX_RATIO)}).",
     ])
 
 
-def bench_search(lentil: SpicyLentil) -> str:
+# ---- search latency ----------------------------------------------------------------------------------
+
+def search_settings() -> dict:
+    """The runtime's default (batches side by side, one thread each); batches one at a time on all cores'
+    intra-op threads; and the default but with numpy's BLAS left on every core (what `configure` prevents)."""
+    from threadpoolctl import threadpool_limits
+
+    from spicy_lentil.runtime import configure
+
+    def blas_on_every_core() -> None:
+        configure()
+        threadpool_limits(os.cpu_count(), user_api="blas")
+
+    return {"default": configure, "sequential": lambda: configure(parallel_batches=False), "blas": blas_on_every_core}
+
+
+def on_the_fly_seconds(lentil: SpicyLentil, index, queries: list[str]) -> list[float]:
+    """Seconds to rerank each query's first-stage top 100 with `fields`, encoding their slots (cold encoder cache)."""
+    from spicy_lentil.retrieval import FirstStage
+
+    first_stage = FirstStage()
+    seconds = []
+    for query in queries:
+        encoding = lentil.encoder.encode([query])[0]
+        docs = first_stage.candidates(first_stage.signals(index, query, encoding.embedding.numpy()), 100)
+        lentil.encoder.clear_cache()
+        start = time.perf_counter()
+        lentil.fields(query, [index.document(int(d)) for d in docs])
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def bench_search(lentil: SpicyLentil) -> dict:
+    import numpy as np
+
+    from spicy_lentil.data import load_data
+    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.runtime import batch_workers, configure
+
     index = CorpusIndex.for_corpus(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
     claims = list(load_data(SCIFACT_DIR, "val").queries.values())
     warm_up, queries = claims[30:30 + WARM_UP_QUERIES], claims[:30]
-    first_stage = FirstStage()
 
     def timed_searches(pause: float = 0.0) -> list[float]:
         for query in warm_up:  # a running service: index pages read, allocator and thread pool warm
@@ -98,66 +170,55 @@ def bench_search(lentil: SpicyLentil) -> str:
             seconds.append(time.perf_counter() - start)
         return seconds
 
-    # The runtime's default (batches side by side, one thread each); batches one at a time on all
-    # cores' intra-op threads; and the default but with numpy's BLAS left on every core (what
-    # `configure` prevents): SEARCH_BLOCKS blocks each, interleaved (ABC CBA ...), against drift.
-    def default() -> None:
-        configure()
-
-    def sequential_batches() -> None:
-        configure(parallel_batches=False)
-
-    def blas_on_every_core() -> None:
-        configure()
-        threadpool_limits(os.cpu_count(), user_api="blas")
-
-    settings = {"default": default, "sequential": sequential_batches, "blas": blas_on_every_core}
+    settings = search_settings()
     speed_before = machine_speed()
     runs = {name: [] for name in settings}
-    for block in range(SEARCH_BLOCKS):
+    for block in range(SEARCH_BLOCKS):  # interleaved (ABC CBA ...), against drift
         for name in (list(settings) if block % 2 == 0 else list(settings)[::-1]):
             settings[name]()
             runs[name] += timed_searches()
     configure()
-    after_idle = timed_searches(pause=IDLE_PAUSE)
+    runs["idle"] = timed_searches(pause=IDLE_PAUSE)
     speed_after = machine_speed()
-    indexed, sequential, blas = runs["default"], runs["sequential"], runs["blas"]
-    on_the_fly = []
-    for query in queries[:ON_THE_FLY_QUERIES]:  # encoding 100 abstracts takes ~15 s a query: a few show the contrast
-        # The same candidates, reranked while encoding their slots on the fly (cold encoder cache).
-        encoding = lentil.encoder.encode([query])[0]
-        signals = first_stage.signals(index, query, encoding.embedding.numpy())
-        docs = first_stage.candidates(signals, 100)
-        lentil.encoder.clear_cache()
-        start = time.perf_counter()
-        lentil.fields(query, [index.document(int(d)) for d in docs])
-        on_the_fly.append(time.perf_counter() - start)
-    ms = lambda xs: 1000 * median(xs)
+    # Encoding 100 abstracts takes many seconds a query: a few show the contrast.
+    runs["on_the_fly"] = on_the_fly_seconds(lentil, index, queries[:ON_THE_FLY_QUERIES])
+    default = median(runs["default"])
+    return {"claims": len(queries), "workers": batch_workers(), "speed_before": speed_before,
+            "speed_after": speed_after,
+            "paths": {name: {"median_ms": 1000 * median(s), "p90_ms": 1000 * float(np.percentile(s, 90))}
+                      for name, s in runs.items()},
+            "speed_ups": {"parallel_batches": median(runs["sequential"]) / default,
+                          "blas_one_thread": median(runs["blas"]) / default,
+                          "index": median(runs["on_the_fly"]) / default}}
+
+
+def render_search(result: dict) -> str:
+    paths, speed_ups = result["paths"], result["speed_ups"]
+    rows = [[label.format(workers=result["workers"], idle=IDLE_PAUSE), f"{paths[key]['median_ms']:.0f}",
+             f"{paths[key]['p90_ms']:.0f}"] for key, label in SEARCH_PATHS.items()]
     return "\n".join([
-        f"## Search latency (SciFact, 5,183 abstracts, {len(queries)} val claims after {WARM_UP_QUERIES} warm-up claims, {SEARCH_BLOCKS} blocks per setting; on the fly: the first {ON_THE_FLY_QUERIES})",
+        f"## Search latency (SciFact, 5,183 abstracts, {result['claims']} val claims after {WARM_UP_QUERIES} warm-up "
+        f"claims, {SEARCH_BLOCKS} blocks per setting; on the fly: the first {ON_THE_FLY_QUERIES})",
         "",
         "`search` = first stage (BM25 + dense document + best-slot cosine, z-score fusion) over the whole corpus, "
         "then rerank of the top 100 from the index's stored slot encodings; every search encodes its query "
         "(the encoder's cache is cleared before each). Searches run back to back, as in a busy service; the "
-        "idle row pauses before each, as a quiet service would (on this machine a search right after idling is slower). "
-        "`on the fly` = rerank of the same 100 candidates with `fields`, encoding their slots (cold cache).",
+        "idle row pauses before each, as a quiet service would (on this machine a search right after idling is "
+        "slower). `on the fly` = rerank of the same 100 candidates with `fields`, encoding their slots (cold cache).",
         "",
-        f"Machine speed (`common.machine_speed`) before the timed searches: {speed_before}; after: {speed_after}.",
+        "Machine speed (`common.machine_speed`) before the timed searches: "
+        f"{machine_speed_text(result['speed_before'])}; after: {machine_speed_text(result['speed_after'])}.",
         "",
-        markdown_table(["path", "median ms", "p90 ms"], [
-            [f"search with the index ({batch_workers()} batches at once, 1 thread each: the default)", f"{ms(indexed):.0f}", f"{1000 * np.percentile(indexed, 90):.0f}"],
-            ["search with the index (one batch at a time, torch's threads)", f"{ms(sequential):.0f}", f"{1000 * np.percentile(sequential, 90):.0f}"],
-            ["search with the index, the default but numpy's BLAS on every core", f"{ms(blas):.0f}", f"{1000 * np.percentile(blas, 90):.0f}"],
-            [f"search with the index, the default, each search after {IDLE_PAUSE:.0f} s idle", f"{ms(after_idle):.0f}", f"{1000 * np.percentile(after_idle, 90):.0f}"],
-            ["rerank, encoding on the fly", f"{ms(on_the_fly):.0f}", f"{1000 * np.percentile(on_the_fly, 90):.0f}"],
-        ]),
+        markdown_table(["path", "median ms", "p90 ms"], rows),
         "",
-        f"Batches side by side against one at a time: {median(sequential) / median(indexed):.2f}x faster. "
-        f"BLAS held to one thread against every core: {median(blas) / median(indexed):.2f}x faster. "
-        f"Index speed-up: {median(on_the_fly) / median(indexed):.1f}x. Target: median at most 150 ms "
-        f"({'PASS' if ms(indexed) <= 150 else 'FAIL'}).",
+        f"Batches side by side against one at a time: {speed_ups['parallel_batches']:.2f}x faster. "
+        f"BLAS held to one thread against every core: {speed_ups['blas_one_thread']:.2f}x faster. "
+        f"Index speed-up: {speed_ups['index']:.1f}x. Target: median at most 150 ms "
+        f"({verdict(paths['default']['median_ms'] <= TARGET_SEARCH_MS)}).",
     ])
 
+
+# ---- memory and scaling of score jobs ----------------------------------------------------------------
 
 def _score_subprocess(corpus: Path, out: Path) -> tuple[float, int]:
     """Runs `spicy-lentil score` in a fresh process; returns (seconds, peak RSS in MB)."""
@@ -173,56 +234,82 @@ def _score_subprocess(corpus: Path, out: Path) -> tuple[float, int]:
         "print(seconds, peak_kb // 1024)\n"
     )
     env = {**os.environ, "TQDM_DISABLE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                            check=True)
     seconds, rss = result.stdout.strip().splitlines()[-1].split()
     return float(seconds), int(rss)
 
 
-def bench_memory_and_scaling(sizes: list[int]) -> tuple[str, str]:
+def bench_memory_and_scaling(sizes: list[int]) -> tuple[dict, dict]:
+    """One score job per size: peak RSS (`batch-memory`) and wall time with its least-squares line (`batch-scaling`)."""
+    import numpy as np
+
     folder = Path(tempfile.mkdtemp())
     runs = {n: _score_subprocess(synthetic_corpus(folder / f"c{n}.jsonl", n), folder / f"o{n}.jsonl") for n in sizes}
-    peak = {n: rss for n, (_, rss) in runs.items()}
-    memory = "\n".join([
+    memory = {"peak_rss_mb": [{"documents": n, "mb": rss} for n, (_, rss) in runs.items()],
+              "ratio": runs[20000][1] / runs[2000][1]}
+    xs = np.array(sizes, dtype=float)
+    ys = np.array([runs[n][0] for n in sizes])
+    slope, intercept = np.polyfit(xs, ys, 1)
+    scaling = {"runs": [{"documents": n, "seconds": s, "ms_per_document": 1000 * s / n} for n, (s, _) in runs.items()],
+               "ms_per_document": 1000 * float(slope), "intercept_s": float(intercept),
+               "max_deviation": float(np.max(np.abs(ys - (slope * xs + intercept)) / ys))}
+    return memory, scaling
+
+
+def render_memory(result: dict) -> str:
+    ratio = result["ratio"]
+    return "\n".join([
         "## Memory of a streaming score job",
         "",
         "Peak RSS of `spicy-lentil score` (fresh process each, model load included) on short synthetic documents.",
         "",
-        markdown_table(["documents", "peak RSS MB"], [[n, peak[n]] for n in sizes]),
+        markdown_table(["documents", "peak RSS MB"], [[r["documents"], r["mb"]] for r in result["peak_rss_mb"]]),
         "",
-        f"Ratio 20,000 / 2,000: **{peak[20000] / peak[2000]:.3f}** (target at most 1.2: "
-        f"{'PASS' if peak[20000] / peak[2000] <= 1.2 else 'FAIL'}).",
+        f"Ratio 20,000 / 2,000: **{ratio:.3f}** (target at most 1.2: {verdict(ratio <= TARGET_MEMORY_RATIO)}).",
     ])
-    xs = np.array([n for n in sizes if n >= 1000], dtype=float)
-    ys = np.array([runs[int(n)][0] for n in xs])
-    slope, intercept = np.polyfit(xs, ys, 1)
-    residual = float(np.max(np.abs(ys - (slope * xs + intercept)) / ys))
-    scaling = "\n".join([
+
+
+def render_scaling(result: dict) -> str:
+    rows = [[r["documents"], f"{r['seconds']:.1f}", f"{r['ms_per_document']:.2f}"] for r in result["runs"]]
+    return "\n".join([
         "## Scaling of a streaming score job",
         "",
-        "Wall time of `spicy-lentil score` in-process (model load included: it is the line's intercept), same runs as above.",
+        "Wall time of `spicy-lentil score` in-process (model load included: it is the line's intercept), "
+        "same runs as above.",
         "",
-        markdown_table(["documents", "seconds", "ms per document"], [[int(n), f"{runs[int(n)][0]:.1f}", f"{1000 * runs[int(n)][0] / n:.2f}"] for n in xs]),
+        markdown_table(["documents", "seconds", "ms per document"], rows),
         "",
-        f"Least-squares line: {1000 * slope:.2f} ms per document + {intercept:.1f} s; largest relative deviation "
-        f"from the line {100 * residual:.1f}% (linear).",
+        f"Least-squares line: {result['ms_per_document']:.2f} ms per document + {result['intercept_s']:.1f} s; "
+        f"largest relative deviation from the line {100 * result['max_deviation']:.1f}% (linear).",
     ])
-    return memory, scaling
+
+
+RENDERERS = {"batch-index": render_index, "batch-search": render_search, "batch-memory": render_memory,
+             "batch-scaling": render_scaling}
+
+
+def render(result: dict) -> str:
+    return RENDERERS[result["section"]](result)
 
 
 def main() -> None:
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.runtime import configure
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=("index", "search", "memory", "scaling"), default=None)
     args = parser.parse_args()
     configure()  # as the `spicy-lentil` command does
     lentil = SpicyLentil.from_pretrained()
     if args.only in (None, "index"):
-        write_section("batch-index", bench_index(lentil))
+        publish("batch-index", __spec__.name, bench_index(lentil))
     if args.only in (None, "search"):
-        write_section("batch-search", bench_search(lentil))
+        publish("batch-search", __spec__.name, bench_search(lentil))
     if args.only in (None, "memory", "scaling"):
-        memory, scaling = bench_memory_and_scaling([1000, 2000, 5000, 20000])
-        write_section("batch-memory", memory)
-        write_section("batch-scaling", scaling)
+        memory, scaling = bench_memory_and_scaling(SCORE_SIZES)
+        publish("batch-memory", __spec__.name, memory)
+        publish("batch-scaling", __spec__.name, scaling)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,25 @@
-"""Shared helpers for the benchmark scripts: timing, machine description and BENCHMARKS.md sections.
+"""Shared helpers for the benchmark scripts: timing, the machine, results files and markdown.
 
-Every script owns one section of BENCHMARKS.md, delimited by `<!-- BEGIN name -->` and
-`<!-- END name -->`, and rewrites only that section, so several scripts share the file.
+Every script runs from the repo root as `python -m benchmarks.NAME`. Its `main()` measures and
+saves the figures with `save_result` to `benchmarks/results/<section>.json` (committed, with the
+date, machine and command of the run), and its pure `render(result)` turns that JSON into the
+markdown of its section of BENCHMARKS.md; `python -m benchmarks.render` fills the file from every
+results file. `render` formats the stored figures, selects, counts and compares them with targets,
+but derives no measured figure from others (exact sums of counts aside): the results back-filled
+from an earlier BENCHMARKS.md hold the published, rounded numbers, and a ratio of rounded numbers
+need not round to the published ratio.
+
+The scripts import only the standard library at module level (the measuring libraries inside the
+functions that measure), so rendering needs neither torch nor the optional extras.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import fcntl
 import gc
+import json
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -20,17 +28,26 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 SCIFACT_DIR = (REPO_ROOT / ".." / "shared" / "data" / "scifact").resolve()
 CACHE_DIR = REPO_ROOT / "cache"  # git-ignored
+PROVENANCE = ("date", "machine", "command")  # the fields `save_result` adds to every result
 
-FILE_HEADER = (
-    "# Benchmarks\n\n"
-    "Every figure below is produced by a script in `benchmarks/`; each section names the command that wrote it.\n"
-)
 
-if str(REPO_ROOT) not in sys.path:  # the scripts run as `python benchmarks/x.py` from the repo root
-    sys.path.insert(0, str(REPO_ROOT))
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
+    """The rows of a JSONL file (only the first `limit` if given), blank lines skipped."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if limit is not None and len(rows) >= limit:
+                break
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
 
 
 # ---- timing ------------------------------------------------------------------------------------
@@ -73,13 +90,13 @@ def median(values: Sequence[float]) -> float:
 
 # ---- the machine ---------------------------------------------------------------------------------
 
-def contention_probe(calls: int = 30) -> dict[int, float]:
+def contention_probe(calls: int = 30) -> dict[str, float]:
     """Median milliseconds of one layer norm over a (64, 40, 384) tensor at the current torch threads and at 1.
 
-    On idle cores the multi-threaded time is at most the single-threaded one (about 1 ms). When
-    the cores are busy with other jobs, each parallel op waits for a descheduled OpenMP thread
-    (a scheduler slice, ~8 ms), so the multi-threaded time jumps far above the single-threaded
-    one: then op count, not arithmetic, dominates timings.
+    Keyed by the thread count as a string, as JSON keeps it. On idle cores the multi-threaded
+    time is at most the single-threaded one. When the cores are busy with other jobs, each
+    parallel op waits for a descheduled OpenMP thread (a scheduler slice), so the multi-threaded
+    time jumps far above the single-threaded one: then op count, not arithmetic, dominates timings.
     """
     import torch
 
@@ -97,17 +114,31 @@ def contention_probe(calls: int = 30) -> dict[int, float]:
                     start = time.perf_counter()
                     torch.nn.functional.layer_norm(x, (384,))
                     times.append(time.perf_counter() - start)
-            result[n] = 1e3 * statistics.median(times)
+            result[str(n)] = 1e3 * statistics.median(times)
     finally:
         torch.set_num_threads(threads)
     return result
 
 
-def machine_speed(repeats: int = 15) -> str:
-    """One thread's matrix-multiply rate and memory-copy rate right now, to read a latency against.
+def contention_text(probe: dict[str, float]) -> str:
+    return ", ".join(f"{ms:.2f} ms with {n} thread{'s' if int(n) > 1 else ''}" for n, ms in probe.items())
 
-    The machines are shared: the same code ran a search 15-25% slower when neighbours were busy.
-    One thread did 65-85 GFLOPS on a 1024^3 float32 matmul here, and about 9 GB/s copying 64 MiB.
+
+def machine_load_line(before: dict[str, float], after: dict[str, float]) -> str:
+    """The markdown bullet that reads two `contention_probe`s, at the start and at the end of a run."""
+    return (
+        "- Machine load (`contention_probe`: one layer norm of a 64 × 40 × 384 tensor): "
+        f"{contention_text(before)} at the start; {contention_text(after)} at the end. On idle cores 2 threads are "
+        "no slower than 1 (~1 ms); when they are several times slower, the 2 cores were busy with other jobs and "
+        "every parallel op waited for a descheduled OpenMP thread (~8 ms, a scheduler slice), which inflates "
+        "op-heavy code (many small ops) far more than large matrix products. Compare with `--threads 1`."
+    )
+
+
+def machine_speed(repeats: int = 15) -> dict[str, float]:
+    """One thread's matrix-multiply rate (GFLOPS) and memory-copy rate (GB/s) right now, to read a latency against.
+
+    The machines are shared: the same code ran a search noticeably slower when neighbours were busy.
     """
     import torch
 
@@ -120,11 +151,11 @@ def machine_speed(repeats: int = 15) -> str:
         copy, _ = median_time(lambda: dst.copy_(src), repeats)
     finally:
         torch.set_num_threads(threads)
-    return f"{2 * 1024**3 / matmul / 1e9:.0f} GFLOPS (1024^3 matmul), {src.nbytes / copy / 1e9:.1f} GB/s (64 MiB copy), one thread"
+    return {"gflops": 2 * 1024**3 / matmul / 1e9, "copy_gb_s": src.nbytes / copy / 1e9}
 
 
-def contention_text(probe: dict[int, float]) -> str:
-    return ", ".join(f"{ms:.2f} ms with {n} thread{'s' if n > 1 else ''}" for n, ms in probe.items())
+def machine_speed_text(speed: dict[str, float]) -> str:
+    return f"{speed['gflops']:.0f} GFLOPS (1024^3 matmul), {speed['copy_gb_s']:.1f} GB/s (64 MiB copy), one thread"
 
 
 def cpu_model() -> str:
@@ -155,73 +186,46 @@ def machine_line() -> str:
 
 def command_line() -> str:
     """The command that is running, as one would retype it from the repo root."""
-    argv = list(sys.argv)
-    try:
-        argv[0] = os.path.relpath(os.path.abspath(argv[0]), os.getcwd())
-    except ValueError:
-        pass
-    python = sys.executable
+    python, *args = sys.orig_argv  # unlike sys.argv, it keeps `-m benchmarks.NAME`
     try:
         rel = os.path.relpath(python, os.getcwd())
         if not rel.startswith(".."):
             python = rel
     except ValueError:
         pass
-    return f"cd {shlex.quote(os.getcwd())} && {shlex.join([python, *argv])}"
+    return f"cd {shlex.quote(os.getcwd())} && {shlex.join([python, *args])}"
 
 
-def provenance() -> str:
-    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    return f"- Date: {now}\n- Machine: {machine_line()}\n- Command: `{command_line()}`\n"
+# ---- results -------------------------------------------------------------------------------------
 
+def save_result(section: str, script: str, data: dict, results_dir: Path = RESULTS_DIR) -> Path:
+    """Writes `data` with this run's date, machine and command to `<results_dir>/<section>.json`.
 
-# ---- BENCHMARKS.md -------------------------------------------------------------------------------
-
-def write_section(name: str, markdown: str, path: Path | str = BENCHMARKS_MD, with_provenance: bool = True) -> None:
-    """Replaces (or appends) the section `name` of BENCHMARKS.md with `markdown`.
-
-    The section sits between `<!-- BEGIN name -->` and `<!-- END name -->`; the rest of the file is
-    left as it is. The file is created with a header if missing. Unless `with_provenance` is False,
-    the date, machine and command are inserted after the section's first heading line (or at its top).
+    `script` is the module whose `render` reads the file (pass `__spec__.name`, which is the module's
+    import name also under `python -m`). Returns the path.
     """
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"section name must be [A-Za-z0-9_.-]+, got {name!r}")
-    body = markdown.strip("\n")
-    if with_provenance:
-        lines = body.split("\n")
-        if lines and lines[0].startswith("#"):
-            body = "\n".join([lines[0], "", provenance().rstrip("\n"), *lines[1:]])
-        else:
-            body = provenance() + "\n" + body
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    section = f"{begin}\n{body}\n{end}"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+", encoding="utf-8") as handle:  # a lock, so concurrent scripts do not race
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            handle.seek(0)
-            text = handle.read()
-            if not text.strip():
-                text = FILE_HEADER
-            pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-            if pattern.search(text):
-                text = pattern.sub(lambda _: section, text, count=1)
-            else:
-                text = text.rstrip("\n") + "\n\n" + section + "\n"
-            handle.seek(0)
-            handle.truncate()
-            handle.write(text if text.endswith("\n") else text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    reserved = {"section", "script", *PROVENANCE} & data.keys()
+    if reserved:
+        raise ValueError(f"result fields {sorted(reserved)} are set by save_result")
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    result = {"section": section, "script": script, "date": now, "machine": machine_line(), "command": command_line(),
+              **data}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{section}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
 
 
 # ---- SciFact val, split by whether the cited abstracts were seen in training ----------------------
@@ -242,8 +246,10 @@ def scifact_val_by_document_novelty() -> dict[str, dict[str, dict[str, int]]]:
     return {"all": val.qrels, "seen": seen, "unseen": {q: judged for q, judged in val.qrels.items() if q not in seen}}
 
 
-def ndcg_by_document_novelty(run: dict[str, dict[str, float]], parts: dict[str, dict[str, dict[str, int]]]) -> dict[str, float]:
+def ndcg_by_document_novelty(run: dict[str, dict[str, float]],
+                             parts: dict[str, dict[str, dict[str, int]]]) -> dict[str, float]:
     """nDCG@10 of one run on each part of `scifact_val_by_document_novelty()`."""
     from spicy_lentil.evaluation import ranking_metrics
 
-    return {name: ranking_metrics(qrels, {q: run[q] for q in qrels if q in run})["ndcg@10"] for name, qrels in parts.items()}
+    return {name: ranking_metrics(qrels, {q: run[q] for q in qrels if q in run})["ndcg@10"]
+            for name, qrels in parts.items()}

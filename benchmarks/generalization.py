@@ -1,6 +1,6 @@
 """The generalization report: every system on every dataset's `val` and on the everyday set, in one run.
 
-    .venv/bin/python benchmarks/generalization.py --model NAME=DIR:TRAINED[+TRAINED...] [--model ...]
+    .venv/bin/python -m benchmarks.generalization --model NAME=DIR:TRAINED[+TRAINED...] [--model ...]
 
 Rows: BM25, MiniLM cosine, the fused first stage, the sentence-level fine-tuned bi-encoder, and each
 `--model` (a folder written by `spicy-lentil train`; TRAINED names the datasets it was trained on,
@@ -16,29 +16,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
-import numpy as np
+from benchmarks.common import CACHE_DIR, REPO_ROOT, markdown_table
+from benchmarks.render import publish
 
-from common import CACHE_DIR, REPO_ROOT, markdown_table, write_section
-
-from spicy_lentil import SpicyLentil
-from spicy_lentil.calibration import calibration_examples, expected_calibration_error
-from spicy_lentil.data import load_data
-from spicy_lentil.evaluation import answer_case_metrics, evaluate, read_answer_cases
-from spicy_lentil.index import CorpusIndex
-from spicy_lentil.retrieval import bm25_slot_scores
-from spicy_lentil.training import TrainingArguments
-
+SECTION = "generalization"
 DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
 DATASETS = ("scifact", "wikiqa", "selqa")
 RANKED = {"scifact"}  # WikiQA and SelQA: a question and its paragraph share a topic, so ranking a corpus is easy
 EVERYDAY = REPO_ROOT / "data" / "everyday.jsonl"
 ROWS_DIR = CACHE_DIR / "generalization"
-ECE_CANDIDATES = TrainingArguments.calibration_candidates  # judged on the examples calibration is defined on
+EVERYDAY_METRICS = ("answer_first", "answer_above_threshold", "paragraph_above_threshold", "above_unrelated")
+K_SWEEP = (1, 2, 4, 9)
 
 
 def baseline_rows(sentence_bi_encoder) -> dict[str, dict]:
     """BM25, cosine, fusion and the sentence bi-encoder on every val split and the everyday set."""
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.data import load_data
+    from spicy_lentil.evaluation import answer_case_metrics, evaluate, read_answer_cases
+    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.retrieval import bm25_slot_scores
+
     carrier = SpicyLentil.new()  # the bundled encoder; its untrained head's own row is not reported
     rows: dict[str, dict] = {name: {} for name in ("bm25", "dense", "fusion", "bi_encoder_sentences")}
     for name in DATASETS:
@@ -65,14 +65,25 @@ def baseline_rows(sentence_bi_encoder) -> dict[str, dict]:
 
 def model_row(folder: str) -> dict:
     """One trained model on every val split (slot metrics, nDCG@10 where ranked, slot ECE) and the everyday set."""
+    import numpy as np
+
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.calibration import calibration_examples, expected_calibration_error
+    from spicy_lentil.data import load_data
+    from spicy_lentil.evaluation import answer_case_metrics, evaluate, read_answer_cases
+    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.training import TrainingArguments
+
     lentil = SpicyLentil.from_pretrained(folder)
     row = {}
     for name in DATASETS:
         val = load_data(DATA / name, "val")
         index = CorpusIndex.for_corpus(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
         metrics = evaluate(lentil, val, index, 100 if name in RANKED else 1, show_progress_bar=False).model
-        row[name] = {k: metrics[k] for k in ("slot_map", "slot_mrr", "ndcg@10") if k in metrics and (k != "ndcg@10" or name in RANKED)}
-        examples = calibration_examples(lentil, val, index, ECE_CANDIDATES)
+        row[name] = {k: metrics[k] for k in ("slot_map", "slot_mrr", "ndcg@10")
+                     if k in metrics and (k != "ndcg@10" or name in RANKED)}
+        # Judged on the examples calibration is defined on.
+        examples = calibration_examples(lentil, val, index, TrainingArguments.calibration_candidates)
         probabilities = 1 / (1 + np.exp(-np.array(examples.slot_logits)))
         row[name]["ece"] = expected_calibration_error(probabilities, examples.slot_labels)
     cache: dict = {}
@@ -83,19 +94,24 @@ def model_row(folder: str) -> dict:
             cache[key] = lentil.field(query, " ".join(sentences))
         return cache[key]
 
-    row["everyday"] = answer_case_metrics(read_answer_cases(EVERYDAY), lambda q, s: [x.score for x in field(q, s).slots],
+    row["everyday"] = answer_case_metrics(read_answer_cases(EVERYDAY),
+                                          lambda q, s: [x.score for x in field(q, s).slots],
                                           lambda q, s: field(q, s).score)
     return row
 
 
 def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
-    """Slot MAP per dataset of one trained model with the gate's k set at inference (1, 2, 4, 9), on the
-    first `queries` val queries of each dataset: which k earns its place across the domains."""
+    """Slot MAP per dataset of one trained model with the gate's k set at inference, on the first `queries`
+    val queries of each dataset: which k earns its place across the domains."""
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.data import load_data
+    from spicy_lentil.evaluation import evaluate
+    from spicy_lentil.index import CorpusIndex
     from spicy_lentil.training import first_queries
 
     lentil = SpicyLentil.from_pretrained(folder)
     sweep = {}
-    for k in (1, 2, 4, 9):
+    for k in K_SWEEP:
         lentil.pathways_per_query = k
         sweep[str(k)] = {}
         for name in DATASETS:
@@ -115,6 +131,22 @@ def cached(name: str, fresh: bool, compute) -> dict:
     return row
 
 
+def summarise(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict | None, sweep_queries: int) -> dict:
+    """The rows with what the section adds to them: each model's slot MAP against cosine, the sweep's means."""
+    from spicy_lentil.training import TrainingArguments
+
+    cosine = rows["dense"]
+    return {
+        "ece_candidates": TrainingArguments.calibration_candidates, "everyday_cases": cosine["everyday"]["cases"],
+        "trained": {system: sorted(datasets) for system, datasets in trained.items()}, "systems": rows,
+        "slot_map_over_cosine": {system: {n: rows[system][n]["slot_map"] - cosine[n]["slot_map"] for n in DATASETS}
+                                 for system in trained},
+        "k_sweep": {"queries": sweep_queries,
+                    "k": {k: {**v, "mean": statistics.mean(v[n] for n in DATASETS)} for k, v in sweep.items()}}
+        if sweep else None,
+    }
+
+
 def cell(value, unseen: bool = False) -> str:
     if value is None:
         return "-"
@@ -122,15 +154,15 @@ def cell(value, unseen: bool = False) -> str:
     return f"*{text}*" if unseen else text
 
 
-def render(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict | None, sweep_queries: int) -> str:
+def render(result: dict) -> str:
     header = ["system", "trained on"]
     for name in DATASETS:
         header += [f"{name} MAP", f"{name} MRR"] + (["nDCG@10"] if name in RANKED else []) + ["ECE"]
     header += ["everyday: answer 1st", "answer >= 0.5", "paragraph >= 0.5", "above unrelated"]
     table = []
-    for system, row in rows.items():
-        seen = trained.get(system)
-        line = [system, "+".join(sorted(seen)) if seen else "-"]
+    for system, row in result["systems"].items():
+        seen = result["trained"].get(system)
+        line = [system, "+".join(seen) if seen else "-"]
         for name in DATASETS:
             unseen = seen is not None and name not in seen
             metrics = row.get(name, {})
@@ -139,33 +171,28 @@ def render(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict | No
                 line.append(cell(metrics.get("ndcg@10"), unseen))
             line.append(cell(metrics.get("ece"), unseen))
         everyday = row.get("everyday", {})  # the first stage ranks documents, not sentences
-        line += [cell(everyday.get(k)) for k in ("answer_first", "answer_above_threshold", "paragraph_above_threshold",
-                                             "above_unrelated")]
+        line += [cell(everyday.get(k)) for k in EVERYDAY_METRICS]
         table.append(line)
-    cosine = rows["dense"]
-    deltas = []
-    for system, row in rows.items():
-        if system in trained:
-            deltas.append([system] + [f"{row[n]['slot_map'] - cosine[n]['slot_map']:+.3f}" for n in DATASETS])
-    everyday_cases = rows["dense"]["everyday"]["cases"]
+    deltas = [[system] + [f"{delta[n]:+.3f}" for n in DATASETS]
+              for system, delta in result["slot_map_over_cosine"].items()]
+    sweep = result["k_sweep"]
     return "\n\n".join([
         "## Generalization: every system on every domain",
         "Slot MAP / MRR rank the sentences of each labelled (question, document) pair of `val` (never trained on); "
         "nDCG@10 ranks SciFact's whole corpus (first stage top 100, then rerank); ECE is the expected calibration "
-        f"error of slot scores on each query's first-stage top {ECE_CANDIDATES} plus its labelled documents. "
-        f"Everyday: {everyday_cases} hand-written questions over paragraphs from domains no training set covers "
-        "(`data/everyday.jsonl`), each also asked of an unrelated paragraph; BM25 and cosine scores are not "
+        f"error of slot scores on each query's first-stage top {result['ece_candidates']} plus its labelled documents. "
+        f"Everyday: {result['everyday_cases']} hand-written questions over paragraphs from domains no training set "
+        "covers (`data/everyday.jsonl`), each also asked of an unrelated paragraph; BM25 and cosine scores are not "
         "probabilities, so their threshold columns are empty and 'above unrelated' compares best sentences. "
         "*Italic* cells: a model meeting a domain it was not trained on (the zero-shot evidence).",
         markdown_table(header, table),
         "Slot MAP against plain MiniLM cosine, per domain:",
         markdown_table(["system", *DATASETS], deltas),
     ] + ([
-        f"The gate's k at inference (the model was trained with k = 4), slot MAP on the first {sweep_queries} val "
+        f"The gate's k at inference (the model was trained with k = 4), slot MAP on the first {sweep['queries']} val "
         "queries of each dataset:",
         markdown_table(["k", *DATASETS, "mean"],
-                       [[k, *(f"{v[n]:.3f}" for n in DATASETS), f"{np.mean([v[n] for n in DATASETS]):.3f}"]
-                        for k, v in sweep.items()]),
+                       [[k, *(f"{v[n]:.3f}" for n in (*DATASETS, "mean"))] for k, v in sweep["k"].items()]),
     ] if sweep else []))
 
 
@@ -183,6 +210,7 @@ def main() -> None:
         name, _, rest = spec.partition("=")
         folder, _, datasets = rest.partition(":")
         folders[name], trained[name] = folder, set(filter(None, datasets.split("+")))
+    from spicy_lentil import SpicyLentil
     from spicy_lentil.baselines import SentenceBiEncoder
 
     # The bi-encoder row is the tuned encoder of the `--bi-encoder-of` model, by cosine alone: the same run's
@@ -193,8 +221,9 @@ def main() -> None:
         rows[name] = cached(f"model-{name}", args.fresh, lambda folder=folder: model_row(folder))
     sweep = None
     if args.k_sweep:
-        sweep = cached(f"k-sweep-{args.k_sweep}", args.fresh, lambda: k_sweep(folders[args.k_sweep], args.sweep_queries))
-    write_section("generalization", render(rows, trained, sweep, args.sweep_queries))
+        sweep = cached(f"k-sweep-{args.k_sweep}", args.fresh,
+                       lambda: k_sweep(folders[args.k_sweep], args.sweep_queries))
+    publish(SECTION, __spec__.name, summarise(rows, trained, sweep, args.sweep_queries))
 
 
 if __name__ == "__main__":

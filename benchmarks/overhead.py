@@ -15,54 +15,52 @@ During the timed Spicy Lentil runs, thin timing wrappers around `lentil.slotter.
 `lentil.encoder.encode`, the SentenceTransformer network's `forward`, `collate` and
 `lentil.model.forward` record where the time goes (they add microseconds to a run of seconds).
 
-Run from the repo root: `.venv/bin/python benchmarks/overhead.py`.
+Run from the repo root: `.venv/bin/python -m benchmarks.overhead`.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
-import sys
 import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root, for `spicy_lentil` and `pathways`
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `common`
+from benchmarks.common import (
+    SCIFACT_DIR,
+    contention_probe,
+    contention_text,
+    log,
+    machine_line,
+    machine_load_line,
+    markdown_table,
+    read_jsonl,
+    verdict,
+)
+from benchmarks.render import publish
 
-import torch  # noqa: E402
-
-from common import contention_probe, contention_text, SCIFACT_DIR, machine_line, markdown_table, write_section  # noqa: E402
-
+SECTION = "overhead"
 THREADS = 2
 THRESHOLD = 1.15
 NUM_DOCS = 200
 ENCODE_BATCH = 64  # the baseline's batch size, and `Encoder.encode`'s default
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                rows.append(json.loads(line))
-                if limit is not None and len(rows) >= limit:
-                    break
-    return rows
+PIECES = {  # the breakdown's rows: the label of each piece of a `fields` run
+    "slotting": "slotting (`slotter.split`, {documents} documents)",
+    "encode:slots": "encoding slots (`encoder.encode`, {slots} texts)",
+    "encode:titles": "encoding titles (`encoder.encode`, {titles} texts)",
+    "encode:query": "encoding the query (1 text)",
+    "scoring": "scoring: collate and model forward (gate, pathways, null point, heads), batches side by side",
+    "rest": "rest (gate on the query, building `RelevanceField`s, parsing)",
+}
 
 
 @contextmanager
 def instrumented(lentil, titles: set[str], query: str):
     """Wraps the pipeline's pieces with timers for the duration; yields the dict of seconds per piece."""
-    import spicy_lentil.engine as engine
+    import spicy_lentil.scoring as scoring
 
     seconds: dict[str, float] = defaultdict(float)
     texts: dict[str, int] = defaultdict(int)
@@ -71,9 +69,9 @@ def instrumented(lentil, titles: set[str], query: str):
         "split": lentil.slotter.split,
         "encode": lentil.encoder.encode,
         "network": st.forward,
-        "collate": engine.collate,
+        "collate": scoring.collate,
         "forward": lentil.model.forward,
-        "scoring": lentil._score_batched,
+        "scoring": lentil.scorer.score,
     }
 
     lock = threading.Lock()  # encoder batches run side by side: their timings arrive from several threads
@@ -91,7 +89,8 @@ def instrumented(lentil, titles: set[str], query: str):
         return wrapper
 
     def encode(texts_, *args, **kwargs):
-        kind = "query" if list(texts_) == [query] else "titles" if texts_ and all(t in titles for t in texts_) else "slots"
+        titles_only = texts_ and all(t in titles for t in texts_)
+        kind = "query" if list(texts_) == [query] else "titles" if titles_only else "slots"
         texts[kind] += len(texts_)
         start = time.perf_counter()
         try:
@@ -102,14 +101,127 @@ def instrumented(lentil, titles: set[str], query: str):
     lentil.slotter.split = timed("slotting", originals["split"])
     lentil.encoder.encode = encode
     st.forward = timed("network", originals["network"])
-    engine.collate = timed("collate", originals["collate"])
+    scoring.collate = timed("collate", originals["collate"])
     lentil.model.forward = timed("model", originals["forward"])
-    lentil._score_batched = timed("scoring", originals["scoring"])
+    lentil.scorer.score = timed("scoring", originals["scoring"])
     try:
         yield seconds, texts
     finally:
-        del lentil.slotter.split, lentil.encoder.encode, st.forward, lentil.model.forward, lentil._score_batched  # back to the class methods
-        engine.collate = originals["collate"]
+        # Back to the class methods.
+        del lentil.slotter.split, lentil.encoder.encode, st.forward, lentil.model.forward, lentil.scorer.score
+        scoring.collate = originals["collate"]
+
+
+def time_runs(lentil, query: str, documents: list[dict], slot_texts: list[str], titles: set[str], repeats: int) -> dict:
+    """`repeats` timed runs of each side after a small warm-up; the pieces and text counts of every `fields` run."""
+    def baseline():
+        lentil.encoder.model.encode(slot_texts, batch_size=ENCODE_BATCH, show_progress_bar=False)
+
+    # Warm-up on a little of each side (the full pipeline on 4 documents), so first-call costs stay out.
+    lentil.encoder.model.encode(slot_texts[:ENCODE_BATCH], batch_size=ENCODE_BATCH, show_progress_bar=False)
+    lentil.encoder.clear_cache()
+    lentil.fields(query, documents[:4])
+
+    times, pieces, counts = {"baseline": [], "spicy": []}, [], {}
+    for repeat in range(repeats):
+        # A B, B A, A B, ...: the order flips each repeat so that a linear drift hits both sides alike.
+        for side in (("baseline", "spicy") if repeat % 2 == 0 else ("spicy", "baseline")):
+            gc.collect()
+            if side == "baseline":
+                start = time.perf_counter()
+                baseline()
+                times["baseline"].append(time.perf_counter() - start)
+                continue
+            with instrumented(lentil, titles, query) as (seconds, texts):
+                start = time.perf_counter()
+                lentil.encoder.clear_cache()  # so that `fields` really encodes
+                fields = lentil.fields(query, documents)
+                times["spicy"].append(time.perf_counter() - start)
+            pieces.append(dict(seconds))
+            counts = dict(texts)
+            assert len(fields) == len(documents)
+            assert sum(len(f.slots) for f in fields) == len(slot_texts), "fields scored other slots than the baseline"
+        log(f"repeat {repeat + 1}/{repeats}: sentence-transformers {times['baseline'][-1]:.2f} s, "
+            f"fields {times['spicy'][-1]:.2f} s, ratio {times['spicy'][-1] / times['baseline'][-1]:.3f}")
+    lentil.encoder.clear_cache()
+    return {"times": times, "pieces": pieces, "counts": counts}
+
+
+def summarise(runs: dict) -> dict:
+    """The paired and median ratios, and the pieces of the median `fields` run against the median baseline."""
+    times, counts = runs["times"], runs["counts"]
+    base, spicy = statistics.median(times["baseline"]), statistics.median(times["spicy"])
+    # The median `fields` run (the lower middle one for an even count).
+    middle = sorted(range(len(times["spicy"])), key=lambda i: times["spicy"][i])[(len(times["spicy"]) - 1) // 2]
+    run = times["spicy"][middle]
+    med = defaultdict(float, runs["pieces"][middle])
+    encode = med["encode:query"] + med["encode:slots"] + med["encode:titles"]
+    seconds = {key: med[key] for key in PIECES if key != "rest"}
+    seconds["rest"] = run - med["slotting"] - encode - med["scoring"]
+    return {
+        "runs": [{"baseline_s": b, "fields_s": s, "ratio": s / b} for b, s in zip(times["baseline"], times["spicy"])],
+        "median": {"baseline_s": base, "fields_s": spicy, "ratio": spicy / base},
+        "encoded_texts": {kind: counts.get(kind, 0) for kind in ("slots", "titles", "query")},
+        # For the slot encoding, the difference from the baseline's encoding of the very same slots.
+        "pieces": [{"piece": key, "seconds": s, "share": s / run,
+                    "vs_baseline": (s - base) / base if key == "encode:slots" else s / base}
+                   for key, s in seconds.items()],
+        "total": {"seconds": run, "vs_baseline": (run - base) / base},
+        "inside": {"collate_s": med["collate"], "model_s": med["model"], "encode_s": encode,
+                   "network_calls": counts.get("calls:network", 0), "network_s": med["network"]},
+    }
+
+
+def render(result: dict) -> str:
+    med, texts, inside = result["median"], result["encoded_texts"], result["inside"]
+    runs = [[i + 1, f"{r['baseline_s']:.2f}", f"{r['fields_s']:.2f}", f"{r['ratio']:.3f}"]
+            for i, r in enumerate(result["runs"])]
+    runs.append(["**median**", f"**{med['baseline_s']:.2f}**", f"**{med['fields_s']:.2f}**", f"**{med['ratio']:.3f}**"])
+    labels = {key: label.format(documents=result["documents"], **texts) for key, label in PIECES.items()}
+    same_slots = {"encode:slots": " (against encoding the same slots)"}
+    pieces = [[labels[p["piece"]], f"{p['seconds']:.3f}", f"{100 * p['share']:.1f}%",
+               f"{100 * p['vs_baseline']:+.1f}%{same_slots.get(p['piece'], '')}"] for p in result["pieces"]]
+    pieces.append(["**total**", f"**{result['total']['seconds']:.3f}**", "100%",
+                   f"**{100 * result['total']['vs_baseline']:+.1f}%**"])
+    paired = ", ".join(f"{r['ratio']:.3f}" for r in result["runs"])
+    return f"""## Overhead: `fields` on {result['documents']} abstracts against sentence-transformers alone
+
+Requirement: `fields` on 200 SciFact abstracts at most **{THRESHOLD}×** the time of encoding the same slots with \
+sentence-transformers alone, in one run.
+
+**Result: ratio {med['ratio']:.3f} → {verdict(med['ratio'] <= THRESHOLD)}** (median `fields` \
+{med['fields_s']:.2f} s / median sentence-transformers {med['baseline_s']:.2f} s; per-run paired ratios {paired}).
+
+{machine_load_line(result['probe_before'], result['probe_after'])}
+- Inputs: the first {result['documents']} documents of `corpus.jsonl` (dicts with title and text), {result['slots']} \
+slots as `lentil.slotter` cuts them, {result['titles']} titles; query: the first SciFact claim \
+(“{result['query']}”); bundled default model, CPU, `torch.set_num_threads({result['threads']})`.
+- Baseline: `lentil.encoder.model.encode(slot_texts, batch_size={ENCODE_BATCH})` (the plain SentenceTransformer, \
+default output; slotting done beforehand).
+- Spicy Lentil: `lentil.encoder.clear_cache(); lentil.fields(query, documents)` (default `batch_size=32` documents): \
+slotting, encoding of query, slots and titles (sentence and token embeddings), collation and the model.
+- Protocol: a small warm-up of each side, then {result['repeats']} runs of each, alternating baseline, `fields` | \
+`fields`, baseline | … (the order flips every repeat); ratio = median / median. The breakdown comes from timing \
+wrappers around `slotter.split`, `encoder.encode`, the scoring of encoded documents, `collate`, `model.forward` and \
+the encoder network's `forward` during the same `fields` runs.
+
+{markdown_table(["run", "sentence-transformers s", "`fields` s", "ratio"], runs)}
+
+### Where a `fields` run spends its time
+
+The last column puts each piece against the median baseline run: how many percent of overhead it adds (for the slot \
+encoding, the difference from the baseline's encoding of the same slots).
+
+{markdown_table(["piece of the median `fields` run", "s", "share", "vs the median baseline"], pieces)}
+
+Inside the scoring, collate took {inside['collate_s']:.3f} s and the model's forward passes {inside['model_s']:.3f} s, \
+each summed over the batch workers. `encoder.encode` took {inside['encode_s']:.2f} s of wall time for \
+{sum(texts.values())} texts; in it the network's {inside['network_calls']} forward passes (batches of up to \
+{ENCODE_BATCH} texts sorted by token count, {result['workers']} at a time side by side on one thread each: \
+`spicy_lentil.runtime`) add up to {inside['network_s']:.2f} s over the workers, which is why they can exceed the wall \
+time. The baseline encodes the same slots in {med['baseline_s']:.2f} s, one batch at a time on {result['threads']} \
+intra-op threads (sentence-transformers' own way).
+"""
 
 
 def main() -> None:
@@ -118,8 +230,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=NUM_DOCS)
     parser.add_argument("--threads", type=int, default=THREADS, help="torch.set_num_threads (2 = the machine's cores)")
     parser.add_argument("--data", type=Path, default=SCIFACT_DIR)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the results and BENCHMARKS.md alone")
     args = parser.parse_args()
+    import torch
 
     torch.set_num_threads(args.threads)
     from spicy_lentil.engine import SpicyLentil
@@ -135,113 +248,16 @@ def main() -> None:
     slot_texts = [s.text for doc in documents for s in lentil.slotter.split(doc["text"])[0]]
     titles = {doc["title"] for doc in documents if doc.get("title")}
     log(f"{len(documents)} abstracts, {len(slot_texts)} slots, {len(titles)} titles; query: {query!r}")
-
-    def baseline():
-        lentil.encoder.model.encode(slot_texts, batch_size=ENCODE_BATCH, show_progress_bar=False)
-
-    def spicy():
-        lentil.encoder.clear_cache()
-        return lentil.fields(query, documents)
-
-    # Warm-up on a little of each side (the full pipeline on 4 documents), so first-call costs stay out.
-    lentil.encoder.model.encode(slot_texts[:ENCODE_BATCH], batch_size=ENCODE_BATCH, show_progress_bar=False)
-    lentil.encoder.clear_cache()
-    lentil.fields(query, documents[:4])
-
-    times = {"baseline": [], "spicy": []}
-    pieces: list[dict[str, float]] = []
-    counts: dict[str, int] = {}
-    fields = None
-    for repeat in range(args.repeats):
-        # A B, B A, A B, ...: the order flips each repeat so that a linear drift hits both sides alike.
-        for side in (("baseline", "spicy") if repeat % 2 == 0 else ("spicy", "baseline")):
-            gc.collect()
-            if side == "baseline":
-                start = time.perf_counter()
-                baseline()
-                times["baseline"].append(time.perf_counter() - start)
-            else:
-                with instrumented(lentil, titles, query) as (seconds, texts):
-                    start = time.perf_counter()
-                    fields = spicy()
-                    times["spicy"].append(time.perf_counter() - start)
-                pieces.append(dict(seconds))
-                counts = dict(texts)
-        log(f"repeat {repeat + 1}/{args.repeats}: sentence-transformers {times['baseline'][-1]:.2f} s, "
-            f"fields {times['spicy'][-1]:.2f} s, ratio {times['spicy'][-1] / times['baseline'][-1]:.3f}")
-    lentil.encoder.clear_cache()
-    assert fields is not None and len(fields) == len(documents)
-    assert sum(len(f.slots) for f in fields) == len(slot_texts), "fields scored other slots than the baseline encoded"
-
-    base, spicy_median = statistics.median(times["baseline"]), statistics.median(times["spicy"])
-    ratio = spicy_median / base
-    verdict = "PASS" if ratio <= THRESHOLD else "FAIL"
-    paired = [s / b for s, b in zip(times["spicy"], times["baseline"])]
-    log(f"median: sentence-transformers {base:.2f} s, fields {spicy_median:.2f} s, ratio {ratio:.3f} "
-        f"(limit {THRESHOLD}): {verdict}")
-
-    # Breakdown: the pieces of the median `fields` run (the lower middle one for an even count).
-    middle = sorted(range(len(times["spicy"])), key=lambda i: times["spicy"][i])[(len(times["spicy"]) - 1) // 2]
-    spicy_run = times["spicy"][middle]
-    keys = ["slotting", "encode:query", "encode:slots", "encode:titles", "network", "scoring", "collate", "model"]
-    med = {k: pieces[middle].get(k, 0.0) for k in keys}
-    encode_total = med["encode:query"] + med["encode:slots"] + med["encode:titles"]
-    rest = spicy_run - med["slotting"] - encode_total - med["scoring"]
-    breakdown = [
-        (f"slotting (`slotter.split`, {len(documents)} documents)", med["slotting"]),
-        (f"encoding slots (`encoder.encode`, {counts.get('slots', 0)} texts)", med["encode:slots"]),
-        (f"encoding titles (`encoder.encode`, {counts.get('titles', 0)} texts)", med["encode:titles"]),
-        ("encoding the query (1 text)", med["encode:query"]),
-        ("scoring: collate and model forward (gate, pathways, null point, heads), batches side by side", med["scoring"]),
-        ("rest (gate on the query, building `RelevanceField`s, parsing)", rest),
-    ]
-    for label, s in breakdown:
-        log(f"  {label:>70}: {s:7.3f} s ({100 * s / spicy_run:4.1f}%)")
-    network, network_calls = med["network"], counts.get("calls:network", 0)
-    log(f"  of the {encode_total:.2f} s encoding, the network's {network_calls} forward passes took {network:.2f} s "
-        f"summed over the batch workers ({batch_workers()} side by side)")
-    log(f"done in {time.perf_counter() - started:.0f} s")
+    result = summarise(time_runs(lentil, query, documents, slot_texts, titles, args.repeats))
+    log(f"median ratio {result['median']['ratio']:.3f} (limit {THRESHOLD}); "
+        f"done in {time.perf_counter() - started:.0f} s")
     probe_after = contention_probe()
     log(f"contention probe at the end: {contention_text(probe_after)}")
-    if args.no_write:
-        return
-
-    runs = markdown_table(
-        ["run", "sentence-transformers s", "`fields` s", "ratio"],
-        [[i + 1, f"{b:.2f}", f"{s:.2f}", f"{s / b:.3f}"] for i, (b, s) in enumerate(zip(times["baseline"], times["spicy"]))]
-        + [["**median**", f"**{base:.2f}**", f"**{spicy_median:.2f}**", f"**{ratio:.3f}**"]],
-    )
-    parts = markdown_table(
-        ["piece of the median `fields` run", "s", "share", "vs the median baseline"],
-        [[label, f"{s:.3f}", f"{100 * s / spicy_run:.1f}%", f"{100 * s / base:+.1f}%" if "encoding slots" not in label
-          else f"{100 * (s - base) / base:+.1f}% (against encoding the same slots)"] for label, s in breakdown]
-        + [["**total**", f"**{spicy_run:.3f}**", "100%", f"**{100 * (spicy_run - base) / base:+.1f}%**"]],
-    )
-    extra = base  # what the baseline spends on the very same slots
-    md = f"""## Overhead: `fields` on {len(documents)} abstracts against sentence-transformers alone
-
-Requirement: `fields` on 200 SciFact abstracts at most **{THRESHOLD}×** the time of encoding the same slots with sentence-transformers alone, in one run.
-
-**Result: ratio {ratio:.3f} → {verdict}** (median `fields` {spicy_median:.2f} s / median sentence-transformers {base:.2f} s; per-run paired ratios {", ".join(f"{p:.3f}" for p in paired)}).
-
-- Machine load (`contention_probe`: one layer norm of a 64 × 40 × 384 tensor): {contention_text(probe_before)} at the start; {contention_text(probe_after)} at the end. On idle cores 2 threads are no slower than 1 (~1 ms); when they are several times slower, the 2 cores were busy with other jobs and every parallel op waited for a descheduled OpenMP thread (~8 ms, a scheduler slice), which inflates op-heavy code (many small ops) far more than large matrix products. Compare with `--threads 1`.
-- Inputs: the first {len(documents)} documents of `corpus.jsonl` (dicts with title and text), {len(slot_texts)} slots as `lentil.slotter` cuts them, {len(titles)} titles; query: the first SciFact claim (“{query}”); bundled default model, CPU, `torch.set_num_threads({args.threads})`.
-- Baseline: `lentil.encoder.model.encode(slot_texts, batch_size={ENCODE_BATCH})` (the plain SentenceTransformer, default output; slotting done beforehand).
-- Spicy Lentil: `lentil.encoder.clear_cache(); lentil.fields(query, documents)` (default `batch_size=32` documents): slotting, encoding of query, slots and titles (sentence and token embeddings), collation and the model.
-- Protocol: a small warm-up of each side, then {args.repeats} runs of each, alternating baseline, `fields` | `fields`, baseline | … (the order flips every repeat); ratio = median / median. The breakdown comes from timing wrappers around `slotter.split`, `encoder.encode`, the scoring of encoded documents, `collate`, `model.forward` and the encoder network's `forward` during the same `fields` runs.
-
-{runs}
-
-### Where a `fields` run spends its time
-
-The last column puts each piece against the median baseline run: how many percent of overhead it adds (for the slot encoding, the difference from the baseline's encoding of the same slots).
-
-{parts}
-
-Inside the scoring, collate took {med['collate']:.3f} s and the model's forward passes {med['model']:.3f} s, each summed over the batch workers. `encoder.encode` took {encode_total:.2f} s of wall time for {counts.get('slots', 0) + counts.get('titles', 0) + counts.get('query', 0)} texts; in it the network's {network_calls} forward passes (batches of up to {ENCODE_BATCH} texts sorted by token count, {batch_workers()} at a time side by side on one thread each: `spicy_lentil.runtime`) add up to {network:.2f} s over the workers, which is why they can exceed the wall time. The baseline encodes the same slots in {extra:.2f} s, one batch at a time on {args.threads} intra-op threads (sentence-transformers' own way).
-"""
-    write_section("overhead", md)
-    log("BENCHMARKS.md section 'overhead' written")
+    if not args.no_write:
+        publish(SECTION, __spec__.name, {
+            "documents": len(documents), "slots": len(slot_texts), "titles": len(titles), "query": query,
+            "threads": args.threads, "repeats": args.repeats, "workers": batch_workers(),
+            "probe_before": probe_before, "probe_after": probe_after, **result})
 
 
 if __name__ == "__main__":

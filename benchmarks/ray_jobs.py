@@ -1,6 +1,6 @@
 """Score jobs on Ray against the single-process job: the same 2,000 documents, one run, as ratios.
 
-    nice -n 10 .venv/bin/python benchmarks/ray_jobs.py
+    nice -n 10 .venv/bin/python -m benchmarks.ray_jobs
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO_ROOT, markdown_table, write_section
+from benchmarks.common import REPO_ROOT, markdown_table, verdict
+from benchmarks.render import publish
 
-import ray
-
-from spicy_lentil import SpicyLentil, distributed
-from spicy_lentil.io import Rejects, read_documents
-from spicy_lentil.jobs import score_job
-from spicy_lentil.runtime import configure
-
+SECTION = "ray-jobs"
 DOCUMENTS = 2000
 QUERY = "how do stars end their lives"
+JOBS = ["single process", "1 actor", "2 actors"]
+TARGET_RATIO = 0.9
+EXAMPLE_CORES = 160  # 10 nodes x 16 cores, the projection's example
 
 
 def corpus(path: Path) -> Path:
@@ -36,6 +34,10 @@ def corpus(path: Path) -> Path:
 
 def run(name: str, source: Path, out: Path) -> tuple[float, float]:
     """Wall seconds of one job (model loads included) and the driver's CPU seconds."""
+    from spicy_lentil import SpicyLentil, distributed
+    from spicy_lentil.io import Rejects, read_documents
+    from spicy_lentil.jobs import score_job
+
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     documents = read_documents([str(source)], Rejects(echo=False))
@@ -50,21 +52,44 @@ def run(name: str, source: Path, out: Path) -> tuple[float, float]:
     return wall, (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
 
 
-def main() -> None:
+def measure() -> dict[str, tuple[float, float]]:
+    """(wall s, driver CPU s) of each job, on a local Ray cluster started once beforehand."""
+    import ray
+
+    from spicy_lentil import distributed
+    from spicy_lentil.runtime import configure
+
     configure()
     folder = Path(tempfile.mkdtemp())
     source = corpus(folder / "corpus.jsonl")
     ray.init(num_cpus=2, include_dashboard=False)
     distributed.connect()
-    names = ["single process", "1 actor", "2 actors"]
-    times = {name: run(name, source, folder / f"{name.replace(' ', '_')}.jsonl") for name in names}
-    base = DOCUMENTS / times["single process"][0]
-    rows = [[name, f"{wall:.1f}", f"{DOCUMENTS / wall:.1f}", f"{DOCUMENTS / wall / base:.2f}", f"{cpu:.1f}"]
-            for name, (wall, cpu) in times.items()]
+    return {name: run(name, source, folder / f"{name.replace(' ', '_')}.jsonl") for name in JOBS}
+
+
+def summarise(times: dict[str, tuple[float, float]]) -> dict:
+    """The jobs' rates against the single process, and the projection from the 1-actor rate and the driver's CPU."""
+    single = DOCUMENTS / times["single process"][0]
     per_actor = DOCUMENTS / times["1 actor"][0]
-    driver_rate = DOCUMENTS / times["2 actors"][1]
-    ratio = DOCUMENTS / times["2 actors"][0] / base
-    text = "\n".join([
+    driver_cpu = times["2 actors"][1]
+    driver_rate = DOCUMENTS / driver_cpu
+    return {
+        "jobs": [{"job": name, "wall_s": wall, "docs_per_s": DOCUMENTS / wall, "ratio": DOCUMENTS / wall / single,
+                  "driver_cpu_s": cpu} for name, (wall, cpu) in times.items()],
+        "ratio": DOCUMENTS / times["2 actors"][0] / single,
+        "projection": {"actor_docs_per_s": per_actor, "actor_docs_per_hour": per_actor * 3600,
+                       "driver_cpu_s": driver_cpu, "driver_docs_per_s": driver_rate,
+                       "driver_docs_per_hour": driver_rate * 3600, "actors_to_driver_cap": driver_rate / per_actor,
+                       "example_actors_docs_per_hour": EXAMPLE_CORES * per_actor * 3600,
+                       "example_job_docs_per_hour": min(EXAMPLE_CORES * per_actor, driver_rate) * 3600},
+    }
+
+
+def render(result: dict) -> str:
+    rows = [[r["job"], f"{r['wall_s']:.1f}", f"{r['docs_per_s']:.1f}", f"{r['ratio']:.2f}", f"{r['driver_cpu_s']:.1f}"]
+            for r in result["jobs"]]
+    p = result["projection"]
+    return "\n".join([
         f"## Score jobs on Ray Data: 1 and 2 actors against one process ({DOCUMENTS:,} documents)",
         "",
         "The 48 demo documents repeated to 2,000 rows with distinct ids; one query; JSONL output. Each job end to end "
@@ -75,20 +100,24 @@ def main() -> None:
         "",
         markdown_table(["job", "wall s", "docs/s", "ratio to single process", "driver CPU s"], rows),
         "",
-        f"2 actors on 2 cores against the single process: **{ratio:.2f}x** (target at least 0.9: "
-        f"{'PASS' if ratio >= 0.9 else 'FAIL'}).",
+        f"2 actors on 2 cores against the single process: **{result['ratio']:.2f}x** (target at least 0.9: "
+        f"{verdict(result['ratio'] >= TARGET_RATIO)}).",
         "",
-        "**Projection, not a measurement.** From this run's 1-actor throughput ({:.1f} docs/s, start-up included) "
-        "an actor per core would give N nodes of M cores about N x M x {:.0f} docs/hour, if a core of those nodes is "
-        "as fast as one here. The driver alone writes every row: its CPU over the 2-actor job ({:.1f} s, one model "
-        "load included) caps a job at about {:.0f} docs/s ({:.1e} docs/hour) on one driver core, so past about {:.0f} "
-        "actors the driver, not the actors, is the bottleneck. 10 nodes x 16 cores, for example: the actors could "
-        "do {:.1e} docs/hour, the driver caps the job at {:.1e}.".format(
-            per_actor, per_actor * 3600, times["2 actors"][1], driver_rate, driver_rate * 3600,
-            driver_rate / per_actor, 160 * per_actor * 3600, min(160 * per_actor, driver_rate) * 3600),
+        f"**Projection, not a measurement.** From this run's 1-actor throughput ({p['actor_docs_per_s']:.1f} docs/s, "
+        f"start-up included) an actor per core would give N nodes of M cores about N x M x "
+        f"{p['actor_docs_per_hour']:.0f} docs/hour, if a core of those nodes is as fast as one here. The driver alone "
+        f"writes every row: its CPU over the 2-actor job ({p['driver_cpu_s']:.1f} s, one model load included) caps a "
+        f"job at about {p['driver_docs_per_s']:.0f} docs/s ({p['driver_docs_per_hour']:.1e} docs/hour) on one driver "
+        f"core, so past about {p['actors_to_driver_cap']:.0f} actors the driver, not the actors, is the bottleneck. "
+        f"10 nodes x 16 cores, for example: the actors could do {p['example_actors_docs_per_hour']:.1e} docs/hour, "
+        f"the driver caps the job at {p['example_job_docs_per_hour']:.1e}.",
     ])
-    write_section("ray-jobs", text)
-    print(text)
+
+
+def main() -> None:
+    result = summarise(measure())
+    publish(SECTION, __spec__.name, result)
+    print(render(result))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The training issue's reference reranker on SciFact: where does its gain over the fusion come from?
 
-    .venv/bin/python benchmarks/reference_reranker.py [--epochs 12]
+    .venv/bin/python -m benchmarks.reference_reranker [--epochs 12]
 
 The issue sets its nDCG@10 bar with "one small interaction MLP with attention pooling over
 sentences, fed the fusion scores, on frozen MiniLM" (about +0.03 over the fusion on `val`). This
@@ -14,45 +14,72 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
+from benchmarks.common import (
+    CACHE_DIR,
+    SCIFACT_DIR,
+    markdown_table,
+    ndcg_by_document_novelty,
+    scifact_val_by_document_novelty,
+)
+from benchmarks.render import publish
 
-from common import CACHE_DIR, SCIFACT_DIR, markdown_table, ndcg_by_document_novelty, scifact_val_by_document_novelty, write_section
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
-from spicy_lentil import SpicyLentil
-from spicy_lentil.data import load_data
-from spicy_lentil.index import CorpusIndex
-from spicy_lentil.retrieval import PRIOR_FEATURES, FirstStage
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.retrieval import FirstStage
 
+SECTION = "reference-reranker"
 NEGATIVE_POOL = 50  # hard negatives come from the fusion's top 50, as in `spicy-lentil train`
 NEGATIVES = 15
 QUERIES_PER_STEP = 8
 CANDIDATES = 100
+PARTS = ("all", "seen", "unseen")
 
 
-class InteractionReranker(nn.Module):
-    """An interaction MLP per sentence, attention pooling over sentences, and a document MLP that also reads the fusion's z-scores."""
+def interaction_reranker(dim: int = 384, hidden: int = 128, dropout: float = 0.1) -> torch.nn.Module:
+    """An interaction MLP per sentence, attention pooling over sentences, and a document MLP that also reads the
+    fusion's z-scores. (The class is made here, not at module level: importing this module needs no torch.)"""
+    import torch
+    from torch import nn
 
-    def __init__(self, dim: int = 384, hidden: int = 128, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.sentence = nn.Sequential(nn.Linear(4 * dim + 1, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.GELU())
-        self.attention = nn.Linear(hidden, 1)
-        self.sentence_score = nn.Linear(hidden, 1)
-        self.document = nn.Sequential(nn.Linear(hidden + 1 + PRIOR_FEATURES, hidden), nn.GELU(), nn.Linear(hidden, 1))
+    from spicy_lentil.retrieval import PRIOR_FEATURES
 
-    def forward(self, query: torch.Tensor, slots: torch.Tensor, mask: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
-        q = query.expand_as(slots)  # (docs, slots, dim)
-        h = self.sentence(torch.cat([q, slots, q * slots, (q - slots).abs(), (q * slots).sum(-1, keepdim=True)], -1))  # (docs, slots, hidden)
-        weights = self.attention(h).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(-1)  # (docs, slots)
-        pooled = (weights.unsqueeze(-1) * h).sum(1)  # (docs, hidden)
-        best = self.sentence_score(h).squeeze(-1).masked_fill(~mask, float("-inf")).max(-1).values  # (docs,)
-        return self.document(torch.cat([pooled, best.unsqueeze(-1), prior], -1)).squeeze(-1)  # (docs,)
+    class InteractionReranker(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sentence = nn.Sequential(nn.Linear(4 * dim + 1, hidden), nn.GELU(), nn.Dropout(dropout),
+                                          nn.Linear(hidden, hidden), nn.GELU())
+            self.attention = nn.Linear(hidden, 1)
+            self.sentence_score = nn.Linear(hidden, 1)
+            self.document = nn.Sequential(nn.Linear(hidden + 1 + PRIOR_FEATURES, hidden), nn.GELU(),
+                                          nn.Linear(hidden, 1))
+
+        def forward(self, query: torch.Tensor, slots: torch.Tensor, mask: torch.Tensor,
+                    prior: torch.Tensor) -> torch.Tensor:
+            q = query.expand_as(slots)  # (docs, slots, dim)
+            h = self.sentence(torch.cat([q, slots, q * slots, (q - slots).abs(), (q * slots).sum(-1, keepdim=True)],
+                                        -1))  # (docs, slots, hidden)
+            weights = self.attention(h).squeeze(-1).masked_fill(~mask, float("-inf")).softmax(-1)  # (docs, slots)
+            pooled = (weights.unsqueeze(-1) * h).sum(1)  # (docs, hidden)
+            best = self.sentence_score(h).squeeze(-1).masked_fill(~mask, float("-inf")).max(-1).values  # (docs,)
+            return self.document(torch.cat([pooled, best.unsqueeze(-1), prior], -1)).squeeze(-1)  # (docs,)
+
+    return InteractionReranker()
 
 
 def candidates(split: str, lentil: SpicyLentil, index: CorpusIndex, first_stage: FirstStage, pool: int) -> list[dict]:
-    """Per claim: its embedding, the fusion's top `pool` (plus, for training, every cited abstract) and their z-scores."""
+    """Per claim: its embedding, the fusion's top `pool` (plus, for training, every cited abstract) and their
+    z-scores."""
+    import numpy as np
+    import torch
+
+    from spicy_lentil.data import load_data
+
     data = load_data(SCIFACT_DIR, split)
     ids = list(data.queries)
     encodings = lentil.encoder.encode([data.queries[q] for q in ids])
@@ -69,85 +96,131 @@ def candidates(split: str, lentil: SpicyLentil, index: CorpusIndex, first_stage:
     return examples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+class SlotBatches:
+    """Padded slot encodings of a list of documents from the index, each document read once."""
+
+    def __init__(self, index: CorpusIndex) -> None:
+        self.index = index
+        self.cache: dict[int, torch.Tensor] = {}
+
+    def __call__(self, docs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+        from torch import nn
+
+        rows = []
+        for d in docs.tolist():
+            if d not in self.cache:
+                self.cache[d] = self.index.document_encoding(d).slots
+            rows.append(self.cache[d])
+        slots = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (docs, slots, dim)
+        mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool) for r in rows], batch_first=True)
+        return slots, mask
+
+
+def train_epoch(model, optimizer, train: list[dict], slots: SlotBatches, rng) -> float:
+    """One pass over the (claim, cited abstract) pairs in random order; returns the mean loss per step."""
+    import torch
+    from torch import nn
+
+    model.train()
+    groups = [(ex, doc) for ex in train for doc in sorted(ex["cited"])]
+    losses = []
+    order = rng.permutation(len(groups))
+    for start in range(0, len(order), QUERIES_PER_STEP):
+        loss = torch.zeros(())
+        for g in order[start: start + QUERIES_PER_STEP]:
+            ex, positive = groups[g]
+            docs = ex["docs"].tolist()
+            negatives = [i for i, d in enumerate(docs) if d not in ex["cited"]]
+            picked = [docs.index(positive),
+                      *rng.choice(negatives, size=min(NEGATIVES, len(negatives)), replace=False).tolist()]
+            scores = model(ex["query"], *slots(ex["docs"][picked]), ex["prior"][picked])
+            positive_first = torch.zeros(1, dtype=torch.long)
+            loss = loss + nn.functional.cross_entropy(scores.unsqueeze(0), positive_first)
+        optimizer.zero_grad()
+        (loss / QUERIES_PER_STEP).backward()
+        optimizer.step()
+        losses.append(float(loss) / QUERIES_PER_STEP)
+    return sum(losses) / len(losses)
+
+
+def rerank(model, val: list[dict], slots: SlotBatches, index: CorpusIndex) -> dict[str, dict[str, float]]:
+    """The model's scores of every val claim's candidates, as a run."""
+    import torch
+
+    model.eval()
+    run = {}
+    with torch.inference_mode():
+        for ex in val:
+            scores = model(ex["query"], *slots(ex["docs"]), ex["prior"])
+            run[ex["id"]] = {index.doc_ids[d]: float(s) for d, s in zip(ex["docs"].tolist(), scores)}
+    return run
+
+
+def measure(epochs: int, seed: int) -> dict:
+    """Trains for `epochs`, nDCG@10 per part after each; the fusion's own nDCG@10 and the best epoch's gain on it."""
+    import numpy as np
+    import torch
+
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.retrieval import FirstStage
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     lentil = SpicyLentil.from_pretrained()
     index = CorpusIndex.for_corpus(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
     first_stage = FirstStage()
     train = candidates("train", lentil, index, first_stage, NEGATIVE_POOL)
     val = candidates("val", lentil, index, first_stage, CANDIDATES)
-    slot_cache: dict[int, torch.Tensor] = {}
-
-    def batch_slots(docs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = []
-        for d in docs.tolist():
-            if d not in slot_cache:
-                slot_cache[d] = index.document_encoding(d).slots
-            rows.append(slot_cache[d])
-        slots = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (docs, slots, dim)
-        mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool) for r in rows], batch_first=True)
-        return slots, mask
-
-    model = InteractionReranker()
+    slots, model = SlotBatches(index), interaction_reranker()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     parts = scifact_val_by_document_novelty()
-    fusion_run = {ex["id"]: {index.doc_ids[d]: float(p[-1]) for d, p in zip(ex["docs"].tolist(), ex["prior"])} for ex in val}
-    groups = [(ex, doc) for ex in train for doc in sorted(ex["cited"])]
-    rows, history, started = [], [], time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        losses = []
-        order = rng.permutation(len(groups))
-        for start in range(0, len(order), QUERIES_PER_STEP):
-            loss = torch.zeros(())
-            for g in order[start: start + QUERIES_PER_STEP]:
-                ex, positive = groups[g]
-                docs = ex["docs"].tolist()
-                negatives = [i for i, d in enumerate(docs) if d not in ex["cited"]]
-                picked = [docs.index(positive), *rng.choice(negatives, size=min(NEGATIVES, len(negatives)), replace=False).tolist()]
-                slots, mask = batch_slots(ex["docs"][picked])
-                scores = model(ex["query"], slots, mask, ex["prior"][picked])
-                loss = loss + nn.functional.cross_entropy(scores.unsqueeze(0), torch.zeros(1, dtype=torch.long))  # positive first
-            optimizer.zero_grad()
-            (loss / QUERIES_PER_STEP).backward()
-            optimizer.step()
-            losses.append(float(loss) / QUERIES_PER_STEP)
-        model.eval()
-        run = {}
-        with torch.inference_mode():
-            for ex in val:
-                scores = model(ex["query"], *batch_slots(ex["docs"]), ex["prior"])
-                run[ex["id"]] = {index.doc_ids[d]: float(s) for d, s in zip(ex["docs"].tolist(), scores)}
-        ndcg = ndcg_by_document_novelty(run, parts)
-        history.append(ndcg)
-        rows.append([epoch, f"{np.mean(losses):.3f}"] + [f"{ndcg[p]:.4f}" for p in ("all", "seen", "unseen")])
-        print(rows[-1], flush=True)
+    fusion_run = {ex["id"]: {index.doc_ids[d]: float(p[-1]) for d, p in zip(ex["docs"].tolist(), ex["prior"])}
+                  for ex in val}
+    history, started = [], time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        loss = train_epoch(model, optimizer, train, slots, rng)
+        ndcg = ndcg_by_document_novelty(rerank(model, val, slots, index), parts)
+        history.append({"epoch": epoch, "loss": loss, **ndcg})
+        print(history[-1], flush=True)
     fusion = ndcg_by_document_novelty(fusion_run, parts)
-    best = max(range(len(history)), key=lambda e: history[e]["all"])
-    gain = {p: history[best][p] - fusion[p] for p in ("all", "seen", "unseen")}
-    write_section("reference-reranker", "\n".join([
+    best = max(history, key=lambda row: row["all"])
+    return {"seed": seed, "seen": len(parts["seen"]), "unseen": len(parts["unseen"]), "fusion": fusion,
+            "epochs": history, "best_epoch": best["epoch"], "gain": {p: best[p] - fusion[p] for p in PARTS},
+            "minutes": (time.perf_counter() - started) / 60}
+
+
+def render(result: dict) -> str:
+    fusion, gain = result["fusion"], result["gain"]
+    rows = [["fusion (first stage)", "-"] + [f"{fusion[p]:.4f}" for p in PARTS]]
+    rows += [[r["epoch"], f"{r['loss']:.3f}"] + [f"{r[p]:.4f}" for p in PARTS] for r in result["epochs"]]
+    return "\n".join([
         "## The training issue's reference reranker: what its gain over the fusion is made of",
         "",
-        "The model the issue names as its yardstick (\"one small interaction MLP with attention pooling over sentences, "
-        "fed the fusion scores, on frozen MiniLM\"): per sentence an MLP over `[q, s, q*s, |q-s|, cos]`, attention "
-        "pooling, and a document MLP over the pooled state, the best sentence score and the fusion's z-scores. Trained on "
-        f"`train` (1 cited abstract + {NEGATIVES} hard negatives from the fusion's top {NEGATIVE_POOL}, listwise "
-        f"cross-entropy, {QUERIES_PER_STEP} per step, AdamW 1e-3, seed {args.seed}); after each epoch it reranks the "
-        f"fusion's top {CANDIDATES} for every `val` claim. `seen`: the {len(parts['seen'])} val claims citing an abstract "
-        f"that a train claim also cites; `unseen`: the {len(parts['unseen'])} citing only abstracts no train claim cites.",
+        "The model the issue names as its yardstick (\"one small interaction MLP with attention pooling over "
+        "sentences, fed the fusion scores, on frozen MiniLM\"): per sentence an MLP over `[q, s, q*s, |q-s|, cos]`, "
+        "attention pooling, and a document MLP over the pooled state, the best sentence score and the fusion's "
+        f"z-scores. Trained on `train` (1 cited abstract + {NEGATIVES} hard negatives from the fusion's top "
+        f"{NEGATIVE_POOL}, listwise cross-entropy, {QUERIES_PER_STEP} per step, AdamW 1e-3, seed {result['seed']}); "
+        f"after each epoch it reranks the fusion's top {CANDIDATES} for every `val` claim. `seen`: the "
+        f"{result['seen']} val claims citing an abstract that a train claim also cites; `unseen`: the "
+        f"{result['unseen']} citing only abstracts no train claim cites.",
         "",
-        markdown_table(["epoch", "train loss", "nDCG@10 all", "seen", "unseen"],
-                       [["fusion (first stage)", "-"] + [f"{fusion[p]:.4f}" for p in ("all", "seen", "unseen")], *rows]),
+        markdown_table(["epoch", "train loss", "nDCG@10 all", "seen", "unseen"], rows),
         "",
-        f"- Best epoch on all of `val`: {best + 1}, against the fusion: all **{gain['all']:+.4f}**, seen "
+        f"- Best epoch on all of `val`: {result['best_epoch']}, against the fusion: all **{gain['all']:+.4f}**, seen "
         f"**{gain['seen']:+.4f}**, unseen **{gain['unseen']:+.4f}**.",
-        f"- Training and validation took {(time.perf_counter() - started) / 60:.1f} min.",
-    ]))
+        f"- Training and validation took {result['minutes']:.1f} min.",
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    publish(SECTION, __spec__.name, measure(args.epochs, args.seed))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The HTTP service against the same calls in-process: one real `spicy-lentil serve` process on a free localhost
 port, Cohere-shaped rerank requests of 20 documents, 1, 4 and 16 concurrent clients, one run.
 
-    nice -n 10 .venv/bin/python benchmarks/serve.py [--requests 48]
+    nice -n 10 .venv/bin/python -m benchmarks.serve [--requests 48]
 """
 
 from __future__ import annotations
@@ -13,20 +13,22 @@ import subprocess
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
-import httpx
-import numpy as np
-from common import REPO_ROOT, markdown_table, write_section
+from benchmarks.common import REPO_ROOT, markdown_table, verdict
+from benchmarks.render import publish
 
-from spicy_lentil import SpicyLentil
-from spicy_lentil.runtime import configure
+if TYPE_CHECKING:
+    from spicy_lentil import SpicyLentil
 
+SECTION = "serve"
 DOCUMENTS_PER_REQUEST = 20
 CLIENTS = (1, 4, 16)
 QUERIES = ["how do stars end their lives", "what causes inflation", "how does exercise affect the heart",
            "why do leaves change colour", "how are vaccines tested"]
 START_TIMEOUT_S = 180
 RUN_TIMEOUT_S = 900  # the whole benchmark stops (and says so) past this
+TARGET_OVERHEAD = 0.15
 
 
 def requests(count: int) -> list[dict]:
@@ -38,6 +40,8 @@ def requests(count: int) -> list[dict]:
 
 
 def start_server() -> tuple[subprocess.Popen, str]:
+    import httpx
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -57,6 +61,8 @@ def start_server() -> tuple[subprocess.Popen, str]:
 
 def paired_single_client(base: str, lentil: SpicyLentil, bodies: list[dict]) -> tuple[list[float], list[float]]:
     """Latencies of each body over HTTP and in-process, alternated so both see the same machine."""
+    import httpx
+
     http, local = [], []
     with httpx.Client(timeout=120) as client:
         for body in bodies:
@@ -71,6 +77,8 @@ def paired_single_client(base: str, lentil: SpicyLentil, bodies: list[dict]) -> 
 
 def concurrent(base: str, bodies: list[dict], clients: int) -> tuple[list[float], float]:
     """Latencies and wall seconds of `bodies` sent by `clients` threads, each with its own connection."""
+    import httpx
+
     latencies, lock, queue = [], threading.Lock(), list(bodies)
 
     def client() -> None:
@@ -94,12 +102,20 @@ def concurrent(base: str, bodies: list[dict], clients: int) -> tuple[list[float]
     return latencies, time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=48, help="requests per client count")
-    args = parser.parse_args()
-    configure()
-    bodies = requests(args.requests)
+def latency_row(calls: str, clients: int, latencies: list[float], wall: float) -> dict:
+    import numpy as np
+
+    return {"calls": calls, "clients": clients, "p50_ms": float(np.median(latencies)) * 1000,
+            "p95_ms": float(np.percentile(latencies, 95)) * 1000, "requests_per_s": len(latencies) / wall}
+
+
+def measure(bodies: list[dict]) -> dict:
+    """The latency rows (in-process and HTTP at 1 client, HTTP at more) and the HTTP overhead at 1 client."""
+    import httpx
+    import numpy as np
+
+    from spicy_lentil import SpicyLentil
+
     lentil = SpicyLentil.from_pretrained()
     process, base = start_server()
     try:
@@ -107,21 +123,21 @@ def main() -> None:
             httpx.post(f"{base}/v1/rerank", json=body, timeout=120)
             lentil.score(body["query"], body["documents"], show_progress_bar=False)
         http, local = paired_single_client(base, lentil, bodies)
-        rows = [["in-process `score`", 1, f"{np.median(local) * 1000:.0f}", f"{np.percentile(local, 95) * 1000:.0f}",
-                 f"{len(local) / sum(local):.2f}"],
-                ["HTTP", 1, f"{np.median(http) * 1000:.0f}", f"{np.percentile(http, 95) * 1000:.0f}",
-                 f"{len(http) / sum(http):.2f}"]]
-        for clients in CLIENTS[1:]:
-            latencies, wall = concurrent(base, bodies, clients)
-            rows.append(["HTTP", clients, f"{np.median(latencies) * 1000:.0f}",
-                         f"{np.percentile(latencies, 95) * 1000:.0f}", f"{len(latencies) / wall:.2f}"])
+        rows = [latency_row("in-process `score`", 1, local, sum(local)), latency_row("HTTP", 1, http, sum(http))]
+        rows += [latency_row("HTTP", clients, *concurrent(base, bodies, clients)) for clients in CLIENTS[1:]]
     finally:
         process.terminate()
         process.wait(30)
-    overhead = float(np.median(np.array(http) / np.array(local))) - 1.0
-    text = "\n".join([
-        f"## HTTP service: Cohere-shaped rerank over HTTP against the same calls in-process ({args.requests} requests "
-        f"of {DOCUMENTS_PER_REQUEST} documents)",
+    return {"rows": rows, "overhead": float(np.median(np.array(http) / np.array(local))) - 1.0}
+
+
+def render(result: dict) -> str:
+    rows = [[r["calls"], r["clients"], f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['requests_per_s']:.2f}"]
+            for r in result["rows"]]
+    overhead = result["overhead"]
+    return "\n".join([
+        f"## HTTP service: Cohere-shaped rerank over HTTP against the same calls in-process ({result['requests']} "
+        f"requests of {DOCUMENTS_PER_REQUEST} documents)",
         "",
         "One `spicy-lentil serve` process on a free localhost port (bundled model, default limits); the benchmark "
         "process holds its own copy of the model for the in-process calls. At 1 client each request goes once over "
@@ -134,10 +150,20 @@ def main() -> None:
         markdown_table(["calls", "clients", "p50 ms", "p95 ms", "requests/s"], rows),
         "",
         f"HTTP overhead at 1 client (median of per-request HTTP / in-process ratios, minus 1): **{overhead:+.1%}** "
-        f"(target at most 15%: {'PASS' if overhead <= 0.15 else 'FAIL'}).",
+        f"(target at most 15%: {verdict(overhead <= TARGET_OVERHEAD)}).",
     ])
-    write_section("serve", text)
-    print(text)
+
+
+def main() -> None:
+    from spicy_lentil.runtime import configure
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=48, help="requests per client count")
+    args = parser.parse_args()
+    configure()
+    result = {"requests": args.requests, **measure(requests(args.requests))}
+    publish(SECTION, __spec__.name, result)
+    print(render(result))
 
 
 if __name__ == "__main__":

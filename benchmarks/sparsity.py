@@ -22,9 +22,8 @@ From the per-pathway times the script also predicts the k = 4 / k = 9 ratio of e
 Inputs: SciFact abstracts in corpus order, split by `lentil.slotter` until 10,000 slots (the last
 document cut to make the count exact), encoded once by `lentil.encoder` and cached in
 `cache/benchmarks/` (safetensors, git-ignored; the first run spends ~10 minutes on a busy 2-core
-machine encoding them). Run from the repo root: `.venv/bin/python benchmarks/sparsity.py`.
+machine encoding them). Run from the repo root: `.venv/bin/python -m benchmarks.sparsity`.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -33,36 +32,37 @@ import gc
 import hashlib
 import json
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # repo root, for `spicy_lentil` and `pathways`
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `common`
+from benchmarks.common import (
+    CACHE_DIR,
+    SCIFACT_DIR,
+    contention_probe,
+    contention_text,
+    log,
+    machine_line,
+    machine_load_line,
+    markdown_table,
+    read_jsonl,
+    verdict,
+)
+from benchmarks.render import publish
 
-import torch  # noqa: E402
-from safetensors import safe_open  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
+if TYPE_CHECKING:
+    import torch
 
-from common import contention_probe, contention_text, CACHE_DIR, SCIFACT_DIR, machine_line, markdown_table, write_section  # noqa: E402
-
+SECTION = "sparsity"
 THREADS = 2
 THRESHOLD = 0.6
 NUM_SLOTS = 10_000
 BATCH_DOCS = 32  # documents per model batch: SpicyLentil.fields' default
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+OTHER_PARTS = ["null point", "pooling + heads", "rest: dispatch, masking, losses"]  # the timed parts besides pathways
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
 
 def select_slots(lentil, corpus: Path, num_slots: int):
     """Documents in corpus order, split into slots, until `num_slots` (the last document cut to fit).
@@ -89,6 +89,8 @@ def select_slots(lentil, corpus: Path, num_slots: int):
 
 
 def _pack(prefix: str, encodings) -> dict[str, torch.Tensor]:
+    import torch
+
     return {
         f"{prefix}_embedding": torch.stack([e.embedding for e in encodings]).contiguous(),
         f"{prefix}_tokens": torch.cat([e.tokens for e in encodings]).contiguous(),
@@ -98,6 +100,8 @@ def _pack(prefix: str, encodings) -> dict[str, torch.Tensor]:
 
 
 def _unpack(prefix: str, tensors: dict[str, torch.Tensor]):
+    import torch
+
     from spicy_lentil.encoder import Encoding
 
     lengths = tensors[f"{prefix}_lengths"].tolist()
@@ -108,6 +112,9 @@ def _unpack(prefix: str, tensors: dict[str, torch.Tensor]):
 
 def cached_encodings(lentil, groups: dict[str, list[str]], cache_path: Path) -> dict[str, list]:
     """`lentil.encoder.encode` of each group of texts, from a safetensors cache when its key matches."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
     digest = hashlib.sha256()
     for name, texts in groups.items():
         digest.update(("\x1d" + name + "\x1e" + "\x1e".join(texts)).encode("utf-8"))
@@ -153,7 +160,8 @@ def build_batches(lentil, query_encoding, selected, slot_encodings, title_encodi
     batches = []
     for start in range(0, len(per_doc), BATCH_DOCS):
         docs = per_doc[start: start + BATCH_DOCS]
-        batches.append(collate([query_encoding] * len(docs), docs, titles[start: start + BATCH_DOCS], lentil.special_ids))
+        batches.append(collate([query_encoding] * len(docs), docs, titles[start: start + BATCH_DOCS],
+                               lentil.special_ids))
     return batches
 
 
@@ -169,7 +177,8 @@ def for_query(lentil, batches, query_encoding, filler):
         n = batch.batch_size
         if n not in made:
             made[n] = collate([query_encoding] * n, [[filler]] * n, [None] * n, lentil.special_ids)
-        query_fields = [f.name for f in dataclasses.fields(batch) if f.name.startswith("query")]  # query, query_tokens, ...
+        # query, query_tokens, ...
+        query_fields = [f.name for f in dataclasses.fields(batch) if f.name.startswith("query")]
         out.append(dataclasses.replace(batch, **{f: getattr(made[n], f) for f in query_fields}))
     return out
 
@@ -214,6 +223,8 @@ def time_query(model, batches, repeats: int, n_pathways: int):
     Returns (seconds at k=4, seconds at k=9, breakdown per k), each the sum over batches of the
     per-batch median; the breakdown adds up the hooks over all timed calls divided by `repeats`.
     """
+    import torch
+
     ks = (4, n_pathways)
     per_batch = {k: [[] for _ in batches] for k in ks}
     previous = model.top_k
@@ -241,18 +252,204 @@ def time_query(model, batches, repeats: int, n_pathways: int):
     return totals[4], totals[n_pathways], parts
 
 
-# ---- main ----------------------------------------------------------------------------------------
+# ---- the run ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Inputs:
+    """The slots, every claim, their encodings, and the model batches collated for claim 0."""
+
+    selected: list  # [(title or None, [slot text, ...]), ...]
+    queries: list[dict]
+    query_encodings: list
+    slot_encodings: list
+    batches: list
+
+
+def prepare(lentil, data: Path) -> Inputs:
+    selected = select_slots(lentil, data / "corpus.jsonl", NUM_SLOTS)
+    queries = read_jsonl(data / "queries.jsonl")
+    titles = list(dict.fromkeys(title for title, _ in selected if title))
+    encodings = cached_encodings(
+        lentil, {"slot": [t for _, texts in selected for t in texts], "title": titles},
+        CACHE_DIR / "benchmarks" / f"scifact-slots-{NUM_SLOTS}.safetensors",
+    )
+    query_encodings = cached_encodings(
+        lentil, {"query": [q["text"] for q in queries]}, CACHE_DIR / "benchmarks" / "scifact-queries.safetensors"
+    )["query"]
+    start = time.perf_counter()
+    # Collated with claim 0, the first claim timed; `for_query` swaps in the other claims' query fields.
+    batches = build_batches(lentil, query_encodings[0], selected, encodings["slot"],
+                            dict(zip(titles, encodings["title"])))
+    log(f"{sum(len(t) for _, t in selected)} slots from {len(selected)} documents, {len(batches)} batches "
+        f"(collated in {time.perf_counter() - start:.0f} s)")
+    return Inputs(selected, queries, query_encodings, encodings["slot"], batches)
+
+
+def input_figures(inputs: Inputs) -> dict:
+    """What the section says about the inputs: documents, slots, tokens, batches and the packed token rows."""
+    return {"documents": len(inputs.selected), "slots": sum(len(t) for _, t in inputs.selected),
+            "mean_tokens": statistics.mean(e.tokens.shape[0] for e in inputs.slot_encodings),
+            "batches": len(inputs.batches), "token_rows": sum(b.tokens.shape[0] for b in inputs.batches),
+            "tokens": sum(e.tokens.shape[0] for e in inputs.slot_encodings)}
+
+
+def routing(model, query_encodings: list) -> list[list[str]]:
+    """The k=4 selection of every claim, highest weight first (the gate reads the query embedding only)."""
+    import torch
+
+    previous = model.top_k
+    with torch.inference_mode():
+        model.top_k = 4
+        selected = model.gate(torch.stack([e.embedding for e in query_encodings])).selected_pathways
+        model.top_k = previous
+    return [[model.pathway_names[j] for j in row] for row in selected.tolist()]
+
+
+def warm_up(model, batch) -> None:
+    """One batch at each k, twice."""
+    import torch
+
+    previous = model.top_k
+    with torch.inference_mode():
+        for k in (4, len(model.pathway_names)) * 2:
+            model.top_k = k
+            model(batch)
+    model.top_k = previous
+
+
+def time_claims(model, lentil, inputs: Inputs, chosen: list[int], selections, repeats: int,
+                budget_s: float) -> tuple[list[dict], list[int]]:
+    """Times the chosen claims in turn while the budget lasts; returns their rows and the claims left untimed."""
+    names, n_pathways = model.pathway_names, len(model.pathway_names)
+    timing_start = time.perf_counter()
+    per_query = []
+    for number, index in enumerate(chosen):
+        spent = time.perf_counter() - timing_start
+        expected = statistics.mean(r["seconds"] for r in per_query) if per_query else 0.0
+        if per_query and spent + expected > budget_s:
+            log(f"time budget ({budget_s:.0f} s) spent after {len(per_query)} claims; "
+                f"{len(chosen) - number} left untimed")
+            return per_query, chosen[number:]
+        query = inputs.queries[index]
+        batches = for_query(lentil, inputs.batches, inputs.query_encodings[index], inputs.slot_encodings[0])
+        t0 = time.perf_counter()
+        k4, k9, parts = time_query(model, batches, repeats, n_pathways)
+        core = {k: sum(v for name, v in parts[k].items() if name in names or name == "null point") for k in parts}
+        per_query.append({"index": index, "id": query["_id"], "text": query["text"], "active": selections[index],
+                          "k4": k4, "k9": k9, "ratio": k4 / k9, "parts": parts,
+                          "core_ratio": core[4] / core[n_pathways],
+                          "seconds": time.perf_counter() - t0})
+        log(f"claim {number + 1}/{len(chosen)} [{query['_id']}]: k=4 {k4:.1f} s, k=9 {k9:.1f} s, ratio {k4 / k9:.3f}; "
+            f"pathways + null point only {per_query[-1]['core_ratio']:.3f}; active {', '.join(selections[index])}")
+    return per_query, []
+
+
+def summarise(per_query: list[dict], untimed: list[int], selections, names: list[str], queries: list[dict]) -> dict:
+    """The verdict's ratios, where the time goes (medians over the timed claims), and each claim's predicted ratio."""
+    n_pathways = len(names)
+    all_parts9 = [r["parts"][n_pathways] for r in per_query]
+    all_parts4 = [r["parts"][4] for r in per_query]
+    # Per pathway at k=9: all of them ran on the full batches.
+    pathway_s = {n: statistics.median(p[n] for p in all_parts9) for n in names}
+    pathway_total = sum(pathway_s.values())
+    other9 = {key: statistics.median(p.get(key, 0.0) for p in all_parts9) for key in OTHER_PARTS}
+    other4 = {key: statistics.median(p.get(key, 0.0) for p in all_parts4) for key in OTHER_PARTS}
+
+    def predicted(active):  # its four pathways' k=9 times plus the k=4 remainder, against the k=9 whole
+        return (sum(pathway_s[n] for n in active) + sum(other4.values())) / (pathway_total + sum(other9.values()))
+
+    predictions = [predicted(s) for s in selections]
+    by_cost = sorted(names, key=lambda n: -pathway_s[n])
+    return {
+        "all_claims": len(selections),
+        "claims": [{key: r[key] for key in ("id", "text", "active", "k4", "k9", "ratio", "core_ratio")}
+                   | {"predicted": predicted(r["active"])} for r in per_query],
+        "untimed": [{"id": queries[i]["_id"], "text": queries[i]["text"], "active": selections[i],
+                     "predicted": predicted(selections[i])} for i in untimed],
+        "median_ratio": statistics.median(r["ratio"] for r in per_query),
+        "predicted": {"median": statistics.median(predictions),
+                      "share_within_threshold": sum(p <= THRESHOLD for p in predictions) / len(predictions)},
+        "pathways": [{"pathway": n, "seconds": pathway_s[n], "share": pathway_s[n] / pathway_total,
+                      "routed_to": sum(n in s for s in selections) / len(selections)} for n in by_cost],
+        "other_parts": [{"part": key, "k4": other4[key], "k9": other9[key]} for key in OTHER_PARTS],
+        "k9_median": statistics.median(r["k9"] for r in per_query),
+    }
+
+
+def short(text: str, n: int = 55) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def render(result: dict) -> str:
+    claims, predicted = result["claims"], result["predicted"]
+    ratios = [r["ratio"] for r in claims]
+    median_ratio = result["median_ratio"]
+    rows = [[f"`{r['id']}` {short(r['text'])}", ", ".join(r["active"]), f"{r['k4']:.1f}", f"{r['k9']:.1f}",
+             f"**{r['ratio']:.3f}**", f"{r['core_ratio']:.3f}", f"{r['predicted']:.3f}"] for r in claims]
+    rows += [[f"`{r['id']}` {short(r['text'])}", ", ".join(r["active"]), "not timed (budget)", "", "", "",
+              f"{r['predicted']:.3f}"] for r in result["untimed"]]
+    costs = [[r["pathway"], f"{r['seconds']:.2f}", f"{100 * r['share']:.0f}%", f"{r['routed_to']:.0%}"]
+             for r in result["pathways"]]
+    costs += [[f"*{r['part']}*", f"k=4: {r['k4']:.2f} · k=9: {r['k9']:.2f}", "", ""] for r in result["other_parts"]]
+    return f"""## Sparsity: k = 4 against k = 9 pathways on the same {result['slots']:,} slots
+
+Requirement: the time of the pathways + null point with k = 4 at most **{THRESHOLD}** of the time with k = 9, on the \
+same 10,000 slots, in one run.
+
+**Result: median ratio {median_ratio:.3f} over {len(claims)} SciFact claim{"s" if len(claims) > 1 else ""} → \
+{verdict(median_ratio <= THRESHOLD)}** (per-claim {min(ratios):.3f}–{max(ratios):.3f}). Predicted from the \
+per-pathway costs below for all {result['all_claims']} SciFact claims: median {predicted['median']:.3f}, \
+{100 * predicted['share_within_threshold']:.0f}% of claims at most {THRESHOLD}.
+
+{machine_load_line(result['probe_before'], result['probe_after'])}
+- Inputs: the first {result['documents']} SciFact abstracts (`corpus.jsonl` in order, titles kept) cut by \
+`lentil.slotter` into exactly {result['slots']:,} slots (the last document cut), mean \
+{result['mean_tokens']:.1f} tokens per slot, in {result['batches']} batches of {BATCH_DOCS} documents collated by \
+`spicy_lentil.batching.collate` (tokens packed without padding, as `collate` lays them out: \
+{result['token_rows']:,} token rows for {result['tokens']:,} tokens). Bundled default model \
+(`SpicyLentil.from_pretrained()`, null-point fusion), CPU, `torch.set_num_threads({result['threads']})`.
+- Timed: `lentil.model(batch)` under `torch.inference_mode()` over all batches: gate, active pathways, null point, \
+pooling, slot/document heads, auxiliary losses. Encoding, slotting and collation are done beforehand and not timed. \
+Pooling and heads do not depend on k, so they raise the ratio a little over pathways + null point alone (their share \
+is in the table below).
+- Protocol: after a warm-up, per batch k=4 and k=9 run back to back, the order flipped from batch to batch (ABBA), \
+{result['repeats']} time(s) per batch and k (median per batch); the per-batch times are summed. Claims are taken \
+evenly spaced from `queries.jsonl` ({result['queries_listed']} listed) and timed in turn while a \
+{result['budget_s']:.0f}-second budget lasts. Ratio = k=4 / k=9 per claim; the verdict is the median over the timed \
+claims. "Pathways + null point only" is the same ratio restricted to the time inside the pathway and null-point \
+modules (forward hooks), without pooling, heads, dispatch and losses.
+
+{markdown_table(["claim", "active pathways at k=4 (highest weight first)", "k=4 s", "k=9 s", "ratio",
+                 "pathways + null point only", "predicted"], rows)}
+
+### Where the time goes
+
+Each pathway's own forward time on the full batches (forward hooks inside the timed k=9 calls, where all nine run on \
+the same batches; median over the timed claims), and the parts that are not pathways. "Rest" is the routing dispatch, \
+the scatter of pathway outputs into the `(batch, slots, k, hidden)` tensor of active outputs, masking and the \
+auxiliary losses. "Routed to" is the share of all {result['all_claims']} SciFact claims whose k=4 selection includes \
+the pathway.
+
+{markdown_table(["module", "s per 10,000 slots", "share of the nine pathways", "routed to"], costs)}
+
+k=9 total (median over claims): {result['k9_median']:.1f} s. The prediction for a claim is (its four pathways' times \
++ the non-pathway parts at k=4) / (all nine + the non-pathway parts at k=9).
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--queries", type=int, default=8, help="SciFact claims to time (evenly spaced in queries.jsonl)")
+    parser.add_argument("--queries", type=int, default=8,
+                        help="SciFact claims to time (evenly spaced in queries.jsonl)")
     parser.add_argument("--repeats", type=int, default=1, help="k=4/k=9 repeats per batch (median per batch)")
     parser.add_argument("--budget-s", type=float, default=280.0,
-                        help="seconds of timing; the next claim is started only if it is expected to fit (the first always runs)")
+                        help="seconds of timing; the next claim is started only if it is expected to fit "
+                             "(the first always runs)")
     parser.add_argument("--threads", type=int, default=THREADS, help="torch.set_num_threads (2 = the machine's cores)")
     parser.add_argument("--data", type=Path, default=SCIFACT_DIR)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the results and BENCHMARKS.md alone")
     args = parser.parse_args()
+    import torch
 
     torch.set_num_threads(args.threads)
     from spicy_lentil.engine import SpicyLentil
@@ -261,143 +458,23 @@ def main() -> None:
     log(f"machine: {machine_line()}")
     probe_before = contention_probe()
     log(f"contention probe (layer norm of 64 x 40 x 384): {contention_text(probe_before)}")
-    lentil = SpicyLentil.from_pretrained()
-    model = lentil.model.eval()
-    names = model.pathway_names
-    n_pathways = len(names)
+    model = (lentil := SpicyLentil.from_pretrained()).model.eval()
     assert model.config.fusion == "null_point", f"bundled model fuses with {model.config.fusion}, not the null point"
-
-    selected = select_slots(lentil, args.data / "corpus.jsonl", NUM_SLOTS)
-    n_slots = sum(len(t) for _, t in selected)
-    all_queries = read_jsonl(args.data / "queries.jsonl")
-    titles = list(dict.fromkeys(title for title, _ in selected if title))
-    encodings = cached_encodings(
-        lentil, {"slot": [t for _, texts in selected for t in texts], "title": titles},
-        CACHE_DIR / "benchmarks" / f"scifact-slots-{NUM_SLOTS}.safetensors",
-    )
-    slot_encodings, title_encodings = encodings["slot"], dict(zip(titles, encodings["title"]))
-    query_encodings = cached_encodings(
-        lentil, {"query": [q["text"] for q in all_queries]}, CACHE_DIR / "benchmarks" / "scifact-queries.safetensors"
-    )["query"]
-    mean_tokens = statistics.mean(e.tokens.shape[0] for e in slot_encodings)
-
-    step = max(1, len(all_queries) // args.queries)
-    chosen = [i * step for i in range(args.queries)]
-    start = time.perf_counter()
-    base_batches = build_batches(lentil, query_encodings[chosen[0]], selected, slot_encodings, title_encodings)
-    collate_s = time.perf_counter() - start
-    packed = sum(b.tokens.shape[0] for b in base_batches)
-    real = sum(e.tokens.shape[0] for e in slot_encodings)
-    log(f"{n_slots} slots from {len(selected)} documents, {len(base_batches)} batches (collated in {collate_s:.0f} s); "
-        f"mean {mean_tokens:.1f} tokens per slot; the batches' packed token tensors hold {packed:,} rows for {real:,} tokens")
-
-    # Routing of every claim (the gate reads the query embedding only).
-    with torch.inference_mode():
-        previous = model.top_k
-        model.top_k = 4
-        routing = model.gate(torch.stack([e.embedding for e in query_encodings]))
-        model.top_k = previous
-    selections = [[names[j] for j in row] for row in routing.selected_pathways.tolist()]
-
-    # Warm-up: one batch at each k.
-    with torch.inference_mode():
-        for k in (4, n_pathways, 4, n_pathways):
-            model.top_k = k
-            model(base_batches[0])
-        model.top_k = previous
-
-    timing_start = time.perf_counter()
-    per_query, skipped = [], []
-    for number, index in enumerate(chosen):
-        spent = time.perf_counter() - timing_start
-        expected = statistics.mean(r["seconds"] for r in per_query) if per_query else 0.0
-        if per_query and spent + expected > args.budget_s:
-            skipped = chosen[number:]
-            log(f"time budget ({args.budget_s:.0f} s) spent after {len(per_query)} claims; {len(skipped)} left untimed")
-            break
-        query = all_queries[index]
-        batches = for_query(lentil, base_batches, query_encodings[index], slot_encodings[0])
-        t0 = time.perf_counter()
-        k4, k9, parts = time_query(model, batches, args.repeats, n_pathways)
-        core = {k: sum(v for name, v in parts[k].items() if name in names or name == "null point") for k in parts}
-        row = {"index": index, "id": query["_id"], "text": query["text"], "active": selections[index],
-               "query_tokens": int(query_encodings[index].tokens.shape[0]), "k4": k4, "k9": k9, "ratio": k4 / k9,
-               "parts": parts, "core_ratio": core[4] / core[n_pathways],
-               "seconds": time.perf_counter() - t0}
-        per_query.append(row)
-        log(f"claim {number + 1}/{len(chosen)} [{query['_id']}]: k=4 {k4:.1f} s, k=9 {k9:.1f} s, ratio {k4 / k9:.3f}; "
-            f"pathways + null point only {row['core_ratio']:.3f}; active {', '.join(row['active'])}")
-        del batches
-
-    ratios = [r["ratio"] for r in per_query]
-    median_ratio = statistics.median(ratios)
-    verdict = "PASS" if median_ratio <= THRESHOLD else "FAIL"
-    log(f"median ratio over {len(ratios)} claims: {median_ratio:.3f} (limit {THRESHOLD}): {verdict}")
-
-    # Where the time goes: per pathway at k=9 (all of them ran on the full batches), medians over claims.
-    all_parts9 = [r["parts"][n_pathways] for r in per_query]
-    all_parts4 = [r["parts"][4] for r in per_query]
-    pathway_s = {n: statistics.median(p[n] for p in all_parts9) for n in names}
-    pathway_total = sum(pathway_s.values())
-    other_keys = ["null point", "pooling + heads", "rest: dispatch, masking, losses"]
-    other9 = {key: statistics.median(p.get(key, 0.0) for p in all_parts9) for key in other_keys}
-    other4 = {key: statistics.median(p.get(key, 0.0) for p in all_parts4) for key in other_keys}
-    k9_median = statistics.median(r["k9"] for r in per_query)
-    for n in sorted(names, key=lambda n: -pathway_s[n]):
-        log(f"  {n:>14}: {pathway_s[n]:6.2f} s per 10,000 slots ({100 * pathway_s[n] / pathway_total:4.1f}% of the nine)")
-    for key in other_keys:
-        log(f"  {key:>14}: k=4 {other4[key]:6.2f} s, k=9 {other9[key]:6.2f} s")
-
-    # Predicted ratio of every claim from its routing: its four pathways' k=9 times plus the k=4 remainder.
-    def predicted(active):
-        return (sum(pathway_s[n] for n in active) + sum(other4.values())) / (pathway_total + sum(other9.values()))
-
-    predictions = [predicted(s) for s in selections]
-    pred_median = statistics.median(predictions)
-    pred_pass = sum(p <= THRESHOLD for p in predictions) / len(predictions)
-    log(f"predicted ratio over all {len(predictions)} claims: median {pred_median:.3f}, "
-        f"{100 * pred_pass:.0f}% at most {THRESHOLD}; measured claims predicted "
-        + ", ".join(f"{predicted(r['active']):.3f}" for r in per_query))
-    log(f"done in {time.perf_counter() - started:.0f} s")
+    inputs = prepare(lentil, args.data)
+    step = max(1, len(inputs.queries) // args.queries)
+    selections = routing(model, inputs.query_encodings)
+    warm_up(model, inputs.batches[0])
+    timed, untimed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections,
+                                 args.repeats, args.budget_s)
+    summary = summarise(timed, untimed, selections, model.pathway_names, inputs.queries)
+    log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD}); "
+        f"done in {time.perf_counter() - started:.0f} s")
     probe_after = contention_probe()
     log(f"contention probe at the end: {contention_text(probe_after)}")
-    if args.no_write:
-        return
-
-    # ---- BENCHMARKS.md ----
-    def short(text, n=55):
-        return text if len(text) <= n else text[: n - 1] + "…"
-
-    rows = [[f"`{r['id']}` {short(r['text'])}", ", ".join(r["active"]), f"{r['k4']:.1f}", f"{r['k9']:.1f}",
-             f"**{r['ratio']:.3f}**", f"{r['core_ratio']:.3f}", f"{predicted(r['active']):.3f}"] for r in per_query]
-    rows += [[f"`{all_queries[i]['_id']}` {short(all_queries[i]['text'])}", ", ".join(selections[i]), "not timed (budget)", "",
-              "", "", f"{predicted(selections[i]):.3f}"] for i in skipped]
-    cost_rows = [[n, f"{pathway_s[n]:.2f}", f"{100 * pathway_s[n] / pathway_total:.0f}%",
-                  f"{sum(n in s for s in selections) / len(selections):.0%}"] for n in sorted(names, key=lambda n: -pathway_s[n])]
-    cost_rows += [[f"*{key}*", f"k=4: {other4[key]:.2f} · k=9: {other9[key]:.2f}", "", ""] for key in other_keys]
-    md = f"""## Sparsity: k = 4 against k = 9 pathways on the same {n_slots:,} slots
-
-Requirement: the time of the pathways + null point with k = 4 at most **{THRESHOLD}** of the time with k = 9, on the same 10,000 slots, in one run.
-
-**Result: median ratio {median_ratio:.3f} over {len(per_query)} SciFact claim{"s" if len(per_query) > 1 else ""} → {verdict}** (per-claim {min(ratios):.3f}–{max(ratios):.3f}). Predicted from the per-pathway costs below for all {len(predictions)} SciFact claims: median {pred_median:.3f}, {100 * pred_pass:.0f}% of claims at most {THRESHOLD}.
-
-- Machine load (`contention_probe`: one layer norm of a 64 × 40 × 384 tensor): {contention_text(probe_before)} at the start; {contention_text(probe_after)} at the end. On idle cores 2 threads are no slower than 1 (~1 ms); when they are several times slower, the 2 cores were busy with other jobs and every parallel op waited for a descheduled OpenMP thread (~8 ms, a scheduler slice), which inflates op-heavy code (many small ops) far more than large matrix products. Compare with `--threads 1`.
-- Inputs: the first {len(selected)} SciFact abstracts (`corpus.jsonl` in order, titles kept) cut by `lentil.slotter` into exactly {n_slots:,} slots (the last document cut), mean {mean_tokens:.1f} tokens per slot, in {len(base_batches)} batches of {BATCH_DOCS} documents collated by `spicy_lentil.batching.collate` (tokens packed without padding, as `collate` lays them out: {packed:,} token rows for {real:,} tokens). Bundled default model (`SpicyLentil.from_pretrained()`, null-point fusion), CPU, `torch.set_num_threads({args.threads})`.
-- Timed: `lentil.model(batch)` under `torch.inference_mode()` over all batches: gate, active pathways, null point, pooling, slot/document heads, auxiliary losses. Encoding, slotting and collation are done beforehand and not timed. Pooling and heads do not depend on k, so they raise the ratio a little over pathways + null point alone (their share is in the table below).
-- Protocol: after a warm-up, per batch k=4 and k=9 run back to back, the order flipped from batch to batch (ABBA), {args.repeats} time(s) per batch and k (median per batch); the per-batch times are summed. Claims are taken evenly spaced from `queries.jsonl` ({args.queries} listed) and timed in turn while a {args.budget_s:.0f}-second budget lasts. Ratio = k=4 / k=9 per claim; the verdict is the median over the timed claims. "Pathways + null point only" is the same ratio restricted to the time inside the pathway and null-point modules (forward hooks), without pooling, heads, dispatch and losses.
-
-{markdown_table(["claim", "active pathways at k=4 (highest weight first)", "k=4 s", "k=9 s", "ratio", "pathways + null point only", "predicted"], rows)}
-
-### Where the time goes
-
-Each pathway's own forward time on the full batches (forward hooks inside the timed k=9 calls, where all nine run on the same batches; median over the timed claims), and the parts that are not pathways. "Rest" is the routing dispatch, the scatter of pathway outputs into the `(batch, slots, k, hidden)` tensor of active outputs, masking and the auxiliary losses. "Routed to" is the share of all {len(selections)} SciFact claims whose k=4 selection includes the pathway.
-
-{markdown_table(["module", "s per 10,000 slots", "share of the nine pathways", "routed to"], cost_rows)}
-
-k=9 total (median over claims): {k9_median:.1f} s. The prediction for a claim is (its four pathways' times + the non-pathway parts at k=4) / (all nine + the non-pathway parts at k=9).
-"""
-    write_section("sparsity", md)
-    log("BENCHMARKS.md section 'sparsity' written")
+    if not args.no_write:
+        publish(SECTION, __spec__.name, {
+            **input_figures(inputs), "threads": args.threads, "repeats": args.repeats, "queries_listed": args.queries,
+            "budget_s": args.budget_s, "probe_before": probe_before, "probe_after": probe_after, **summary})
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ class SpicyLentil:
         self.config = model.config
         window = min(self.config.max_slot_tokens or encoder.max_tokens, encoder.max_tokens)
         self.slotter = Slotter(encoder.token_offsets, window, self.config.window_stride, self.config.max_slots)
-        self._scorer = Scorer(self.model, encoder, self.slotter)
-        self.routing_statistics = self._scorer.routing_statistics
-        self.special_ids = self._scorer.special_ids
+        self.scorer = Scorer(self.model, encoder, self.slotter)
+        self.routing_statistics = self.scorer.routing_statistics
+        self.special_ids = self.scorer.special_ids
         self._indexes = OpenedIndexes()  # a folder `search` opened stays open while its manifest is unchanged
 
     # ---- construction and persistence -------------------------------------------------------
@@ -211,7 +211,7 @@ class SpicyLentil:
         check_query(query)
         documents = _check_documents(documents)
         check_count(batch_size, "batch_size")
-        return self._scorer.iter_fields(
+        return self.scorer.iter_fields(
             query, iter(documents), batch_size, cache_slots, self._call_k(pathways_per_query)
         )
 
@@ -292,10 +292,10 @@ class SpicyLentil:
         if not isinstance(index, CorpusIndex):
             index = self._indexes.open(index, self.encoder, self.slotter)
         first_stage = first_stage or FirstStage()
-        query_encoding, routing = self._scorer.encode_and_route(query, k)
+        query_encoding, routing = self.scorer.encode_and_route(query, k)
         found = first_stage.retrieve(index, query, query_encoding.embedding.numpy(), max(candidates, top_k))
         docs = found.docs.tolist()
-        scored = self._scorer.score(query_encoding, IndexedDocuments(index, docs), batch_size, k, routing, found.prior)
+        scored = self.scorer.score(query_encoding, IndexedDocuments(index, docs), batch_size, k, routing, found.prior)
         results = []
         for r in sorted(range(len(docs)), key=lambda r: -scored[r].score)[:top_k]:
             doc = index.document(docs[r])
@@ -317,7 +317,7 @@ class SpicyLentil:
         """The query's encoding (sentence and token embeddings), as `rerank_indexed` takes it; its routing
         (with the given k, None = the attribute) is counted in `routing_statistics`."""
         check_query(query)
-        return self._scorer.encode_and_route(query, self._call_k(pathways_per_query))[0]
+        return self.scorer.encode_and_route(query, self._call_k(pathways_per_query))[0]
 
     def rerank_indexed(
         self,
@@ -340,7 +340,7 @@ class SpicyLentil:
         from .index import IndexedDocuments
 
         positions = [int(i) for i in docs]
-        scored = self._scorer.score(
+        scored = self.scorer.score(
             query_encoding,
             IndexedDocuments(index, positions),
             batch_size,
