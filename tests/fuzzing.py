@@ -25,26 +25,47 @@ SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories
 CONTROL = st.characters(max_codepoint=0x9F, categories=["Cc"])
 # Built from characters: st.text drops lone surrogates.
 ANY_TEXT = st.lists(st.one_of(st.characters(), SURROGATE, CONTROL), max_size=60).map("".join)
-PROSE = st.lists(st.sampled_from(list("abc xyz.,;:!?\n\t-*1)é") + ["Polonium ", "radium. ", "\n\n", "• ", "\r\n"]),
-                 max_size=60).map("".join)
+PROSE = st.lists(
+    st.sampled_from(list("abc xyz.,;:!?\n\t-*1)é") + ["Polonium ", "radium. ", "\n\n", "• ", "\r\n"]), max_size=60
+).map("".join)
 TEXT = st.one_of(ANY_TEXT, PROSE, st.just(""), st.builds(lambda s, n: s * n, PROSE, st.integers(1, 400)))
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=8)
-IDS = st.one_of(st.integers(-3, 30), st.sampled_from(["a", "b", "5", "", " "]), ANY_TEXT, st.none(), st.booleans(),
-                st.floats(allow_nan=False), st.lists(st.integers(), max_size=2))
-ROW = st.fixed_dictionaries({"_id": IDS, "text": st.one_of(TEXT, JSON)},
-                            optional={"title": st.one_of(TEXT, JSON), "sentences": st.lists(TEXT, max_size=3)})
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+IDS = st.one_of(
+    st.integers(-3, 30),
+    st.sampled_from(["a", "b", "5", "", " "]),
+    ANY_TEXT,
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.integers(), max_size=2),
+)
+ROW = st.fixed_dictionaries(
+    {"_id": IDS, "text": st.one_of(TEXT, JSON)},
+    optional={"title": st.one_of(TEXT, JSON), "sentences": st.lists(TEXT, max_size=3)},
+)
 
 
 def _line(value) -> bytes:
     return json.dumps(value).encode("ascii")  # ascii: lone surrogates travel as \ud800 escapes, as in real files
 
 
-JSONL_LINE = st.one_of(ROW.map(_line), JSON.map(_line), st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ")),
-                       st.just(b""), st.just(b"   "))
+JSONL_LINE = st.one_of(
+    ROW.map(_line),
+    JSON.map(_line),
+    st.binary(max_size=40).map(lambda b: b.replace(b"\n", b" ")),
+    st.just(b""),
+    st.just(b"   "),
+)
 JSONL = st.lists(JSONL_LINE, max_size=25)
-DOCUMENT = st.one_of(TEXT, JSON, st.fixed_dictionaries({"text": st.one_of(TEXT, JSON)},
-                                                        optional={"title": st.one_of(TEXT, JSON), "_id": IDS}))
+DOCUMENT = st.one_of(
+    TEXT,
+    JSON,
+    st.fixed_dictionaries({"text": st.one_of(TEXT, JSON)}, optional={"title": st.one_of(TEXT, JSON), "_id": IDS}),
+)
 QUERY = st.one_of(TEXT, JSON)
 API_CALL = st.tuples(QUERY, st.lists(DOCUMENT, max_size=4), st.one_of(st.none(), st.integers(0, 10), st.booleans()))
 
@@ -65,8 +86,11 @@ def check_reader(lines: list[bytes]) -> None:
         rejects = Rejects(Path(folder) / "rejects.jsonl", echo=False)
         documents = list(read_documents([str(path)], rejects))
         rejects.close()
-        rejected = [json.loads(line)["line"] for line in (Path(folder) / "rejects.jsonl").read_text().splitlines()] \
-            if rejects.count else []
+        rejected = (
+            [json.loads(line)["line"] for line in (Path(folder) / "rejects.jsonl").read_text().splitlines()]
+            if rejects.count
+            else []
+        )
     nonblank = [number for number, line in enumerate(lines, start=1) if _nonblank(line)]
     assert len(set(rejected)) == len(rejected) and set(rejected) <= set(nonblank)
     assert len(documents) + len(rejected) == len(nonblank)
@@ -80,7 +104,7 @@ def check_reader(lines: list[bytes]) -> None:
 def _check_field(field, text: str) -> None:
     assert math.isfinite(field.score) and 0.0 <= field.score <= 1.0
     for slot in field.slots:
-        assert text[slot.start:slot.end] == slot.text and slot.text
+        assert text[slot.start : slot.end] == slot.text and slot.text
         assert math.isfinite(slot.score) and 0.0 <= slot.score <= 1.0
     assert [s.start for s in field.slots] == sorted(s.start for s in field.slots)
 
@@ -107,7 +131,7 @@ def check_slotter(lentil, text: str) -> None:
     slots, truncated = lentil.slotter.split(text)
     assert len(slots) <= lentil.slotter.max_slots and (not truncated or len(slots) == lentil.slotter.max_slots)
     for slot in slots:
-        assert text[slot.start:slot.end] == slot.text and slot.text.strip()
+        assert text[slot.start : slot.end] == slot.text and slot.text.strip()
     assert [s.start for s in slots] == sorted(s.start for s in slots)
 
 
@@ -119,8 +143,15 @@ def check_score_job(lentil, lines: list[bytes]) -> None:
         path.write_bytes(b"".join(line + b"\n" for line in lines))
         expected = [d["_id"] for d in read_documents([str(path)], Rejects(echo=False))]
         rejects = Rejects(echo=False)
-        summary = score_job(lentil, "polonium and radium", read_documents([str(path)], rejects), out, rejects,
-                            batch_size=3, show_progress_bar=False)
+        summary = score_job(
+            lentil,
+            "polonium and radium",
+            read_documents([str(path)], rejects),
+            out,
+            rejects,
+            batch_size=3,
+            show_progress_bar=False,
+        )
         rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["_id"] for r in rows] == expected and summary["scored"] == len(expected)
     assert summary["rejected"] + len(expected) == sum(_nonblank(line) for line in lines)

@@ -23,8 +23,13 @@ FIELD_DOCUMENTS = 4  # documents whose whole fields (slots and attention) are ke
 
 
 def _field(field) -> dict:
-    return {"score": field.score, "slots": [s.score for s in field.slots], "gate": field.gate,
-            "active": field.active, "attention": field.pathway_attention}
+    return {
+        "score": field.score,
+        "slots": [s.score for s in field.slots],
+        "gate": field.gate,
+        "active": field.active,
+        "attention": field.pathway_attention,
+    }
 
 
 def compute() -> dict:
@@ -41,16 +46,28 @@ def compute() -> dict:
             entry = {"query": query}
             for k in (None, 2, 9):
                 tag = "default" if k is None else f"k{k}"
-                entry[f"fields_{tag}"] = [_field(f) for f in lentil.fields(query, documents[:FIELD_DOCUMENTS], pathways_per_query=k)]
+                entry[f"fields_{tag}"] = [
+                    _field(f) for f in lentil.fields(query, documents[:FIELD_DOCUMENTS], pathways_per_query=k)
+                ]
                 entry[f"search_{tag}"] = [
-                    {"document_id": hit["document_id"], "score": hit["score"], "first_stage": hit["first_stage"],
-                     "slots": [s.score for s in hit["field"].slots]}
-                    for hit in lentil.search(index, query, top_k=5, candidates=10, pathways_per_query=k)]
+                    {
+                        "document_id": hit["document_id"],
+                        "score": hit["score"],
+                        "first_stage": hit["first_stage"],
+                        "slots": [s.score for s in hit["field"].slots],
+                    }
+                    for hit in lentil.search(index, query, top_k=5, candidates=10, pathways_per_query=k)
+                ]
             entry["field"] = _field(lentil.field(query, documents[0]))
-            entry["rank"] = [{"corpus_id": r["corpus_id"], "score": r["score"]} for r in lentil.rank(query, documents, top_k=5)]
+            entry["rank"] = [
+                {"corpus_id": r["corpus_id"], "score": r["score"]} for r in lentil.rank(query, documents, top_k=5)
+            ]
             compressed = lentil.compress(query, documents, budget_tokens=128)
-            entry["compress"] = {"text": compressed.text, "kept_tokens": compressed.kept_tokens,
-                                 "total_tokens": compressed.total_tokens}
+            entry["compress"] = {
+                "text": compressed.text,
+                "kept_tokens": compressed.kept_tokens,
+                "total_tokens": compressed.total_tokens,
+            }
             out["queries"].append(entry)
     return out
 

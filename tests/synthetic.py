@@ -47,14 +47,25 @@ def write_dataset(folder: Path, topics=TOPICS, prefix: str = "", unanswerable: b
     for t, (subject, effect, mechanism) in enumerate(topics):
         sentences = [
             f"This study examined {subject} in a large cohort of adults.",
-            f"Participants were followed for five years by independent clinicians.",
+            "Participants were followed for five years by independent clinicians.",
             f"We found that {subject} {effect} in most participants.",
             f"The effect appears to act through {mechanism}.",
             f"Further trials of {subject} are planned.",
         ]
-        corpus.append({"_id": f"{prefix}d{t}", "title": f"A study of {subject}", "text": " ".join(sentences), "sentences": sentences})
-        for k, (claim, split) in enumerate([(f"{subject.capitalize()} {effect}.", "train"),
-                                            (f"Does {subject} work through {mechanism}?", "train" if t < len(topics) * 3 // 4 else "val")]):
+        corpus.append(
+            {
+                "_id": f"{prefix}d{t}",
+                "title": f"A study of {subject}",
+                "text": " ".join(sentences),
+                "sentences": sentences,
+            }
+        )
+        for k, (claim, split) in enumerate(
+            [
+                (f"{subject.capitalize()} {effect}.", "train"),
+                (f"Does {subject} work through {mechanism}?", "train" if t < len(topics) * 3 // 4 else "val"),
+            ]
+        ):
             query_id = f"{prefix}q{t}-{k}"
             queries.append({"_id": query_id, "text": claim})
             qrels[split].append((query_id, f"{prefix}d{t}", 1))

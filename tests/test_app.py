@@ -11,18 +11,29 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from spicy_lentil.app.documents import (MAX_FILE_BYTES, MAX_FILES, MAX_PASTE_CHARS, Upload, demo_corpus, demo_queries, load_uploads,
-                           split_pasted)
+from spicy_lentil import RelevanceField, Slot
+from spicy_lentil.app.documents import (
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    MAX_PASTE_CHARS,
+    Upload,
+    demo_corpus,
+    demo_queries,
+    load_uploads,
+    split_pasted,
+)
 from spicy_lentil.app.render import field_html, results_jsonl
 from spicy_lentil.app.service import BUNDLED_LABEL, MODEL_DIRS_ENV
-from spicy_lentil import RelevanceField, Slot
 
 APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
-# The first run in a process loads the model and encodes the demo corpus; on a busy 2-core machine that can take minutes.
+# The first run in a process loads the model and encodes the demo corpus: minutes on a busy 2-core machine.
 TIMEOUT = 300
 DEFAULT_RESULTS = 8
 
-_HEAD = re.compile(r'<span class="sl-rank">#(\d+)</span><span class="sl-title">(.*?)</span><span class="sl-score"[^>]*>([0-9.]+)</span>')
+_HEAD = re.compile(
+    r'<span class="sl-rank">#(\d+)</span><span class="sl-title">(.*?)</span>'
+    r'<span class="sl-score"[^>]*>([0-9.]+)</span>'
+)
 _TAG = re.compile(r"<[^>]+>")
 
 
@@ -93,9 +104,13 @@ def test_pasted_text_gets_a_field_that_shows_the_text_exactly():
 
 
 def test_a_bad_upload_gets_a_message_naming_it_and_the_good_files_still_load():
-    good_rows = [{"_id": "r1", "title": "Row one", "text": "Bread rises because yeast makes carbon dioxide."},
-                 {"_id": "r2", "text": "Oceans absorb carbon dioxide and grow more acidic."}]
-    jsonl = "\n".join([json.dumps(good_rows[0]), "{not json", json.dumps(good_rows[1]), json.dumps({"title": "no text"})])
+    good_rows = [
+        {"_id": "r1", "title": "Row one", "text": "Bread rises because yeast makes carbon dioxide."},
+        {"_id": "r2", "text": "Oceans absorb carbon dioxide and grow more acidic."},
+    ]
+    jsonl = "\n".join(
+        [json.dumps(good_rows[0]), "{not json", json.dumps(good_rows[1]), json.dumps({"title": "no text"})]
+    )
     uploads = [
         ("notes.txt", b"Sourdough needs a starter of wild yeast.", "text/plain"),
         ("readme.md", b"# Dough\n\nKneading develops gluten.", "text/markdown"),
@@ -143,7 +158,10 @@ def test_compress_keeps_the_most_relevant_slots_within_the_budget():
     at.slider(key="budget").set_value(64).run()
     assert not at.exception and not at.error
     metrics = {m.label: m.value for m in at.metric}
-    kept, total = int(metrics["Tokens kept"].replace(",", "")), int(metrics["Tokens in the ranked documents"].replace(",", ""))
+    kept, total = (
+        int(metrics["Tokens kept"].replace(",", "")),
+        int(metrics["Tokens in the ranked documents"].replace(",", "")),
+    )
     assert 0 < kept <= 64 < total
     assert metrics["Share kept"] == f"{kept / total:.1%}"
     parts = at.code[0].value.split("\n\n")
@@ -208,8 +226,10 @@ def test_app_command_binds_loopback_and_passes_the_limits(tmp_path):
 
     (tmp_path / "m1").mkdir()
     (tmp_path / "m1" / "config.json").write_text("{}")
-    command, env = app_command(build_parser().parse_args(["app", "--model-dir", str(tmp_path / "m1")]),
-                               {MODEL_DIRS_ENV: "/etc", "PATH": "/bin"})
+    command, env = app_command(
+        build_parser().parse_args(["app", "--model-dir", str(tmp_path / "m1")]),
+        {MODEL_DIRS_ENV: "/etc", "PATH": "/bin"},
+    )
     option = {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--server.")}
     assert option["--server.address"] == "127.0.0.1"
     assert option["--server.maxUploadSize"] == str(MAX_FILE_BYTES // (1024 * 1024))
@@ -224,28 +244,38 @@ def test_load_uploads_limits_the_number_of_files():
     files = [Upload(f"doc{i}.txt", f"Document number {i}.".encode()) for i in range(MAX_FILES + 2)]
     documents, problems = load_uploads(files)
     assert [d["_id"] for d in documents] == [f"doc{i}.txt" for i in range(MAX_FILES)]
-    assert problems == [f"doc{i}.txt: not loaded, only the first {MAX_FILES} files are read" for i in (MAX_FILES, MAX_FILES + 1)]
+    assert problems == [
+        f"doc{i}.txt: not loaded, only the first {MAX_FILES} files are read" for i in (MAX_FILES, MAX_FILES + 1)
+    ]
 
 
 def test_a_bad_jsonl_byte_or_surrogate_costs_only_its_row():
     content = b'{"text": "good one"}\n{"text": "caf\xe9"}\n{"text": "lone \\ud800"}\n{"text": "good two"}\n'
     documents, problems = load_uploads([Upload("rows.jsonl", content)])
     assert [d["text"] for d in documents] == ["good one", "good two"]
-    assert problems == ["rows.jsonl line 2: not UTF-8 text (byte 13 of the line cannot be decoded)",
-                        "rows.jsonl line 3: 'text' holds a lone surrogate at character 5 (not valid Unicode text)"]
+    assert problems == [
+        "rows.jsonl line 2: not UTF-8 text (byte 13 of the line cannot be decoded)",
+        "rows.jsonl line 3: 'text' holds a lone surrogate at character 5 (not valid Unicode text)",
+    ]
 
 
 def test_load_uploads_reports_empty_files_and_non_object_rows():
-    documents, problems = load_uploads([Upload("empty.md", b"  \n"),
-                                        Upload("list.jsonl", b'[1, 2]\n\n{"text": "ok"}\n'),
-                                        Upload("none.jsonl", b"\n")])
+    documents, problems = load_uploads(
+        [Upload("empty.md", b"  \n"), Upload("list.jsonl", b'[1, 2]\n\n{"text": "ok"}\n'), Upload("none.jsonl", b"\n")]
+    )
     assert documents == [{"_id": "list.jsonl:3", "title": None, "text": "ok"}]
-    assert problems == ["empty.md: the file is empty", "list.jsonl line 1: expected a JSON object, got list",
-                        "none.jsonl: the file has no rows"]
+    assert problems == [
+        "empty.md: the file is empty",
+        "list.jsonl line 1: expected a JSON object, got list",
+        "none.jsonl: the file has no rows",
+    ]
 
 
 def test_split_pasted_separates_documents_on_dash_lines():
-    assert [d["text"] for d in split_pasted("one\n---\n\n  ---  \ntwo\nstill two --- here\n")] == ["one", "two\nstill two --- here"]
+    assert [d["text"] for d in split_pasted("one\n---\n\n  ---  \ntwo\nstill two --- here\n")] == [
+        "one",
+        "two\nstill two --- here",
+    ]
     assert split_pasted("   ") == []
 
 
@@ -258,8 +288,10 @@ def test_field_html_covers_the_text_exactly_and_escapes_it():
 
 
 def test_results_jsonl_has_one_to_dict_per_ranked_field():
-    fields = [RelevanceField(0.1, [], {"a": 1.0}, ["a"], [], document_id="low"),
-              RelevanceField(0.9, [Slot("x", 0, 1, 0.9)], {"a": 1.0}, ["a"], [{"a": 1.0}], document_id="high")]
+    fields = [
+        RelevanceField(0.1, [], {"a": 1.0}, ["a"], [], document_id="low"),
+        RelevanceField(0.9, [Slot("x", 0, 1, 0.9)], {"a": 1.0}, ["a"], [{"a": 1.0}], document_id="high"),
+    ]
     rows = [json.loads(line) for line in results_jsonl("q", [1, 0], fields).splitlines()]
     assert [(r["rank"], r["document_id"], r["query"]) for r in rows] == [(1, "high", "q"), (2, "low", "q")]
     assert {k: v for k, v in rows[0].items() if k not in ("rank", "query")} == fields[1].to_dict()

@@ -17,13 +17,21 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app" / "streamlit_app.py"
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 # The first page view loads the model and encodes the demo corpus; a busy 2-core machine needs minutes for that.
 FIRST_VIEW_TIMEOUT_MS = 240_000
 QUERY = "Who discovered polonium and radium?"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium)"
+)
 
 
 def free_port() -> int:
@@ -37,9 +45,25 @@ def app_url(tmp_path):
     port = free_port()
     log = (tmp_path / "streamlit.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(APP),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -86,7 +110,9 @@ def test_a_typed_query_shows_shaded_fields_and_the_gate_chart(app_url):
             expect(page.locator(".sl-chip.sl-active")).to_have_count(4)
             expect(page.get_by_text("routed to 4 of 9 pathways")).to_be_visible()
 
-            expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=60_000)  # the whole run has finished
+            expect(page.get_by_role("button", name="Stop")).to_have_count(
+                0, timeout=60_000
+            )  # the whole run has finished
             page.wait_for_timeout(500)  # let the charts finish their first paint for the screenshot
             page.screenshot(path=str(ARTIFACTS / "app_browser.png"))
         finally:

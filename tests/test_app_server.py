@@ -36,8 +36,13 @@ def test_the_app_listens_on_loopback_only_by_default(tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = (tmp_path / "app.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "spicy_lentil.cli", "app", "--port", str(port)], cwd=ROOT,
-                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "spicy_lentil.cli", "app", "--port", str(port)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         wait_until_healthy(server, f"http://127.0.0.1:{port}", tmp_path / "app.log", 90)
         assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, and no wildcard or other interface

@@ -61,8 +61,9 @@ def test_a_saved_result_is_appended_with_its_provenance_then_replaced_in_place(t
     assert "Model load + warm-up (encoding the 100 documents once): 12.3 s" in text
     assert "| 0.50 | 3.00 | 0.25 |" in text and "(FAIL on the median)" not in text
 
-    save_result("app-latency", "benchmarks.app_latency", {**figures, "query_s": {"median": 2.5, "max": 3, "min": 2}},
-                results)
+    save_result(
+        "app-latency", "benchmarks.app_latency", {**figures, "query_s": {"median": 2.5, "max": 3, "min": 2}}, results
+    )
     render.render_sections(["app-latency"], markdown, results)
     text = markdown.read_text(encoding="utf-8")
     assert text.count("<!-- BEGIN app-latency -->") == 1 and "(FAIL on the median)" in text
@@ -86,10 +87,13 @@ def test_script_has_main_and_render_and_no_sys_path_edit(name):
 
 def test_importing_every_script_loads_no_measuring_library():
     """Rendering must work without torch or the optional extras: the scripts import those where they measure."""
-    code = ("import importlib, sys\n"
-            "for name in sys.argv[1:]:\n"
-            "    importlib.import_module('benchmarks.' + name)\n"
-            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n")
-    out = subprocess.run([sys.executable, "-c", code, *SCRIPTS, *HELPERS], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import importlib, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    importlib.import_module('benchmarks.' + name)\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *SCRIPTS, *HELPERS], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert not set(out.split()) & MEASURING

@@ -24,13 +24,16 @@ def test_score_txt_and_jsonl_with_rejects(tmp_path, capsys):
     txt.write_text("Bones need vitamin D. Sunlight makes it.", encoding="utf-8")
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
-        "\n".join([
-            json.dumps({"_id": "d1", "text": "Calcium builds bone."}),
-            "{not json",
-            json.dumps({"_id": "d2"}),
-            json.dumps(["a", "list"]),
-            json.dumps({"_id": "d3", "text": ""}),
-        ]) + "\n",
+        "\n".join(
+            [
+                json.dumps({"_id": "d1", "text": "Calcium builds bone."}),
+                "{not json",
+                json.dumps({"_id": "d2"}),
+                json.dumps(["a", "list"]),
+                json.dumps({"_id": "d3", "text": ""}),
+            ]
+        )
+        + "\n",
         encoding="utf-8",
     )
     out = tmp_path / "out.jsonl"
@@ -42,7 +45,7 @@ def test_score_txt_and_jsonl_with_rejects(tmp_path, capsys):
     first = results[0]
     text = txt.read_text()
     for slot in first["slots"]:
-        assert text[slot["start"]:slot["end"]] == slot["text"]
+        assert text[slot["start"] : slot["end"]] == slot["text"]
     assert len(first["active"]) == 4
     rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
     assert [r["line"] for r in rejects] == [2, 3, 4]
@@ -54,16 +57,22 @@ def test_score_stdin_clean_exit():
     rows = json.dumps({"_id": "s1", "text": "Vitamin D and bones."}) + "\n"
     proc = subprocess.run(
         [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "bones", "-"],
-        input=rows, capture_output=True, text=True, timeout=300,
+        input=rows,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["_id"] == "s1"
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["score", "--query", "  ", "x.txt"], "query"),
-    (["score", "--query", "q", "x.txt", "--model", "/nonexistent"], "not a Spicy Lentil model folder"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["score", "--query", "  ", "x.txt"], "query"),
+        (["score", "--query", "q", "x.txt", "--model", "/nonexistent"], "not a Spicy Lentil model folder"),
+    ],
+)
 def test_bad_input_is_an_error_line_not_a_traceback(argv, message, capsys, tmp_path):
     (tmp_path / "x.txt").write_text("text")
     argv = [a if a != "x.txt" else str(tmp_path / "x.txt") for a in argv]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from spicy_lentil.cli import main
-from tests.test_jobs import BAD_LINES, write_corpus
 from tests.processes import kill_after_rows
+from tests.test_jobs import BAD_LINES, write_corpus
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -38,15 +38,36 @@ def test_scores_match_the_single_process_job(tmp_path, address):
     expected = write_corpus(corpus, n=40)
     local, distributed = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     assert main(["score", "--query", "topic 3", str(corpus), "--out", str(local)]) == 1  # rows were rejected
-    assert main(["score", "--query", "topic 3", str(corpus), "--out", str(distributed), "--engine", "ray",
-                 "--address", address, "--concurrency", "2", "--batch-size", "8"]) == 1
+    assert (
+        main(
+            [
+                "score",
+                "--query",
+                "topic 3",
+                str(corpus),
+                "--out",
+                str(distributed),
+                "--engine",
+                "ray",
+                "--address",
+                address,
+                "--concurrency",
+                "2",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 1
+    )
     a, b = read_rows(local), read_rows(distributed)
     assert set(a) == set(b) == expected
     ids = sorted(expected)
     assert np.allclose([a[i]["score"] for i in ids], [b[i]["score"] for i in ids], atol=1e-5)
     for i in ids:
         assert a[i]["active"] == b[i]["active"] and a[i]["truncated"] == b[i]["truncated"]
-        assert [(s["start"], s["end"], s["text"]) for s in a[i]["slots"]] == [(s["start"], s["end"], s["text"]) for s in b[i]["slots"]]
+        assert [(s["start"], s["end"], s["text"]) for s in a[i]["slots"]] == [
+            (s["start"], s["end"], s["text"]) for s in b[i]["slots"]
+        ]
         assert np.allclose([s["score"] for s in a[i]["slots"]], [s["score"] for s in b[i]["slots"]], atol=1e-5)
     rejects = [json.loads(line) for line in (tmp_path / "ray.jsonl.rejects.jsonl").read_text().splitlines()]
     assert sorted(r["line"] for r in rejects) == sorted(line for line in BAD_LINES if line <= 40)
@@ -58,13 +79,35 @@ def test_index_matches_the_single_process_index(tmp_path, address, lentil):
     corpus.write_text("\n".join(lines[:20] + ["{broken"] + lines[20:]) + "\n")
     local, distributed = tmp_path / "local", tmp_path / "ray"
     assert main(["index", str(corpus), "--output", str(local), "--shard-size", "10"]) == 1
-    assert main(["index", str(corpus), "--output", str(distributed), "--shard-size", "10", "--engine", "ray",
-                 "--address", address, "--concurrency", "2"]) == 1
+    assert (
+        main(
+            [
+                "index",
+                str(corpus),
+                "--output",
+                str(distributed),
+                "--shard-size",
+                "10",
+                "--engine",
+                "ray",
+                "--address",
+                address,
+                "--concurrency",
+                "2",
+            ]
+        )
+        == 1
+    )
     skip = {"corpus", "build_seconds"}
-    manifests = [{k: v for k, v in json.loads((f / "manifest.json").read_text()).items() if k not in skip} for f in (local, distributed)]
+    manifests = [
+        {k: v for k, v in json.loads((f / "manifest.json").read_text()).items() if k not in skip}
+        for f in (local, distributed)
+    ]
     assert manifests[0] == manifests[1] and len(manifests[0]["shards"]) == 5
     for shard in manifests[0]["shards"]:
-        assert (local / shard["name"] / "docs.jsonl").read_text() == (distributed / shard["name"] / "docs.jsonl").read_text()
+        assert (local / shard["name"] / "docs.jsonl").read_text() == (
+            distributed / shard["name"] / "docs.jsonl"
+        ).read_text()
         for array in (local / shard["name"]).glob("*.npy"):
             mine, theirs = np.load(array), np.load(distributed / shard["name"] / array.name)
             assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
@@ -81,8 +124,25 @@ def test_killed_ray_job_resumes_with_every_id_exactly_once(tmp_path, address):
     corpus = tmp_path / "corpus.jsonl"
     expected = write_corpus(corpus, n=480)
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "topic 3", str(corpus), "--out", str(out),
-               "--batch-size", "4", "--engine", "ray", "--address", address, "--concurrency", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "spicy_lentil.cli",
+        "score",
+        "--query",
+        "topic 3",
+        str(corpus),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--engine",
+        "ray",
+        "--address",
+        address,
+        "--concurrency",
+        "2",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     partial = kill_after_rows(command, out, env=env)
     assert 20 <= len(partial) < len(expected)

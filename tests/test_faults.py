@@ -62,9 +62,14 @@ def test_index_and_score_share_one_id_rule(lentil, index_folder, tmp_path, capsy
 
 def test_bad_bytes_and_lone_surrogates_cost_only_their_rows(tmp_path, capsys):
     corpus = tmp_path / "c.jsonl"
-    lines = [json.dumps({"_id": "a", "text": "Fine text."}).encode(), b'{"_id": "b", "text": "caf\xe9"}',
-             b'{"_id": "c", "text": "lone \\ud800 surrogate"}', b'{"_id": "\\udfff", "text": "id"}',
-             b'{"_id": "e", "text": "x", "title": "\\ud83d"}', json.dumps({"_id": "f", "text": "Also fine."}).encode()]
+    lines = [
+        json.dumps({"_id": "a", "text": "Fine text."}).encode(),
+        b'{"_id": "b", "text": "caf\xe9"}',
+        b'{"_id": "c", "text": "lone \\ud800 surrogate"}',
+        b'{"_id": "\\udfff", "text": "id"}',
+        b'{"_id": "e", "text": "x", "title": "\\ud83d"}',
+        json.dumps({"_id": "f", "text": "Also fine."}).encode(),
+    ]
     corpus.write_bytes(b"\n".join(lines) + b"\n")
     status, err = run(["score", "--query", "fine", corpus, "--out", tmp_path / "o.jsonl"], capsys)
     assert status == 1
@@ -98,19 +103,26 @@ def _config(**changes):
     def damage(folder):
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**config, **changes}))
+
     return damage
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda f: (f / "model.safetensors").write_bytes(b""), "not a readable safetensors file"),
-    (lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]), "not a readable"),
-    (lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 64), "not a readable safetensors file"),
-    (_nan_weights, "NaN or infinite"),
-    (_config(hidden_dim="144"), "'hidden_dim' must be an integer"),
-    (_config(dropout="high"), "'dropout' must be a number"),
-    (lambda f: (f / "config.json").write_text("[1, 2]"), "expected a JSON object"),
-    (lambda f: (f / "config.json").write_bytes(b"\xff\xfe"), "not a JSON file"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: (f / "model.safetensors").write_bytes(b""), "not a readable safetensors file"),
+        (
+            lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes()[:5000]),
+            "not a readable",
+        ),
+        (lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 64), "not a readable safetensors file"),
+        (_nan_weights, "NaN or infinite"),
+        (_config(hidden_dim="144"), "'hidden_dim' must be an integer"),
+        (_config(dropout="high"), "'dropout' must be a number"),
+        (lambda f: (f / "config.json").write_text("[1, 2]"), "expected a JSON object"),
+        (lambda f: (f / "config.json").write_bytes(b"\xff\xfe"), "not a JSON file"),
+    ],
+)
 def test_a_damaged_model_is_one_line_and_status_2(tmp_path, capsys, damage, message):
     folder = damaged_model(tmp_path, damage)
     (tmp_path / "a.txt").write_text("Some text.")
@@ -124,21 +136,25 @@ def _manifest(change):
         manifest = json.loads((folder / "manifest.json").read_text())
         change(manifest)
         (folder / "manifest.json").write_text(json.dumps(manifest))
+
     return damage
 
 
-@pytest.mark.parametrize("damage, message", [
-    (_manifest(lambda m: m.pop("shards")), "'shards' must be a list"),
-    (_manifest(lambda m: m.update(shards="shard-00000")), "'shards' must be a list"),
-    (_manifest(lambda m: m["shards"][0].update(name="../../../etc")), "is not one this index writes"),
-    (_manifest(lambda m: m["shards"][0].update(name="shard-00007")), "is missing"),
-    (lambda f: (f / "shard-00000" / "tokens.npy").write_bytes(b""), "tokens.npy"),
-    (lambda f: (f / "shard-00000" / "doc_slots.npy").write_bytes(b"\x93NUMPY garbage"), "doc_slots.npy"),
-    (lambda f: np.save(f / "shard-00000" / "token_ids.npy", np.zeros(3, np.int32)), "token_ids.npy has shape"),
-    (lambda f: (f / "shard-00000" / "docs.jsonl").write_text("{torn"), "docs.jsonl"),
-    (lambda f: (f / "manifest.json").write_text("{torn"), "not a readable JSON manifest"),
-    (lambda f: [p.write_bytes(b"") for p in (f / "bm25").iterdir()], "bm25"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_manifest(lambda m: m.pop("shards")), "'shards' must be a list"),
+        (_manifest(lambda m: m.update(shards="shard-00000")), "'shards' must be a list"),
+        (_manifest(lambda m: m["shards"][0].update(name="../../../etc")), "is not one this index writes"),
+        (_manifest(lambda m: m["shards"][0].update(name="shard-00007")), "is missing"),
+        (lambda f: (f / "shard-00000" / "tokens.npy").write_bytes(b""), "tokens.npy"),
+        (lambda f: (f / "shard-00000" / "doc_slots.npy").write_bytes(b"\x93NUMPY garbage"), "doc_slots.npy"),
+        (lambda f: np.save(f / "shard-00000" / "token_ids.npy", np.zeros(3, np.int32)), "token_ids.npy has shape"),
+        (lambda f: (f / "shard-00000" / "docs.jsonl").write_text("{torn"), "docs.jsonl"),
+        (lambda f: (f / "manifest.json").write_text("{torn"), "not a readable JSON manifest"),
+        (lambda f: [p.write_bytes(b"") for p in (f / "bm25").iterdir()], "bm25"),
+    ],
+)
 def test_a_damaged_index_is_one_line_and_status_2(index_folder, tmp_path, capsys, damage, message):
     folder = tmp_path / "index"
     shutil.copytree(index_folder, folder)
@@ -148,12 +164,15 @@ def test_a_damaged_index_is_one_line_and_status_2(index_folder, tmp_path, capsys
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'{"score": 0.5}\n', "o.jsonl:1: the row has no string '_id'"),
-    (b'{"_id": "a"}\n[1]\n', "o.jsonl:2: the row has no string '_id'"),
-    (b'{"_id": "a"}\n{torn\n', "o.jsonl:2: not a JSON row"),
-    (b'{"_id": "a"}\n"\xff"\n', "o.jsonl:2: not a JSON row"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"score": 0.5}\n', "o.jsonl:1: the row has no string '_id'"),
+        (b'{"_id": "a"}\n[1]\n', "o.jsonl:2: the row has no string '_id'"),
+        (b'{"_id": "a"}\n{torn\n', "o.jsonl:2: not a JSON row"),
+        (b'{"_id": "a"}\n"\xff"\n', "o.jsonl:2: not a JSON row"),
+    ],
+)
 def test_resume_onto_a_foreign_output_names_the_file_and_line(tmp_path, capsys, content, message):
     (tmp_path / "a.txt").write_text("Some text.")
     (tmp_path / "o.jsonl").write_bytes(content)
@@ -163,11 +182,20 @@ def test_resume_onto_a_foreign_output_names_the_file_and_line(tmp_path, capsys, 
 
 def test_count_arguments_refuse_bools_zero_and_other_types(lentil):
     docs = ["Rivers carry sediment."]
-    for call in (lambda v: lentil.rank("q", docs, top_k=v), lambda v: lentil.fields("q", docs, batch_size=v),
-                 lambda v: lentil.compress("q", docs, budget_tokens=v),
-                 lambda v: lentil.fields("q", docs, pathways_per_query=v)):
-        for bad, error in ((True, TypeError), (False, TypeError), (0, ValueError), (-1, ValueError), (2.0, TypeError),
-                           ("3", TypeError)):
+    for call in (
+        lambda v: lentil.rank("q", docs, top_k=v),
+        lambda v: lentil.fields("q", docs, batch_size=v),
+        lambda v: lentil.compress("q", docs, budget_tokens=v),
+        lambda v: lentil.fields("q", docs, pathways_per_query=v),
+    ):
+        for bad, error in (
+            (True, TypeError),
+            (False, TypeError),
+            (0, ValueError),
+            (-1, ValueError),
+            (2.0, TypeError),
+            ("3", TypeError),
+        ):
             with pytest.raises(error):
                 call(bad)
 
@@ -224,6 +252,7 @@ def test_the_encoder_cache_survives_contention(lentil):
     size, failures = encoder.cache_size, []
     encoder.cache_size = 4  # tiny, so every call evicts what other threads are reading
     try:
+
         def worker(n):
             try:
                 for round_ in range(6):
@@ -294,7 +323,9 @@ def test_a_searched_folder_is_opened_once_until_its_manifest_changes(lentil, ind
     shutil.copytree(index_folder, folder)
     opened = []
     load = CorpusIndex.load.__func__
-    monkeypatch.setattr(CorpusIndex, "load", classmethod(lambda cls, *a, **k: opened.append(a[0]) or load(cls, *a, **k)))
+    monkeypatch.setattr(
+        CorpusIndex, "load", classmethod(lambda cls, *a, **k: opened.append(a[0]) or load(cls, *a, **k))
+    )
     first = lentil.search(folder, "radium", top_k=3)
     assert [r["corpus_id"] for r in lentil.search(folder, "radium", top_k=3)] == [r["corpus_id"] for r in first]
     assert len(opened) == 1

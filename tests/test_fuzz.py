@@ -9,8 +9,13 @@ from tests import fuzzing
 
 def ci(examples: int):
     """CI-sized: few examples, no example database (runs stay independent), no deadline on a busy machine."""
-    return settings(max_examples=examples, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 @ci(150)

@@ -6,8 +6,10 @@ import pytest
 from spicy_lentil.integrations import Judge
 
 QUERY = "How long does the battery take to charge?"
-ANSWER = ("The vacuum ships with a lithium-ion battery pack. A full charge from empty takes about 4.5 hours. "
-          "The dock mounts on a wall.")
+ANSWER = (
+    "The vacuum ships with a lithium-ion battery pack. A full charge from empty takes about 4.5 hours. "
+    "The dock mounts on a wall."
+)
 TEXTS = [
     "Preheat the oven to 200 degrees. Roast the vegetables for 40 minutes.",
     ANSWER,
@@ -22,7 +24,7 @@ def expected(lentil):
 
 
 def _kept_spans_hold(text: str, sentences: list[dict]) -> bool:
-    return all(text[s["start"]:s["end"]] == s["text"] for s in sentences)
+    return all(text[s["start"] : s["end"]] == s["text"] for s in sentences)
 
 
 def test_judge_validates_its_arguments(lentil):
@@ -45,7 +47,8 @@ def test_langchain_compressor_in_a_retrieval_chain(lentil, expected):
     store.add_documents([Document(page_content=t, metadata={"n": i}) for i, t in enumerate(TEXTS)])
     compressor = SpicyLentilCompressor(judge=Judge(lentil, top_n=2))
     chain = {"documents": store.as_retriever(search_kwargs={"k": 4}), "query": RunnablePassthrough()} | RunnableLambda(
-        lambda x: compressor.compress_documents(x["documents"], x["query"]))
+        lambda x: compressor.compress_documents(x["documents"], x["query"])
+    )
     documents = chain.invoke(QUERY)
     assert len(documents) == 2
     assert documents[0].page_content == ANSWER and documents[0].metadata["n"] == 1
@@ -53,7 +56,8 @@ def test_langchain_compressor_in_a_retrieval_chain(lentil, expected):
     assert documents[0].metadata["relevance_score"] >= documents[1].metadata["relevance_score"]
 
     pruned = SpicyLentilCompressor(judge=Judge(lentil, threshold=0.05)).compress_documents(
-        [Document(page_content=ANSWER)], QUERY)
+        [Document(page_content=ANSWER)], QUERY
+    )
     assert len(pruned) == 1 and pruned[0].page_content != ANSWER and "4.5 hours" in pruned[0].page_content
     assert _kept_spans_hold(ANSWER, pruned[0].metadata["sentences"])
 
@@ -68,8 +72,11 @@ def test_llama_index_postprocessor_in_a_query_engine(lentil, expected):
     from spicy_lentil.integrations.llama_index import SpicyLentilPostprocessor
 
     index = SummaryIndex([TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)])
-    engine = RetrieverQueryEngine(index.as_retriever(), NoText(llm=MockLLM()),
-                                  node_postprocessors=[SpicyLentilPostprocessor(judge=Judge(lentil, top_n=3))])
+    engine = RetrieverQueryEngine(
+        index.as_retriever(),
+        NoText(llm=MockLLM()),
+        node_postprocessors=[SpicyLentilPostprocessor(judge=Judge(lentil, top_n=3))],
+    )
     nodes = engine.query(QUERY).source_nodes
     assert len(nodes) == 3
     assert nodes[0].node.node_id == "n1" and nodes[0].score == pytest.approx(max(expected), abs=1e-6)

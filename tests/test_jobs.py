@@ -17,7 +17,9 @@ def write_corpus(path, n=240):
         if i in BAD_LINES:
             lines.append(BAD_LINES[i])
         else:
-            lines.append(json.dumps({"_id": f"doc{i}", "text": f"Document {i} talks about topic {i % 7}. It has two sentences."}))
+            lines.append(
+                json.dumps({"_id": f"doc{i}", "text": f"Document {i} talks about topic {i % 7}. It has two sentences."})
+            )
     path.write_text("\n".join(lines) + "\n")
     return {f"doc{i}" for i in range(1, n + 1) if i not in BAD_LINES}
 
@@ -26,8 +28,19 @@ def test_killed_job_resumes_with_every_id_exactly_once(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     expected = write_corpus(corpus)
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "topic 3", str(corpus), "--out", str(out),
-               "--batch-size", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "spicy_lentil.cli",
+        "score",
+        "--query",
+        "topic 3",
+        str(corpus),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+    ]
     partial = kill_after_rows(command, out)
     assert 20 <= len(partial) < len(expected)
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
@@ -63,13 +76,17 @@ def test_torn_last_line_is_cut(tmp_path):
 
 
 def test_score_job_leaves_the_slot_cache_alone(tmp_path, lentil):
-    """A one-pass job over distinct documents does not churn the encoder's cache (peak memory would grow with the input)."""
+    """A one-pass job over distinct documents leaves the encoder's cache alone (else memory grows with the input)."""
     from spicy_lentil.io import Rejects
     from spicy_lentil.jobs import score_job
 
     lentil.encoder.clear_cache()
-    documents = [{"_id": f"d{i}", "text": f"Document {i} is about rivers. Its second sentence is number {i}."} for i in range(5)]
-    summary = score_job(lentil, "rivers", documents, tmp_path / "out.jsonl", Rejects(echo=False), show_progress_bar=False)
+    documents = [
+        {"_id": f"d{i}", "text": f"Document {i} is about rivers. Its second sentence is number {i}."} for i in range(5)
+    ]
+    summary = score_job(
+        lentil, "rivers", documents, tmp_path / "out.jsonl", Rejects(echo=False), show_progress_bar=False
+    )
     assert summary["scored"] == 5
     assert len(lentil.encoder._cache) == 1  # the query only
     lentil.fields("rivers", [documents[0]["text"]])

@@ -21,8 +21,11 @@ def test_every_package_module_is_in_the_layout():
 def test_the_layout_names_only_what_exists():
     layout = _layout()
     named = set(re.findall(r"\b([a-z_]+\.py)\b", layout))
-    top = {p.name for folder in ("spicy_lentil", "pathways", "app", "scripts", "tests", "benchmarks")
-           for p in (ROOT / folder).glob("*.py")}
+    top = {
+        p.name
+        for folder in ("spicy_lentil", "pathways", "app", "scripts", "tests", "benchmarks")
+        for p in (ROOT / folder).glob("*.py")
+    }
     assert named <= top, f"README layout names {sorted(named - top)}, which do not exist"
     for folder in re.findall(r"^([a-z_]+/)", layout, flags=re.MULTILINE):
         assert (ROOT / folder).is_dir(), folder

@@ -30,9 +30,15 @@ def test_total_is_the_weighted_sum_of_the_terms():
     output, targets, _ = _output_and_targets()
     args = TrainingArguments(output="unused")
     losses = training_losses(output, targets, args)
-    expected = (losses.ranking + args.document_weight * losses.document + losses.slot
-                + args.slot_ranking_weight * losses.slot_ranking + args.stance_weight * losses.stance
-                + args.load_balancing_weight * losses.balance + args.z_loss_weight * losses.z)
+    expected = (
+        losses.ranking
+        + args.document_weight * losses.document
+        + losses.slot
+        + args.slot_ranking_weight * losses.slot_ranking
+        + args.stance_weight * losses.stance
+        + args.load_balancing_weight * losses.balance
+        + args.z_loss_weight * losses.z
+    )
     assert torch.allclose(losses.loss, expected)
     assert all(torch.isfinite(v) for v in losses) and float(losses.ranking) > 0 and float(losses.slot_ranking) > 0
     heavier = training_losses(output, targets, dataclasses.replace(args, z_loss_weight=1.0))

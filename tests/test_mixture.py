@@ -21,19 +21,35 @@ from tests.synthetic import OTHER_TOPICS, write_dataset
 def two_datasets(tmp_path_factory, lentil):
     folders = {
         "health": write_dataset(tmp_path_factory.mktemp("data") / "health"),
-        "places": write_dataset(tmp_path_factory.mktemp("data") / "places", OTHER_TOPICS, prefix="p", unanswerable=True),
+        "places": write_dataset(
+            tmp_path_factory.mktemp("data") / "places", OTHER_TOPICS, prefix="p", unanswerable=True
+        ),
     }
-    indexes = {name: CorpusIndex.build(folder / "corpus.jsonl", folder / "index", lentil.encoder, lentil.slotter,
-                                       show_progress_bar=False) for name, folder in folders.items()}
+    indexes = {
+        name: CorpusIndex.build(
+            folder / "corpus.jsonl", folder / "index", lentil.encoder, lentil.slotter, show_progress_bar=False
+        )
+        for name, folder in folders.items()
+    }
     return folders, indexes
 
 
 def mixture_trainer(two_datasets, output, weights=(1.0, 1.0), epochs=1):
     folders, indexes = two_datasets
-    sets = [TrainingSet(load_data(folders[name], "train"), indexes[name], load_data(folders[name], "val"), weight)
-            for name, weight in zip(("health", "places"), weights)]
-    args = TrainingArguments(output=str(output), epochs=epochs, queries_per_step=4, negatives=3, negative_pool=5,
-                             candidates=5, warmup_steps=2, learning_rate=3e-3)
+    sets = [
+        TrainingSet(load_data(folders[name], "train"), indexes[name], load_data(folders[name], "val"), weight)
+        for name, weight in zip(("health", "places"), weights)
+    ]
+    args = TrainingArguments(
+        output=str(output),
+        epochs=epochs,
+        queries_per_step=4,
+        negatives=3,
+        negative_pool=5,
+        candidates=5,
+        warmup_steps=2,
+        learning_rate=3e-3,
+    )
     return Trainer(SpicyLentil.new(seed=0), args, sets)
 
 
@@ -73,23 +89,35 @@ def test_mixture_training_validates_every_dataset_and_selects_on_the_macro_avera
     log = [json.loads(line) for line in (tmp_path / "run" / "training_log.jsonl").read_text().splitlines()]
     validation = log[0]["validation"]
     assert set(validation) == {"health", "places"}
-    assert log[0]["selection"] == pytest.approx(selection_score(validation, trainer.sets)) == pytest.approx(state["best"])
+    assert (
+        log[0]["selection"] == pytest.approx(selection_score(validation, trainer.sets)) == pytest.approx(state["best"])
+    )
     report = json.loads((tmp_path / "run" / "calibration.json").read_text())
     assert set(report["per_dataset"]) == {"health", "places"}
 
 
 def test_selection_counts_ndcg_only_where_ranking_is_meaningful(two_datasets):
     folders, indexes = two_datasets
-    sets = [TrainingSet(load_data(folders["health"], "train"), indexes["health"]),
-            TrainingSet(load_data(folders["places"], "train"), indexes["places"], rank_documents=False)]
+    sets = [
+        TrainingSet(load_data(folders["health"], "train"), indexes["health"]),
+        TrainingSet(load_data(folders["places"], "train"), indexes["places"], rank_documents=False),
+    ]
     validation = {"health": {"slot_map": 0.5, "ndcg@10": 0.9}, "places": {"slot_map": 0.7, "ndcg@10": 0.1}}
     assert selection_score(validation, sets) == pytest.approx((0.5 + 0.7 + 0.9) / 3)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("health=1,places", "not NAME=WEIGHT"), ("health=x", "not a number"), ("health=0", "> 0"),
-    ("health=-1", "> 0"), ("nowhere=1", "unknown dataset"), ("health=1,health=2", "twice"), ("health=nan", "> 0"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("health=1,places", "not NAME=WEIGHT"),
+        ("health=x", "not a number"),
+        ("health=0", "> 0"),
+        ("health=-1", "> 0"),
+        ("nowhere=1", "unknown dataset"),
+        ("health=1,health=2", "twice"),
+        ("health=nan", "> 0"),
+    ],
+)
 def test_a_bad_mix_is_refused_with_the_reason(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_mix(spec, ["health", "places"])
@@ -100,8 +128,19 @@ def test_train_command_reports_a_bad_mix_in_one_line(two_datasets, tmp_path, cap
     from spicy_lentil.cli import main
 
     folders, _ = two_datasets
-    code = main(["train", str(folders["health"]), str(folders["places"]), "--output", str(tmp_path / "run"),
-                 "--mix", "health=1,oceans=2", "--cache-dir", str(tmp_path / "cache")])
+    code = main(
+        [
+            "train",
+            str(folders["health"]),
+            str(folders["places"]),
+            "--output",
+            str(tmp_path / "run"),
+            "--mix",
+            "health=1,oceans=2",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "unknown dataset 'oceans'" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

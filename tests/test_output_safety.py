@@ -25,8 +25,14 @@ def write_corpus(path: Path, n: int) -> list[str]:
 
 
 def score(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "rivers", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "rivers", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=ROOT,
+    )
 
 
 def jsonl_ids(path: Path) -> list[str]:
@@ -42,8 +48,11 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
     other = tmp_path / "o.jsonl.rejects.jsonl"  # the rejects file of --out o.jsonl
     other.write_bytes(before)
     cases = [([corpus], corpus, extra) for extra in ([], ["--resume"], ["--overwrite"], ["--format", "parquet"])]
-    cases += [([corpus], tmp_path / "link.jsonl", []), ([tmp_path / "hard.jsonl"], corpus, []),
-              ([other], tmp_path / "o.jsonl", [])]
+    cases += [
+        ([corpus], tmp_path / "link.jsonl", []),
+        ([tmp_path / "hard.jsonl"], corpus, []),
+        ([other], tmp_path / "o.jsonl", []),
+    ]
     for inputs, out, extra in cases:
         result = score(*inputs, "--out", out, *extra, timeout=120)
         assert result.returncode == 2, (inputs, out, extra, result.stderr)
@@ -76,8 +85,19 @@ def test_a_second_writer_is_refused_while_the_first_finishes_whole(tmp_path):
     corpus = tmp_path / "in.jsonl"
     ids = write_corpus(corpus, 3000)
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "rivers", str(corpus), "--out", str(out),
-               "--batch-size", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "spicy_lentil.cli",
+        "score",
+        "--query",
+        "rivers",
+        str(corpus),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+    ]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     try:
         deadline = time.monotonic() + 300
@@ -123,8 +143,14 @@ def test_parquet_killed_inside_the_commit_resumes_with_every_id_once(tmp_path, w
     ids = write_corpus(corpus, 12)
     out = tmp_path / "out.parquet"
     args = ["score", "--query", "rivers", str(corpus), "--out", str(out), "--format", "parquet"]
-    killed = subprocess.run([sys.executable, "-c", KILL_IN_COMMIT, where, *args], capture_output=True, text=True,
-                            timeout=600, env=ENV, cwd=ROOT)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_IN_COMMIT, where, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+        cwd=ROOT,
+    )
     assert killed.returncode == -9, killed.stderr
     assert (out.is_file()) == (where == "after-join") and list((tmp_path / "out.parquet.parts").glob("part-*"))
     resumed = score(corpus, "--out", out, "--format", "parquet", "--resume")

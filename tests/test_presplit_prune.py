@@ -15,7 +15,7 @@ def test_presplit_sentences_are_the_slots(lentil):
     field = lentil.field(QUERY, SENTENCES)
     assert [s.text for s in field.slots] == SENTENCES  # "Dr." does not split the first one
     joined = " ".join(SENTENCES)
-    assert all(joined[s.start:s.end] == s.text for s in field.slots)
+    assert all(joined[s.start : s.end] == s.text for s in field.slots)
     as_dict = lentil.field(QUERY, {"sentences": ["  " + SENTENCES[0], *SENTENCES[1:]]})
     assert [s.start for s in as_dict.slots] == [s.start for s in field.slots]  # stripped before joining
     assert [s.score for s in as_dict.slots] == pytest.approx([s.score for s in field.slots], abs=1e-6)
@@ -23,12 +23,15 @@ def test_presplit_sentences_are_the_slots(lentil):
     assert ranked[0]["corpus_id"] == 1 and ranked[0]["text"] == joined
 
 
-@pytest.mark.parametrize("document, error", [
-    (["ok", "  "], ValueError),
-    (["ok", 3], TypeError),
-    ({"sentences": "not a list"}, TypeError),
-    ({"title": "no text"}, TypeError),
-])
+@pytest.mark.parametrize(
+    "document, error",
+    [
+        (["ok", "  "], ValueError),
+        (["ok", 3], TypeError),
+        ({"sentences": "not a list"}, TypeError),
+        ({"title": "no text"}, TypeError),
+    ],
+)
 def test_bad_presplit_documents_are_refused(lentil, document, error):
     with pytest.raises(error):
         lentil.field(QUERY, document)
@@ -56,8 +59,15 @@ def test_prune_by_threshold_budget_and_both(lentil):
     assert empty.kept == [] and empty.compression_rate == 0.0 and empty.score == 0.0
 
 
-@pytest.mark.parametrize("kwargs, error", [({}, ValueError), ({"threshold": -0.1}, ValueError),
-                                           ({"threshold": "0.5"}, TypeError), ({"budget_tokens": 0}, ValueError)])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({}, ValueError),
+        ({"threshold": -0.1}, ValueError),
+        ({"threshold": "0.5"}, TypeError),
+        ({"budget_tokens": 0}, ValueError),
+    ],
+)
 def test_prune_refuses_bad_rules(lentil, kwargs, error):
     with pytest.raises(error):
         lentil.prune(QUERY, ["a"], **kwargs)
@@ -65,13 +75,23 @@ def test_prune_refuses_bad_rules(lentil, kwargs, error):
 
 def test_cli_scores_presplit_rows_and_rejects_blank_sentences(tmp_path):
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("\n".join([json.dumps({"_id": "a", "sentences": SENTENCES}),
-                               json.dumps({"_id": "b", "sentences": ["fine", " "]}),
-                               json.dumps({"_id": "c", "sentences": "text"})]) + "\n", encoding="utf-8")
+    rows.write_text(
+        "\n".join(
+            [
+                json.dumps({"_id": "a", "sentences": SENTENCES}),
+                json.dumps({"_id": "b", "sentences": ["fine", " "]}),
+                json.dumps({"_id": "c", "sentences": "text"}),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "out.jsonl"
     assert main(["score", "--query", QUERY, str(rows), "--out", str(out)]) == 1
     (result,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert [s["text"] for s in result["slots"]] == SENTENCES
     rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
-    assert [(r["line"], r["reason"]) for r in rejects] == [(2, "'sentences[1]' is empty"),
-                                                           (3, "'sentences' must be a list of strings")]
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (2, "'sentences[1]' is empty"),
+        (3, "'sentences' must be a list of strings"),
+    ]

@@ -19,7 +19,8 @@ COHERE_EXAMPLE = {
     "return_documents": True,
     "documents": [
         "Carson City is the capital city of the American state of Nevada.",
-        "The Commonwealth of the Northern Mariana Islands is a group of islands in the Pacific Ocean. Its capital is Saipan.",
+        "The Commonwealth of the Northern Mariana Islands is a group of islands in the Pacific Ocean. "
+        "Its capital is Saipan.",
         "Washington, D.C. (also known as simply Washington or D.C., and officially as the District of Columbia) is the "
         "capital of the United States. It is a federal district.",
         "Capitalization or capitalisation in English grammar is the use of a capital letter at the start of a word.",
@@ -32,8 +33,9 @@ TEI_EXAMPLE = {"query": "What is Deep Learning?", "texts": ["Deep Learning is no
 
 @pytest.fixture(scope="module")
 def client(lentil):
-    return TestClient(create_app(lentil, "test-model", Limits(max_body_bytes=50_000, max_documents=8,
-                                                                max_document_chars=2_000)))
+    return TestClient(
+        create_app(lentil, "test-model", Limits(max_body_bytes=50_000, max_documents=8, max_document_chars=2_000))
+    )
 
 
 def test_cohere_rerank_example_best_first(client, lentil):
@@ -52,8 +54,10 @@ def test_cohere_rerank_example_best_first(client, lentil):
 
 
 def test_cohere_rerank_objects_and_no_documents(client):
-    documents = [{"text": "Paris is the capital of France.", "title": "France", "id": "fr"},
-                 {"sentences": ["Bananas are yellow.", "They grow in bunches."]}]
+    documents = [
+        {"text": "Paris is the capital of France.", "title": "France", "id": "fr"},
+        {"sentences": ["Bananas are yellow.", "They grow in bunches."]},
+    ]
     body = client.post("/v1/rerank", json={"query": "capital of France", "documents": documents}).json()
     assert [r["index"] for r in body["results"]] == [0, 1]
     assert all("document" not in r for r in body["results"])  # return_documents defaults to false, as in Cohere
@@ -75,16 +79,25 @@ def test_tei_rerank_example(client):
 def test_highlight_fields_spans_and_attention(client, lentil):
     query = "How tall is the Eiffel Tower?"
     sentences = ["The Eiffel Tower is in Paris.", "It stands 330 metres tall.", "It opened in 1889."]
-    body = client.post("/v1/highlight", json={"query": query, "documents": [{"sentences": sentences}, "Cats purr."],
-                                              "threshold": 0.05, "return_attention": True}).json()
+    body = client.post(
+        "/v1/highlight",
+        json={
+            "query": query,
+            "documents": [{"sentences": sentences}, "Cats purr."],
+            "threshold": 0.05,
+            "return_attention": True,
+        },
+    ).json()
     first = body["results"][0]
     assert [s["text"] for s in first["sentences"]] == sentences
     joined = " ".join(sentences)
-    assert all(joined[s["start"]:s["end"]] == s["text"] for s in first["sentences"])  # spans into the joined text
+    assert all(joined[s["start"] : s["end"]] == s["text"] for s in first["sentences"])  # spans into the joined text
     expected = lentil.field(query, sentences)
     assert [s["score"] for s in first["sentences"]] == pytest.approx([s.score for s in expected.slots], abs=1e-6)
     assert first["spans"] == [s for s in first["sentences"] if s["score"] >= 0.05]
-    assert len(first["active"]) == lentil.pathways_per_query and set(first["gate"]) == set(lentil.describe()["pathways"])
+    assert len(first["active"]) == lentil.pathways_per_query and set(first["gate"]) == set(
+        lentil.describe()["pathways"]
+    )
     assert len(first["pathway_attention"]) == len(sentences)
     plain = client.post("/v1/highlight", json={"query": query, "documents": ["Cats purr."]}).json()["results"][0]
     assert "pathway_attention" not in plain and "spans" not in plain
@@ -97,7 +110,7 @@ def test_prune_by_threshold_and_budget(client, lentil):
     body = client.post("/v1/prune", json={"query": query, "documents": documents, "threshold": 0.1}).json()
     assert [r["text"] for r in body["results"]] == [p.text for p in expected]
     for result, document in zip(body["results"], documents):
-        assert all(document[s["start"]:s["end"]] == s["text"] for s in result["kept"])
+        assert all(document[s["start"] : s["end"]] == s["text"] for s in result["kept"])
         assert all(s["score"] >= 0.1 for s in result["kept"])
         assert 0.0 <= result["compression_rate"] <= 1.0
     budget = client.post("/v1/prune", json={"query": query, "documents": documents, "budget_tokens": 8}).json()
@@ -113,18 +126,21 @@ def test_health_and_models(client, lentil):
     assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
 
 
-@pytest.mark.parametrize("body, status, field", [
-    ({"query": "q"}, 422, "documents"),  # missing field
-    ({"documents": ["a"]}, 422, "query"),
-    ({"query": "q", "documents": [1]}, 422, "documents.0"),  # wrong type
-    ({"query": "q", "documents": "a"}, 422, "documents"),
-    ({"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
-    ({"query": "q", "documents": [{"text": "a", "sentences": ["b"]}]}, 422, "documents.0"),
-    ({"query": "q", "documents": [["a", " "]]}, 422, "documents[0][1]"),
-    ({"query": "  ", "documents": ["a"]}, 422, "query"),
-    ({"query": "q", "documents": ["a"] * 9}, 413, "documents"),  # too many documents
-    ({"query": "q", "documents": ["a" * 2_001]}, 413, "documents.0"),  # too long a document
-])
+@pytest.mark.parametrize(
+    "body, status, field",
+    [
+        ({"query": "q"}, 422, "documents"),  # missing field
+        ({"documents": ["a"]}, 422, "query"),
+        ({"query": "q", "documents": [1]}, 422, "documents.0"),  # wrong type
+        ({"query": "q", "documents": "a"}, 422, "documents"),
+        ({"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
+        ({"query": "q", "documents": [{"text": "a", "sentences": ["b"]}]}, 422, "documents.0"),
+        ({"query": "q", "documents": [["a", " "]]}, 422, "documents[0][1]"),
+        ({"query": "  ", "documents": ["a"]}, 422, "query"),
+        ({"query": "q", "documents": ["a"] * 9}, 413, "documents"),  # too many documents
+        ({"query": "q", "documents": ["a" * 2_001]}, 413, "documents.0"),  # too long a document
+    ],
+)
 def test_bad_requests_name_the_field(client, body, status, field):
     response = client.post("/v1/rerank", json=body)
     assert response.status_code == status
@@ -135,21 +151,31 @@ def test_bad_requests_name_the_field(client, body, status, field):
 def test_other_refusals(client):
     oversized = client.post("/v1/rerank", content=b"x" * 60_000, headers={"content-type": "application/json"})
     assert oversized.status_code == 413 and oversized.json()["error"]["field"] == "body"
-    chunked = client.post("/v1/rerank", content=iter([b"{" + b" " * 30_000, b" " * 30_000 + b"}"]),
-                          headers={"content-type": "application/json"})
+    chunked = client.post(
+        "/v1/rerank",
+        content=iter([b"{" + b" " * 30_000, b" " * 30_000 + b"}"]),
+        headers={"content-type": "application/json"},
+    )
     assert chunked.status_code == 413
-    assert client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
-    not_utf8 = client.post("/v1/rerank", content=b'{"query": "q", "documents": ["a\xff"]}',
-                           headers={"content-type": "application/json"})
+    assert (
+        client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    )
+    not_utf8 = client.post(
+        "/v1/rerank", content=b'{"query": "q", "documents": ["a\xff"]}', headers={"content-type": "application/json"}
+    )
     assert not_utf8.status_code == 400 and not_utf8.json()["error"]["field"] == "body"
-    surrogate = client.post("/v1/rerank", content=rb'{"query": "q\ud800", "documents": ["a"]}',
-                            headers={"content-type": "application/json"})
+    surrogate = client.post(
+        "/v1/rerank", content=rb'{"query": "q\ud800", "documents": ["a"]}', headers={"content-type": "application/json"}
+    )
     assert surrogate.status_code == 422 and surrogate.json()["error"]["field"] == "query"
     assert client.get("/nowhere").json()["error"]["message"] == "Not Found"
     assert client.post("/rerank", json={"query": "q", "texts": [3]}).json()["error"]["field"] == "texts.0"
     assert client.post("/v1/prune", json={"query": "q", "documents": ["a"]}).status_code == 422  # no rule given
     assert client.post("/v1/prune", json={"query": "q", "documents": ["a"], "threshold": 1.5}).status_code == 422
-    assert client.post("/v1/highlight", json={"query": "q", "documents": ["a"], "pathways_per_query": 0}).status_code == 422
+    assert (
+        client.post("/v1/highlight", json={"query": "q", "documents": ["a"], "pathways_per_query": 0}).status_code
+        == 422
+    )
 
 
 def test_api_key(lentil):
@@ -192,8 +218,9 @@ def test_health_answers_during_a_long_request(lentil):
             time.sleep(0.05)
         base = f"http://127.0.0.1:{port}"
         outcome = {}
-        long_request = threading.Thread(target=lambda: outcome.update(
-            response=httpx.post(f"{base}/rerank", json=TEI_EXAMPLE, timeout=60)))
+        long_request = threading.Thread(
+            target=lambda: outcome.update(response=httpx.post(f"{base}/rerank", json=TEI_EXAMPLE, timeout=60))
+        )
         long_request.start()
         assert held.started.wait(20)
         health = httpx.get(f"{base}/health", timeout=5)  # would time out if scoring held the event loop

@@ -18,7 +18,7 @@ def test_spans_round_trip(text):
     slots, truncated = Slotter().split(text)
     assert slots and not truncated
     for slot in slots:
-        assert text[slot.start:slot.end] == slot.text
+        assert text[slot.start : slot.end] == slot.text
         assert slot.text == slot.text.strip()
     starts = [s.start for s in slots]
     assert starts == sorted(starts)
@@ -27,7 +27,12 @@ def test_spans_round_trip(text):
 def test_bullets_are_their_own_slots():
     slots, _ = Slotter().split(TRICKY[2])
     assert [s.text for s in slots] == [
-        "Intro paragraph.", "- first bullet", "- second bullet", "* third bullet", "1. numbered item", "2) another",
+        "Intro paragraph.",
+        "- first bullet",
+        "- second bullet",
+        "* third bullet",
+        "1. numbered item",
+        "2) another",
     ]
 
 
@@ -47,7 +52,7 @@ def test_long_sentence_becomes_overlapping_windows():
     slots, _ = Slotter(window_tokens=20, stride=5).split(text)
     assert len(slots) == 3  # windows start at words 0, 15 and 30
     for slot in slots:
-        assert text[slot.start:slot.end] == slot.text
+        assert text[slot.start : slot.end] == slot.text
         assert len(slot.text.split()) <= 20
     assert slots[0].text.split()[-5:] == slots[1].text.split()[:5]  # the stride overlaps
     assert slots[-1].end == len(text)
@@ -65,7 +70,7 @@ def test_encoder_tokens_drive_windows(lentil):
     slots, _ = lentil.slotter.split(text)
     assert len(slots) > 1
     for slot in slots:
-        assert text[slot.start:slot.end] == slot.text
+        assert text[slot.start : slot.end] == slot.text
         assert len(lentil.encoder.token_offsets(slot.text)) <= lentil.slotter.window_tokens
 
 
@@ -90,5 +95,5 @@ def test_a_huge_run_on_document_is_read_only_as_far_as_the_slot_cap(monkeypatch)
     monkeypatch.setattr(slots_module.blingfire, "text_to_sentences_and_offsets", counting_split)
     slots, truncated = slotter.split(document)
     assert truncated and len(slots) == 32
-    assert all(document[s.start:s.end] == s.text for s in slots)
+    assert all(document[s.start : s.end] == s.text for s in slots)
     assert read["tokenized"] < 200_000 and read["split"] <= 2 * slots_module.SENTENCE_CHUNK

@@ -20,14 +20,28 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def index(dataset, lentil, tmp_path_factory):
-    return CorpusIndex.build(dataset / "corpus.jsonl", tmp_path_factory.mktemp("index"), lentil.encoder, lentil.slotter,
-                             shard_size=6, show_progress_bar=False)
+    return CorpusIndex.build(
+        dataset / "corpus.jsonl",
+        tmp_path_factory.mktemp("index"),
+        lentil.encoder,
+        lentil.slotter,
+        shard_size=6,
+        show_progress_bar=False,
+    )
 
 
 def make_trainer(dataset, index, output, epochs, validation=True):
     lentil = SpicyLentil.new(seed=0)
-    args = TrainingArguments(output=str(output), epochs=epochs, queries_per_step=4, negatives=3, negative_pool=6,
-                             candidates=10, warmup_steps=2, learning_rate=3e-3)
+    args = TrainingArguments(
+        output=str(output),
+        epochs=epochs,
+        queries_per_step=4,
+        negatives=3,
+        negative_pool=6,
+        candidates=10,
+        warmup_steps=2,
+        learning_rate=3e-3,
+    )
     train = load_data(dataset, "train")
     val = load_data(dataset, "val") if validation else None
     return Trainer(lentil, args, [TrainingSet(train, index, val)])
@@ -71,7 +85,10 @@ def test_resume_matches_an_uninterrupted_run(dataset, index, tmp_path):
     resumed = load_file(tmp_path / "resumed" / "checkpoints" / "epoch-003" / "model.safetensors")
     assert straight.keys() == resumed.keys()
     for key in straight:
-        assert torch.allclose(straight[key], resumed[key], atol=1e-6), (key, float((straight[key] - resumed[key]).abs().max()))
+        assert torch.allclose(straight[key], resumed[key], atol=1e-6), (
+            key,
+            float((straight[key] - resumed[key]).abs().max()),
+        )
     log = [json.loads(line) for line in (tmp_path / "resumed" / "training_log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3]
     assert "validation" in log[0] and all("ndcg@10" in m for m in log[0]["validation"].values())
@@ -130,7 +147,9 @@ def test_index_staleness(dataset, index, lentil, tmp_path):
     with pytest.raises(StaleIndexError, match="encoder"):
         CorpusIndex.load(folder, lentil.encoder, lentil.slotter)
     # Building over a stale folder rebuilds it instead of trusting it.
-    rebuilt = CorpusIndex.build(dataset / "corpus.jsonl", folder, lentil.encoder, lentil.slotter, show_progress_bar=False)
+    rebuilt = CorpusIndex.build(
+        dataset / "corpus.jsonl", folder, lentil.encoder, lentil.slotter, show_progress_bar=False
+    )
     assert rebuilt.manifest["encoder"] == lentil.encoder.name and len(rebuilt) == len(index)
 
 
@@ -163,7 +182,9 @@ def test_second_search_runs_no_document_encoding(dataset, index, lentil):
     query = "Does caffeine act on adenosine receptors?"
     rows = []  # texts in each forward pass of the encoder network
     network = lentil.encoder.model
-    network.forward = lambda features, *a, **kw: rows.append(features["input_ids"].shape[0]) or type(network).forward(network, features, *a, **kw)
+    network.forward = lambda features, *a, **kw: (
+        rows.append(features["input_ids"].shape[0]) or type(network).forward(network, features, *a, **kw)
+    )
     lentil.encoder.clear_cache()
     try:
         results = lentil.search(index, query, top_k=3, candidates=8)
@@ -174,10 +195,12 @@ def test_second_search_runs_no_document_encoding(dataset, index, lentil):
     # Fields are built for the returned documents only: each must be its own document's field.
     docs = [result["corpus_id"] for result in results]
     for result, full in zip(results, lentil.rerank_indexed(lentil.encode_query(query), index, docs)):
-        assert [(s.text, s.start, s.end) for s in result["field"].slots] == [(s.text, s.start, s.end) for s in full.slots]
+        assert [(s.text, s.start, s.end) for s in result["field"].slots] == [
+            (s.text, s.start, s.end) for s in full.slots
+        ]
         assert np.allclose([s.score for s in result["field"].slots], [s.score for s in full.slots], atol=1e-5)
         for slot in result["field"].slots:
-            assert result["text"][slot.start:slot.end] == slot.text
+            assert result["text"][slot.start : slot.end] == slot.text
 
 
 def test_bad_data_files(dataset, tmp_path):
@@ -203,13 +226,17 @@ def test_bad_data_files(dataset, tmp_path):
 
 def test_pairs_file_becomes_a_dataset(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
-    rows = [{"query": "what lowers cholesterol", "text": "Statins lower LDL cholesterol.", "label": 1},
-            {"query": "what lowers cholesterol", "text": "Salt raises blood pressure.", "label": 0}]
+    rows = [
+        {"query": "what lowers cholesterol", "text": "Statins lower LDL cholesterol.", "label": 1},
+        {"query": "what lowers cholesterol", "text": "Salt raises blood pressure.", "label": 0},
+    ]
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = load_data(pairs, "train", cache_dir=tmp_path / "cache")
     assert len(data.corpus) == 2 and len(data.queries) == 1
-    assert list(data.qrels.values())[0] == {next(k for k, d in data.corpus.items() if "Statins" in d["text"]): 1,
-                                            next(k for k, d in data.corpus.items() if "Salt" in d["text"]): 0}
+    assert list(data.qrels.values())[0] == {
+        next(k for k, d in data.corpus.items() if "Statins" in d["text"]): 1,
+        next(k for k, d in data.corpus.items() if "Salt" in d["text"]): 0,
+    }
     assert data.corpus_path.is_file()
 
 
@@ -217,8 +244,22 @@ def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
     from spicy_lentil.cli import main
     from spicy_lentil.evaluation import ranking_metrics, read_run
 
-    code = main(["eval", str(dataset), "--split", "val", "--candidates", "5", "--output", str(tmp_path / "metrics.json"),
-                 "--runs", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")])
+    code = main(
+        [
+            "eval",
+            str(dataset),
+            "--split",
+            "val",
+            "--candidates",
+            "5",
+            "--output",
+            str(tmp_path / "metrics.json"),
+            "--runs",
+            str(tmp_path / "runs"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert code == 0
     assert "spicy_lentil" in capsys.readouterr().out  # the table
     metrics = json.loads((tmp_path / "metrics.json").read_text())
