@@ -3,14 +3,13 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spicy_lentil.cli import main
-from tests.processes import kill_after_rows
+from tests.processes import CLI, kill_after_rows
 from tests.test_jobs import BAD_LINES, write_corpus
 
 ray = pytest.importorskip("ray")
@@ -38,27 +37,8 @@ def test_scores_match_the_single_process_job(tmp_path, address):
     expected = write_corpus(corpus, n=40)
     local, distributed = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     assert main(["score", "--query", "topic 3", str(corpus), "--out", str(local)]) == 1  # rows were rejected
-    assert (
-        main(
-            [
-                "score",
-                "--query",
-                "topic 3",
-                str(corpus),
-                "--out",
-                str(distributed),
-                "--engine",
-                "ray",
-                "--address",
-                address,
-                "--concurrency",
-                "2",
-                "--batch-size",
-                "8",
-            ]
-        )
-        == 1
-    )
+    ray_job = ["--out", str(distributed), *_on_ray(address), "--batch-size", "8"]
+    assert main(["score", "--query", "topic 3", str(corpus), *ray_job]) == 1
     a, b = read_rows(local), read_rows(distributed)
     assert set(a) == set(b) == expected
     ids = sorted(expected)
@@ -79,25 +59,7 @@ def test_index_matches_the_single_process_index(tmp_path, address, lentil):
     corpus.write_text("\n".join(lines[:20] + ["{broken"] + lines[20:]) + "\n")
     local, distributed = tmp_path / "local", tmp_path / "ray"
     assert main(["index", str(corpus), "--output", str(local), "--shard-size", "10"]) == 1
-    assert (
-        main(
-            [
-                "index",
-                str(corpus),
-                "--output",
-                str(distributed),
-                "--shard-size",
-                "10",
-                "--engine",
-                "ray",
-                "--address",
-                address,
-                "--concurrency",
-                "2",
-            ]
-        )
-        == 1
-    )
+    assert main(["index", str(corpus), "--output", str(distributed), "--shard-size", "10", *_on_ray(address)]) == 1
     skip = {"corpus", "build_seconds"}
     manifests = [
         {k: v for k, v in json.loads((f / "manifest.json").read_text()).items() if k not in skip}
@@ -124,25 +86,8 @@ def test_killed_ray_job_resumes_with_every_id_exactly_once(tmp_path, address):
     corpus = tmp_path / "corpus.jsonl"
     expected = write_corpus(corpus, n=480)
     out = tmp_path / "out.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "spicy_lentil.cli",
-        "score",
-        "--query",
-        "topic 3",
-        str(corpus),
-        "--out",
-        str(out),
-        "--batch-size",
-        "4",
-        "--engine",
-        "ray",
-        "--address",
-        address,
-        "--concurrency",
-        "2",
-    ]
+    job = ["--out", str(out), "--batch-size", "4", *_on_ray(address)]
+    command = [*CLI, "score", "--query", "topic 3", str(corpus), *job]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     partial = kill_after_rows(command, out, env=env)
     assert 20 <= len(partial) < len(expected)
@@ -154,3 +99,8 @@ def test_killed_ray_job_resumes_with_every_id_exactly_once(tmp_path, address):
     rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
     assert sorted(r["line"] for r in rejects) == sorted(BAD_LINES)
     assert "rejected 3 row(s)" in resumed.stderr and "already done" in resumed.stderr
+
+
+def _on_ray(address: str) -> list[str]:
+    """The flags that run a command on the test cluster with two actors."""
+    return ["--engine", "ray", "--address", address, "--concurrency", "2"]

@@ -1,12 +1,11 @@
 import json
 import subprocess
-import sys
 
 import pyarrow.parquet as pq
 
 from spicy_lentil.cli import main
 from spicy_lentil.jobs import _cut_torn_tail
-from tests.processes import kill_after_rows
+from tests.processes import CLI, kill_after_rows
 
 BAD_LINES = {7: "{oops", 19: json.dumps({"_id": "no-text"}), 150: "[1, 2]"}
 
@@ -28,19 +27,7 @@ def test_killed_job_resumes_with_every_id_exactly_once(tmp_path):
     corpus = tmp_path / "corpus.jsonl"
     expected = write_corpus(corpus)
     out = tmp_path / "out.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "spicy_lentil.cli",
-        "score",
-        "--query",
-        "topic 3",
-        str(corpus),
-        "--out",
-        str(out),
-        "--batch-size",
-        "4",
-    ]
+    command = [*CLI, "score", "--query", "topic 3", str(corpus), "--out", str(out), "--batch-size", "4"]
     partial = kill_after_rows(command, out)
     assert 20 <= len(partial) < len(expected)
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)

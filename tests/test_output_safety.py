@@ -13,6 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.processes import CLI
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
 
@@ -26,7 +28,7 @@ def write_corpus(path: Path, n: int) -> list[str]:
 
 def score(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "rivers", *map(str, args)],
+        [*CLI, "score", "--query", "rivers", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -85,19 +87,7 @@ def test_a_second_writer_is_refused_while_the_first_finishes_whole(tmp_path):
     corpus = tmp_path / "in.jsonl"
     ids = write_corpus(corpus, 3000)
     out = tmp_path / "out.jsonl"
-    command = [
-        sys.executable,
-        "-m",
-        "spicy_lentil.cli",
-        "score",
-        "--query",
-        "rivers",
-        str(corpus),
-        "--out",
-        str(out),
-        "--batch-size",
-        "2",
-    ]
+    command = [*CLI, "score", "--query", "rivers", str(corpus), "--out", str(out), "--batch-size", "2"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
     try:
         deadline = time.monotonic() + 300
