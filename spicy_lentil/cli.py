@@ -507,24 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .service_limits import API_KEY_ENV, Limits
 
     defaults = Limits()
-    serve.add_argument(
-        "--max-body-bytes",
-        type=_positive,
-        default=defaults.max_body_bytes,
-        help="largest request body (default: %(default)s)",
-    )
-    serve.add_argument(
-        "--max-documents",
-        type=_positive,
-        default=defaults.max_documents,
-        help="documents per request (default: %(default)s)",
-    )
-    serve.add_argument(
-        "--max-document-chars",
-        type=_positive,
-        default=defaults.max_document_chars,
-        help="characters per document (default: %(default)s)",
-    )
+    for flag, default, what in (
+        ("--max-body-bytes", defaults.max_body_bytes, "largest request body"),
+        ("--max-documents", defaults.max_documents, "documents per request"),
+        ("--max-document-chars", defaults.max_document_chars, "characters per document"),
+    ):
+        serve.add_argument(flag, type=_positive, default=default, help=f"{what} (default: %(default)s)")
     serve.add_argument(
         "--api-key",
         default=None,
