@@ -10,7 +10,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +28,43 @@ class Encoding:
     embedding: torch.Tensor  # (dim,) float32, L2-normalised sentence embedding
     tokens: torch.Tensor  # (tokens, dim) float16 contextual token embeddings
     token_ids: torch.Tensor  # (tokens,) int64 tokenizer ids
+
+
+@dataclass
+class EncoderCalls:
+    """What an `Encoder` did since it was built or last `reset`: its work, as tests and benchmarks count it.
+
+    Threads sharing one encoder all add to it; read `snapshot()` for counts taken together, since
+    the live fields may move between two reads.
+    """
+
+    batches: int = 0  # forward passes through the transformer
+    texts: int = 0  # texts those passes encoded
+    cached: int = 0  # texts served from the cache instead
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def add(self, batches: int = 0, texts: int = 0, cached: int = 0) -> None:
+        """Adds to the counts.
+
+        Args:
+            batches: forward passes made.
+            texts: texts they encoded.
+            cached: texts served from the cache.
+        """
+        with self._lock:
+            self.batches += batches
+            self.texts += texts
+            self.cached += cached
+
+    def snapshot(self) -> "EncoderCalls":
+        """A copy of the counts, all read at one moment."""
+        with self._lock:
+            return EncoderCalls(self.batches, self.texts, self.cached)
+
+    def reset(self) -> None:
+        """Sets every count back to zero."""
+        with self._lock:
+            self.batches = self.texts = self.cached = 0
 
 
 def resolve_encoder_path(name: str) -> str:
@@ -59,6 +96,9 @@ class Encoder:
         device: torch device; None lets sentence-transformers choose.
         cache_size: number of slot encodings kept in memory (least recently used are dropped).
         weights: a safetensors file of tuned tensors (`encoder_tuning.tune_encoder`) applied over the model.
+
+    Attributes:
+        calls: what the encoder did: forward passes, texts encoded, texts served from the cache.
     """
 
     def __init__(self, name: str = BUNDLED_ENCODER, device: str | None = None, cache_size: int = 4096,
@@ -79,6 +119,7 @@ class Encoder:
         # duration of the call, so an unpadded call from another thread meanwhile fails or pads wrongly.
         self._tokenizer_lock = threading.Lock()
         self._digest: str | None = None
+        self.calls = EncoderCalls()
 
     @property
     def dim(self) -> int:
@@ -152,6 +193,7 @@ class Encoder:
                     if text in self._cache:
                         self._cache.move_to_end(text)
                         cached[text] = self._cache[text]
+            self.calls.add(cached=len(cached))
         missing = [t for t in dict.fromkeys(texts) if t not in cached]
         fresh: dict[str, Encoding] = {}
         # sentence-transformers batches texts by character count; batching by token count pads far
@@ -169,6 +211,7 @@ class Encoder:
         def forward(batch: int) -> list[Encoding]:
             with torch.inference_mode():
                 out = self.model(features[batch])
+            self.calls.add(batches=1, texts=len(batches[batch]))
             embeddings = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu()
             lengths = out["attention_mask"].sum(-1).tolist()
             return [
@@ -190,6 +233,7 @@ class Encoder:
         """Encodes texts through the encoder with autograd on (for `--train-encoder`); nothing is cached."""
         features = self._features(texts)
         out = self.model(features)
+        self.calls.add(batches=1, texts=len(texts))
         embeddings = torch.nn.functional.normalize(out["sentence_embedding"], dim=-1)
         lengths = out["attention_mask"].sum(-1).tolist()
         return [
