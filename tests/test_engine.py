@@ -1,9 +1,11 @@
+import copy
 import json
 
 import pytest
 import torch
 
 from spicy_lentil import ModelLoadError, SpicyLentil
+from spicy_lentil.encoder import EncoderCalls
 
 QUERY = "Does vitamin D deficiency weaken bones?"
 DOCS = [
@@ -12,6 +14,12 @@ DOCS = [
     "The Roman Empire split into east and west. Constantinople became the eastern capital in 330 AD.",
     "Short.",
 ]
+
+
+@pytest.fixture
+def own_lentil(lentil):
+    """The shipped model for a test that changes it: its own copy of the network, the shared encoder (read-only)."""
+    return SpicyLentil(copy.deepcopy(lentil.model), lentil.encoder)
 
 
 def test_field_contract(lentil):
@@ -68,20 +76,17 @@ def test_missing_or_mismatched_model_folder(tmp_path, lentil):
         SpicyLentil.from_pretrained(tmp_path)
 
 
-def test_pathways_per_query_is_live(lentil):
-    try:
-        for k in (1, 2, 9):
-            lentil.pathways_per_query = k
-            field = lentil.field(QUERY, DOCS[0])
-            assert len(field.active) == k
-            assert sum(v > 0 for v in field.gate.values()) == k
-        for bad in (0, 10):
-            with pytest.raises(ValueError, match="pathways_per_query"):
-                lentil.pathways_per_query = bad
-        with pytest.raises(TypeError, match="pathways_per_query"):
-            lentil.pathways_per_query = 2.5
-    finally:
-        lentil.pathways_per_query = 4
+def test_pathways_per_query_is_live(own_lentil):
+    for k in (1, 2, 9):
+        own_lentil.pathways_per_query = k
+        field = own_lentil.field(QUERY, DOCS[0])
+        assert len(field.active) == k
+        assert sum(v > 0 for v in field.gate.values()) == k
+    for bad in (0, 10):
+        with pytest.raises(ValueError, match="pathways_per_query"):
+            own_lentil.pathways_per_query = bad
+    with pytest.raises(TypeError, match="pathways_per_query"):
+        own_lentil.pathways_per_query = 2.5
 
 
 def test_rank_is_sentence_transformers_style(lentil):
@@ -152,21 +157,21 @@ def test_hostile_documents_score(lentil):
 
 
 def test_encoder_cache_encodes_a_document_once(lentil):
-    lentil.encoder.clear_cache()
-    calls = []
-    original = lentil.encoder._features
+    encoder = lentil.encoder
+    encoder.clear_cache()
+    encoder.calls.reset()
+    lentil.field(QUERY, DOCS[2])
+    assert encoder.calls.snapshot() == EncoderCalls(batches=2, texts=3, cached=0)  # the query, then the two slots
+    lentil.field("Another query about Rome", DOCS[2])
+    assert encoder.calls.snapshot() == EncoderCalls(batches=3, texts=4, cached=2)  # the slots came from the cache
 
-    def counting(texts):
-        calls.append(len(texts))
-        return original(texts)
 
-    lentil.encoder._features = counting
-    try:
-        lentil.field(QUERY, DOCS[2])
-        lentil.field("Another query about Rome", DOCS[2])
-    finally:
-        del lentil.encoder._features
-    assert calls == [1, 2, 1]  # query, the two slots, the second query; slots not encoded again
+def test_encoder_calls_count_batches_and_reset(lentil):
+    encoder = lentil.encoder
+    encoder.calls.reset()
+    assert encoder.calls.snapshot() == EncoderCalls()
+    encoder.encode([f"Counted sentence {i}." for i in range(5)], batch_size=2, use_cache=False)
+    assert encoder.calls.snapshot() == EncoderCalls(batches=3, texts=5, cached=0)  # 2 + 2 + 1, nothing read from the cache
 
 
 @pytest.fixture
@@ -258,11 +263,8 @@ def test_balanced_batches_cap_rows_and_tokens_and_share_the_work():
     assert _balanced_batches([], len, 32, 100, 2) == [] and _balanced_batches([0], lambda r: 5, 32, 100, 2) == [[0]]
 
 
-def test_the_gate_runs_once_per_query_before_the_models_own_pass(lentil):
+def test_the_gate_runs_once_per_query_before_the_models_own_pass(own_lentil):
     calls = []
-    hook = lentil.model.gate.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
-    try:
-        lentil.field(QUERY, DOCS[0])
-    finally:
-        hook.remove()
+    own_lentil.model.gate.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    own_lentil.field(QUERY, DOCS[0])
     assert calls == [1, 1]  # the query's routing once, then the model's pass over the one document
