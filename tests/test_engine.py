@@ -171,7 +171,7 @@ def test_encoder_calls_count_batches_and_reset(lentil):
     encoder.calls.reset()
     assert encoder.calls.snapshot() == EncoderCalls()
     encoder.encode([f"Counted sentence {i}." for i in range(5)], batch_size=2, use_cache=False)
-    assert encoder.calls.snapshot() == EncoderCalls(batches=3, texts=5, cached=0)  # 2 + 2 + 1, nothing read from the cache
+    assert encoder.calls.snapshot() == EncoderCalls(batches=3, texts=5, cached=0)  # 2 + 2 + 1 texts, no cache
 
 
 @pytest.fixture
