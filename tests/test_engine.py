@@ -1,4 +1,3 @@
-import copy
 import json
 
 import pytest
@@ -14,12 +13,6 @@ DOCS = [
     "The Roman Empire split into east and west. Constantinople became the eastern capital in 330 AD.",
     "Short.",
 ]
-
-
-@pytest.fixture
-def own_lentil(lentil):
-    """The shipped model for a test that changes it: its own copy of the network, the shared encoder (read-only)."""
-    return SpicyLentil(copy.deepcopy(lentil.model), lentil.encoder)
 
 
 def test_field_contract(lentil):
