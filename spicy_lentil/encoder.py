@@ -10,7 +10,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +28,43 @@ class Encoding:
     embedding: torch.Tensor  # (dim,) float32, L2-normalised sentence embedding
     tokens: torch.Tensor  # (tokens, dim) float16 contextual token embeddings
     token_ids: torch.Tensor  # (tokens,) int64 tokenizer ids
+
+
+@dataclass
+class EncoderCalls:
+    """What an `Encoder` did since it was built or last `reset`: its work, as tests and benchmarks count it.
+
+    Threads sharing one encoder all add to it; read `snapshot()` for counts taken together, since
+    the live fields may move between two reads.
+    """
+
+    batches: int = 0  # forward passes through the transformer
+    texts: int = 0  # texts those passes encoded
+    cached: int = 0  # texts served from the cache instead
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+
+    def add(self, batches: int = 0, texts: int = 0, cached: int = 0) -> None:
+        """Adds to the counts.
+
+        Args:
+            batches: forward passes made.
+            texts: texts they encoded.
+            cached: texts served from the cache.
+        """
+        with self._lock:
+            self.batches += batches
+            self.texts += texts
+            self.cached += cached
+
+    def snapshot(self) -> "EncoderCalls":
+        """A copy of the counts, all read at one moment."""
+        with self._lock:
+            return EncoderCalls(self.batches, self.texts, self.cached)
+
+    def reset(self) -> None:
+        """Sets every count back to zero."""
+        with self._lock:
+            self.batches = self.texts = self.cached = 0
 
 
 def resolve_encoder_path(name: str) -> str:
@@ -59,10 +96,18 @@ class Encoder:
         device: torch device; None lets sentence-transformers choose.
         cache_size: number of slot encodings kept in memory (least recently used are dropped).
         weights: a safetensors file of tuned tensors (`encoder_tuning.tune_encoder`) applied over the model.
+
+    Attributes:
+        calls: what the encoder did: forward passes, texts encoded, texts served from the cache.
     """
 
-    def __init__(self, name: str = BUNDLED_ENCODER, device: str | None = None, cache_size: int = 4096,
-                 weights: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str = BUNDLED_ENCODER,
+        device: str | None = None,
+        cache_size: int = 4096,
+        weights: str | Path | None = None,
+    ) -> None:
         self.name = name
         self.model = load_sentence_transformer(name, device)
         self.weights = Path(weights) if weights else None
@@ -79,6 +124,7 @@ class Encoder:
         # duration of the call, so an unpadded call from another thread meanwhile fails or pads wrongly.
         self._tokenizer_lock = threading.Lock()
         self._digest: str | None = None
+        self.calls = EncoderCalls()
 
     @property
     def dim(self) -> int:
@@ -152,6 +198,7 @@ class Encoder:
                     if text in self._cache:
                         self._cache.move_to_end(text)
                         cached[text] = self._cache[text]
+            self.calls.add(cached=len(cached))
         missing = [t for t in dict.fromkeys(texts) if t not in cached]
         fresh: dict[str, Encoding] = {}
         # sentence-transformers batches texts by character count; batching by token count pads far
@@ -160,7 +207,7 @@ class Encoder:
         order = list(range(len(missing)))
         if len(missing) > batch_size:  # one batch (a query, say) gains nothing from sorting: skip tokenizing twice
             order.sort(key=self.count_tokens(missing).__getitem__)
-        batches = [order[start: start + batch_size] for start in range(0, len(order), batch_size)]
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
         # The caller tokenizes every batch first: the workers share the network, which is stateless
         # in inference, but not the Rust tokenizer, whose settings calls may change.
@@ -169,15 +216,22 @@ class Encoder:
         def forward(batch: int) -> list[Encoding]:
             with torch.inference_mode():
                 out = self.model(features[batch])
+            self.calls.add(batches=1, texts=len(batches[batch]))
             embeddings = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu()
             lengths = out["attention_mask"].sum(-1).tolist()
             return [
-                Encoding(embeddings[j], out["token_embeddings"][j, :n].to(torch.float16).cpu(), out["input_ids"][j, :n].long().cpu())
+                Encoding(
+                    embeddings[j],
+                    out["token_embeddings"][j, :n].to(torch.float16).cpu(),
+                    out["input_ids"][j, :n].long().cpu(),
+                )
                 for j, n in enumerate(lengths)
             ]
 
         encoded = map_batches(forward, range(len(batches)))
-        for rows, encodings in tqdm(zip(batches, encoded), total=len(batches), desc="encoding", unit="batch", disable=not show_progress_bar):
+        for rows, encodings in tqdm(
+            zip(batches, encoded), total=len(batches), desc="encoding", unit="batch", disable=not show_progress_bar
+        ):
             fresh.update((missing[i], encoding) for i, encoding in zip(rows, encodings))
         if use_cache:
             with self._cache_lock:
@@ -190,6 +244,7 @@ class Encoder:
         """Encodes texts through the encoder with autograd on (for `--train-encoder`); nothing is cached."""
         features = self._features(texts)
         out = self.model(features)
+        self.calls.add(batches=1, texts=len(texts))
         embeddings = torch.nn.functional.normalize(out["sentence_embedding"], dim=-1)
         lengths = out["attention_mask"].sum(-1).tolist()
         return [

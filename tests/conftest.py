@@ -1,3 +1,4 @@
+import copy
 import os
 
 import pytest
@@ -11,10 +12,19 @@ from spicy_lentil.encoder import Encoding  # noqa: E402
 
 @pytest.fixture(scope="session")
 def lentil():
-    """The bundled default model, loaded once per test session."""
+    """The bundled default model, loaded once per test session and shared: tests that change it use `own_lentil`."""
     from spicy_lentil import SpicyLentil
 
     return SpicyLentil.from_pretrained()
+
+
+@pytest.fixture
+def own_lentil(lentil):
+    """The shipped model for a test that changes it (the gate's k, hooks): its own copy of the network, a few
+    megabytes, over the shared encoder, which loading again would cost seconds."""
+    from spicy_lentil import SpicyLentil
+
+    return SpicyLentil(copy.deepcopy(lentil.model), lentil.encoder)
 
 
 def fake_encoding(tokens, dim=384, generator=None, vocab=50):

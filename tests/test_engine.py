@@ -4,11 +4,16 @@ import pytest
 import torch
 
 from spicy_lentil import ModelLoadError, SpicyLentil
+from spicy_lentil.encoder import EncoderCalls
 
 QUERY = "Does vitamin D deficiency weaken bones?"
 DOCS = [
     "Vitamin D helps the gut absorb calcium. Without it, bones become thin and brittle.",
-    {"_id": "py", "title": "Python", "text": "Python is a programming language.\n\n- It is readable.\n- It is popular."},
+    {
+        "_id": "py",
+        "title": "Python",
+        "text": "Python is a programming language.\n\n- It is readable.\n- It is popular.",
+    },
     "The Roman Empire split into east and west. Constantinople became the eastern capital in 330 AD.",
     "Short.",
 ]
@@ -19,7 +24,7 @@ def test_field_contract(lentil):
     assert 0.0 <= field.score <= 1.0
     assert len(field.slots) == 2
     for slot in field.slots:
-        assert DOCS[0][slot.start:slot.end] == slot.text
+        assert DOCS[0][slot.start : slot.end] == slot.text
         assert 0.0 <= slot.score <= 1.0
     assert set(field.gate) == set(lentil.model.pathway_names)
     assert len(field.active) == lentil.pathways_per_query
@@ -68,20 +73,17 @@ def test_missing_or_mismatched_model_folder(tmp_path, lentil):
         SpicyLentil.from_pretrained(tmp_path)
 
 
-def test_pathways_per_query_is_live(lentil):
-    try:
-        for k in (1, 2, 9):
-            lentil.pathways_per_query = k
-            field = lentil.field(QUERY, DOCS[0])
-            assert len(field.active) == k
-            assert sum(v > 0 for v in field.gate.values()) == k
-        for bad in (0, 10):
-            with pytest.raises(ValueError, match="pathways_per_query"):
-                lentil.pathways_per_query = bad
-        with pytest.raises(TypeError, match="pathways_per_query"):
-            lentil.pathways_per_query = 2.5
-    finally:
-        lentil.pathways_per_query = 4
+def test_pathways_per_query_is_live(own_lentil):
+    for k in (1, 2, 9):
+        own_lentil.pathways_per_query = k
+        field = own_lentil.field(QUERY, DOCS[0])
+        assert len(field.active) == k
+        assert sum(v > 0 for v in field.gate.values()) == k
+    for bad in (0, 10):
+        with pytest.raises(ValueError, match="pathways_per_query"):
+            own_lentil.pathways_per_query = bad
+    with pytest.raises(TypeError, match="pathways_per_query"):
+        own_lentil.pathways_per_query = 2.5
 
 
 def test_rank_is_sentence_transformers_style(lentil):
@@ -142,31 +144,36 @@ def test_empty_document_scores_zero(lentil, document):
 
 def test_hostile_documents_score(lentil):
     big = ("Calcium and vitamin D matter for bone health in older adults. " * 17000)[:1_000_000]
-    for document in [big, "ctrl\x00\x01\x1b[31m chars. more\x7f", "😀🦴💊 emoji only 🦴.", "فيتامين د مهم للعظام. ויטמין די חשוב."]:
+    for document in [
+        big,
+        "ctrl\x00\x01\x1b[31m chars. more\x7f",
+        "😀🦴💊 emoji only 🦴.",
+        "فيتامين د مهم للعظام. ויטמין די חשוב.",
+    ]:
         field = lentil.field(QUERY, document)
         assert 0.0 <= field.score <= 1.0 and field.slots
         for slot in field.slots:
-            assert document[slot.start:slot.end] == slot.text
+            assert document[slot.start : slot.end] == slot.text
     assert lentil.field(QUERY, big).truncated
     assert len(lentil.field(QUERY, big).slots) == lentil.config.max_slots
 
 
 def test_encoder_cache_encodes_a_document_once(lentil):
-    lentil.encoder.clear_cache()
-    calls = []
-    original = lentil.encoder._features
+    encoder = lentil.encoder
+    encoder.clear_cache()
+    encoder.calls.reset()
+    lentil.field(QUERY, DOCS[2])
+    assert encoder.calls.snapshot() == EncoderCalls(batches=2, texts=3, cached=0)  # the query, then the two slots
+    lentil.field("Another query about Rome", DOCS[2])
+    assert encoder.calls.snapshot() == EncoderCalls(batches=3, texts=4, cached=2)  # the slots came from the cache
 
-    def counting(texts):
-        calls.append(len(texts))
-        return original(texts)
 
-    lentil.encoder._features = counting
-    try:
-        lentil.field(QUERY, DOCS[2])
-        lentil.field("Another query about Rome", DOCS[2])
-    finally:
-        del lentil.encoder._features
-    assert calls == [1, 2, 1]  # query, the two slots, the second query; slots not encoded again
+def test_encoder_calls_count_batches_and_reset(lentil):
+    encoder = lentil.encoder
+    encoder.calls.reset()
+    assert encoder.calls.snapshot() == EncoderCalls()
+    encoder.encode([f"Counted sentence {i}." for i in range(5)], batch_size=2, use_cache=False)
+    assert encoder.calls.snapshot() == EncoderCalls(batches=3, texts=5, cached=0)  # 2 + 2 + 1 texts, no cache
 
 
 @pytest.fixture
@@ -189,12 +196,21 @@ def test_runtime_configure_sets_threads_workers_blas_and_keeps_freed_memory_on_g
         return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
     result = restore_runtime.configure(threads=2)
-    assert result == {"threads": 1, "batch_workers": 2, "blas_threads": 1, "keep_freed_memory": result["keep_freed_memory"]}
+    assert result == {
+        "threads": 1,
+        "batch_workers": 2,
+        "blas_threads": 1,
+        "keep_freed_memory": result["keep_freed_memory"],
+    }
     assert torch.get_num_threads() == 1
     assert blas_threads() == {1}  # no BLAS helper threads spinning beside the batch workers
     assert result["keep_freed_memory"] == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
     assert restore_runtime.configure(threads=2, parallel_batches=False, keep_freed_memory=False) == {
-        "threads": 2, "batch_workers": 1, "blas_threads": 2, "keep_freed_memory": False}
+        "threads": 2,
+        "batch_workers": 1,
+        "blas_threads": 2,
+        "keep_freed_memory": False,
+    }
     assert blas_threads() == {2}
 
 
@@ -203,7 +219,9 @@ def test_batch_workers_run_one_thread_each_in_order_and_leave_the_caller_alone(r
 
     restore_runtime.configure(threads=2, parallel_batches=False)
     restore_runtime._workers = 2  # two workers while the caller keeps two intra-op threads
-    seen = restore_runtime.map_batches(lambda b: (b, torch.get_num_threads(), threading.current_thread().name), range(6))
+    seen = restore_runtime.map_batches(
+        lambda b: (b, torch.get_num_threads(), threading.current_thread().name), range(6)
+    )
     seen = list(seen)
     assert [b for b, _, _ in seen] == list(range(6))
     assert {threads for _, threads, _ in seen} == {1}
@@ -229,7 +247,9 @@ def test_parallel_batches_give_the_sequential_results(lentil, restore_runtime):
         assert [s.score for s in a.slots] == pytest.approx([s.score for s in b.slots], abs=1e-6)
     for a, b in zip(lentil.encoder.encode(texts, batch_size=2, use_cache=False), encoded):
         assert torch.equal(a.token_ids, b.token_ids)
-        assert torch.allclose(a.embedding, b.embedding, atol=1e-6) and torch.allclose(a.tokens.float(), b.tokens.float(), atol=1e-3)
+        assert torch.allclose(a.embedding, b.embedding, atol=1e-6) and torch.allclose(
+            a.tokens.float(), b.tokens.float(), atol=1e-3
+        )
 
 
 def test_encoder_batches_by_token_count_but_keeps_input_order(lentil):
@@ -258,11 +278,8 @@ def test_balanced_batches_cap_rows_and_tokens_and_share_the_work():
     assert balanced_batches([], len, 32, 100, 2) == [] and balanced_batches([0], lambda r: 5, 32, 100, 2) == [[0]]
 
 
-def test_the_gate_runs_once_per_query_before_the_models_own_pass(lentil):
+def test_the_gate_runs_once_per_query_before_the_models_own_pass(own_lentil):
     calls = []
-    hook = lentil.model.gate.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
-    try:
-        lentil.field(QUERY, DOCS[0])
-    finally:
-        hook.remove()
+    own_lentil.model.gate.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    own_lentil.field(QUERY, DOCS[0])
     assert calls == [1, 1]  # the query's routing once, then the model's pass over the one document

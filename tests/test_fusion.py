@@ -29,7 +29,9 @@ def test_seed_fusions_on_active_outputs_match_their_definitions_on_all_nine(fusi
     module = build_fusion(fusion, 9, 144, dropout=0.0).eval()
     routing = Gate(384, 9, 4).eval()(torch.randn(3, 384))
     active = torch.randn(3, 5, 4, 144)
-    dense = torch.zeros(3, 5, 9, 144).scatter(2, routing.selected_pathways[:, None, :, None].expand(3, 5, 4, 144), active)
+    dense = torch.zeros(3, 5, 9, 144).scatter(
+        2, routing.selected_pathways[:, None, :, None].expand(3, 5, 4, 144), active
+    )
     mask = routing.active[:, None, :]  # (batch, 1, pathways)
     with torch.no_grad():
         z, weights = module(active, routing)
@@ -37,10 +39,14 @@ def test_seed_fusions_on_active_outputs_match_their_definitions_on_all_nine(fusi
             expected = module.norm(module.linear(dense.reshape(3, 5, 9 * 144)))
             expected_weights = routing.dense_weights[:, None, :].expand(3, 5, 9)
         elif fusion == "learned_weights":
-            expected_weights = torch.softmax(module.logits.masked_fill(~routing.active, float("-inf")), -1)[:, None, :].expand(3, 5, 9)
+            expected_weights = torch.softmax(module.logits.masked_fill(~routing.active, float("-inf")), -1)[
+                :, None, :
+            ].expand(3, 5, 9)
             expected = module.norm(torch.einsum("bsph,bsp->bsh", dense, expected_weights))
         else:
-            expected_weights = torch.softmax(module.gate(dense.reshape(3, 5, 9 * 144)).masked_fill(~mask, float("-inf")), -1)
+            expected_weights = torch.softmax(
+                module.gate(dense.reshape(3, 5, 9 * 144)).masked_fill(~mask, float("-inf")), -1
+            )
             transformed = torch.tanh(torch.einsum("bsph,phg->bspg", dense, module.transform))
             expected = module.norm((expected_weights.unsqueeze(-1) * transformed).sum(2))
     assert torch.allclose(z, expected, atol=1e-5)
@@ -79,7 +85,7 @@ def test_null_point_same_result_for_shared_and_mixed_routing():
     null_point = NullPoint(9, 144, dropout=0.0).eval()
     mixed, mixed_attention = null_point(active, routing)
     for row in range(2):
-        z, attention = null_point(active[row: row + 1], routing.select(slice(row, row + 1)))
+        z, attention = null_point(active[row : row + 1], routing.select(slice(row, row + 1)))
         assert torch.allclose(z[0], mixed[row], atol=1e-5)
         assert torch.allclose(attention[0], mixed_attention[row], atol=1e-6)
 
@@ -92,7 +98,9 @@ def test_null_point_attention_is_multihead_attention():
     with torch.no_grad():
         attended, weights = null_point._attend(h)
         flat = h.reshape(10, 4, 144)
-        expected, expected_weights = null_point.attention(flat, flat, flat, need_weights=True, average_attn_weights=True)
+        expected, expected_weights = null_point.attention(
+            flat, flat, flat, need_weights=True, average_attn_weights=True
+        )
     assert torch.allclose(attended, expected.reshape(2, 5, 4, 144), atol=1e-5)
     assert torch.allclose(weights, expected_weights.reshape(2, 5, 4, 4), atol=1e-6)
 

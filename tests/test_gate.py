@@ -37,9 +37,11 @@ def test_unselected_pathways_never_run(k):
     calls = {name: 0 for name in model.pathway_names}
     rows_seen = {name: 0 for name in model.pathway_names}
     for name, pathway in model.pathways.items():
+
         def hook(module, inputs, output, name=name):
             calls[name] += 1
             rows_seen[name] += inputs[0].batch_size
+
         pathway.register_forward_hook(hook)
     x = make_input(batch=4)
     with torch.no_grad():

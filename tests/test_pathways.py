@@ -3,11 +3,10 @@ import dataclasses
 import pytest
 import torch
 
+from spicy_lentil.batching import collate
 from spicy_lentil.pathways import PATHWAY_NAMES, build_pathways
 from spicy_lentil.pathways.base import CorpusStatistics, segment_max, segment_sum, token_products
-from spicy_lentil.batching import collate
 from tests.conftest import fake_encoding, make_input
-
 
 
 @pytest.fixture
@@ -19,8 +18,15 @@ def pathways():
 
 def test_nine_pathways_in_fixed_order(pathways):
     assert PATHWAY_NAMES == (
-        "propositional", "perspectival", "procedural", "participatory",
-        "prehension", "comprehension", "apprehension", "reprehension", "extension",
+        "propositional",
+        "perspectival",
+        "procedural",
+        "participatory",
+        "prehension",
+        "comprehension",
+        "apprehension",
+        "reprehension",
+        "extension",
     )
     assert all(pathways[n].question for n in PATHWAY_NAMES)
 
@@ -73,7 +79,9 @@ def test_segment_reductions_gather_each_slots_own_tokens():
         for slot in range(x.slot_mask.shape[1]):
             mine = values[(x.token_row == row) & (x.token_slot == slot)]
             if x.slot_mask[row, slot]:
-                assert torch.allclose(maxima[row, slot], mine.max(0).values) and torch.allclose(sums[row, slot], mine.sum(0))
+                assert torch.allclose(maxima[row, slot], mine.max(0).values) and torch.allclose(
+                    sums[row, slot], mine.sum(0)
+                )
             else:  # padding: no tokens
                 assert mine.numel() == 0 and (maxima[row, slot] == -7.0).all() and (sums[row, slot] == 0).all()
 
@@ -93,8 +101,13 @@ def test_row_selection_keeps_the_selected_rows_tokens_in_order():
 def test_every_pathway_reads_the_query(pathways, name):
     # Relevance is to a query: a pathway whose output ignores it scores every query alike.
     x, other = make_input(seed=0), make_input(seed=1)
-    asked_otherwise = dataclasses.replace(x, query=other.query, query_tokens=other.query_tokens,
-                                          query_token_mask=other.query_token_mask, query_ids=other.query_ids)
+    asked_otherwise = dataclasses.replace(
+        x,
+        query=other.query,
+        query_tokens=other.query_tokens,
+        query_token_mask=other.query_token_mask,
+        query_ids=other.query_ids,
+    )
     pathway = pathways[name].eval()
     with torch.no_grad():
         out, again, changed = pathway(x).hidden, pathway(x).hidden, pathway(asked_otherwise).hidden
@@ -133,8 +146,12 @@ def test_collate_packs_each_documents_tokens_with_their_slot():
     assert x.tokens.shape == (19 + 7, 384) and x.slots.shape[:2] == (2, 3)  # tokens packed, no padding
     assert x.token_row.tolist() == [0] * 19 + [1] * 7
     assert x.token_slot.tolist() == [0] * 4 + [1] * 9 + [2] * 6 + [0] * 7
-    assert torch.equal(x.tokens[4:13], documents[0][1].tokens.float()) and torch.equal(x.tokens[19:], documents[1][0].tokens.float())
+    assert torch.equal(x.tokens[4:13], documents[0][1].tokens.float()) and torch.equal(
+        x.tokens[19:], documents[1][0].tokens.float()
+    )
     assert torch.equal(x.slots[0, 1], documents[0][1].embedding) and x.slot_mask[1].tolist() == [True, False, False]
     assert not x.slots[1, 1:].any()  # slot padding is zero
     assert x.token_ids[0] == -1 and x.token_ids[1] == documents[0][0].token_ids[1]  # [CLS] never matches a word
-    assert x.shared_query and not collate([query, fake_encoding(5, generator=g)], documents, [None, None], []).shared_query
+    assert (
+        x.shared_query and not collate([query, fake_encoding(5, generator=g)], documents, [None, None], []).shared_query
+    )

@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from spicy_lentil import SpicyLentil
 from spicy_lentil.calibration import expected_calibration_error, fit_calibration, platt
 from spicy_lentil.data import DataError, load_data
+from spicy_lentil.encoder import EncoderCalls
 from spicy_lentil.index import CorpusIndex, StaleIndexError
 from spicy_lentil.training import Trainer, TrainingArguments, TrainingSet
 from tests.synthetic import write_dataset
@@ -180,17 +181,10 @@ def test_stored_rows_read_the_same_with_and_without_pread(index, monkeypatch):
 
 def test_second_search_runs_no_document_encoding(dataset, index, lentil):
     query = "Does caffeine act on adenosine receptors?"
-    rows = []  # texts in each forward pass of the encoder network
-    network = lentil.encoder.model
-    network.forward = lambda features, *a, **kw: (
-        rows.append(features["input_ids"].shape[0]) or type(network).forward(network, features, *a, **kw)
-    )
     lentil.encoder.clear_cache()
-    try:
-        results = lentil.search(index, query, top_k=3, candidates=8)
-    finally:
-        del network.forward
-    assert rows == [1]  # only the query was encoded
+    lentil.encoder.calls.reset()
+    results = lentil.search(index, query, top_k=3, candidates=8)
+    assert lentil.encoder.calls.snapshot() == EncoderCalls(batches=1, texts=1, cached=0)  # only the query was encoded
     assert len(results) == 3
     # Fields are built for the returned documents only: each must be its own document's field.
     docs = [result["corpus_id"] for result in results]
