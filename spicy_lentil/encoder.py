@@ -262,3 +262,9 @@ class Encoder:
     def clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()
+
+    @property
+    def cached_texts(self) -> int:
+        """How many texts' encodings the cache holds now."""
+        with self._cache_lock:
+            return len(self._cache)

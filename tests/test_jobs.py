@@ -75,6 +75,6 @@ def test_score_job_leaves_the_slot_cache_alone(tmp_path, lentil):
         lentil, "rivers", documents, tmp_path / "out.jsonl", Rejects(echo=False), show_progress_bar=False
     )
     assert summary["scored"] == 5
-    assert len(lentil.encoder._cache) == 1  # the query only
+    assert lentil.encoder.cached_texts == 1  # the query only
     lentil.fields("rivers", [documents[0]["text"]])
-    assert len(lentil.encoder._cache) == 3  # interactive scoring still caches slots for the next query
+    assert lentil.encoder.cached_texts == 3  # interactive scoring still caches slots for the next query
