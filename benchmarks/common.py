@@ -175,6 +175,24 @@ def nproc() -> int:
         return os.cpu_count() or 0
 
 
+def timing_arguments(parser, threads: int) -> None:
+    """The flags every timing script takes: torch threads, the data folder, and --no-write."""
+    parser.add_argument("--threads", type=int, default=threads, help="torch.set_num_threads (2 = the machine's cores)")
+    parser.add_argument("--data", type=Path, default=SCIFACT_DIR)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave the results and BENCHMARKS.md alone")
+
+
+def start_timing(threads: int) -> dict[str, float]:
+    """Sets torch's threads, logs the machine, and returns the contention probe taken before timing."""
+    import torch
+
+    torch.set_num_threads(threads)
+    log(f"machine: {machine_line()}")
+    probe = contention_probe()
+    log(f"contention probe (layer norm of 64 x 40 x 384): {contention_text(probe)}")
+    return probe
+
+
 def machine_line() -> str:
     import torch
 

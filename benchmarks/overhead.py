@@ -27,17 +27,16 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from pathlib import Path
 
 from benchmarks.common import (
-    SCIFACT_DIR,
     contention_probe,
     contention_text,
     log,
-    machine_line,
     machine_load_line,
     markdown_table,
     read_jsonl,
+    start_timing,
+    timing_arguments,
     verdict,
 )
 from benchmarks.render import publish
@@ -228,20 +227,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (interleaved)")
     parser.add_argument("--docs", type=int, default=NUM_DOCS)
-    parser.add_argument("--threads", type=int, default=THREADS, help="torch.set_num_threads (2 = the machine's cores)")
-    parser.add_argument("--data", type=Path, default=SCIFACT_DIR)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave the results and BENCHMARKS.md alone")
+    timing_arguments(parser, THREADS)
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
+    probe_before = start_timing(args.threads)
     from spicy_lentil.engine import SpicyLentil
     from spicy_lentil.runtime import batch_workers
 
     started = time.perf_counter()
-    log(f"machine: {machine_line()}")
-    probe_before = contention_probe()
-    log(f"contention probe (layer norm of 64 x 40 x 384): {contention_text(probe_before)}")
     lentil = SpicyLentil.from_pretrained()
     documents = read_jsonl(args.data / "corpus.jsonl", args.docs)
     query = read_jsonl(args.data / "queries.jsonl", 1)[0]["text"]

@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING
 
 from benchmarks.common import (
     CACHE_DIR,
-    SCIFACT_DIR,
     contention_probe,
     contention_text,
     log,
-    machine_line,
     machine_load_line,
     markdown_table,
     read_jsonl,
+    start_timing,
+    timing_arguments,
     verdict,
 )
 from benchmarks.render import publish
@@ -445,19 +445,12 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=280.0,
                         help="seconds of timing; the next claim is started only if it is expected to fit "
                              "(the first always runs)")
-    parser.add_argument("--threads", type=int, default=THREADS, help="torch.set_num_threads (2 = the machine's cores)")
-    parser.add_argument("--data", type=Path, default=SCIFACT_DIR)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave the results and BENCHMARKS.md alone")
+    timing_arguments(parser, THREADS)
     args = parser.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
+    probe_before = start_timing(args.threads)
     from spicy_lentil.engine import SpicyLentil
 
     started = time.perf_counter()
-    log(f"machine: {machine_line()}")
-    probe_before = contention_probe()
-    log(f"contention probe (layer norm of 64 x 40 x 384): {contention_text(probe_before)}")
     model = (lentil := SpicyLentil.from_pretrained()).model.eval()
     assert model.config.fusion == "null_point", f"bundled model fuses with {model.config.fusion}, not the null point"
     inputs = prepare(lentil, args.data)

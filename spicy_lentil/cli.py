@@ -26,38 +26,31 @@ def cmd_score(args: argparse.Namespace) -> int:
             total = None
             if all(p != "-" for p in args.files):
                 total = sum(_count_rows(p) for p in args.files)
+            documents = read_documents(args.files, rejects)
+            options = dict(
+                output_format=args.format,
+                resume=args.resume,
+                batch_size=args.batch_size,
+                total=total,
+                pathways_per_query=args.pathways_per_query,
+            )
             if args.engine == "ray":
                 from . import distributed
 
                 distributed.connect(args.address)
                 summary = distributed.score_job(
                     args.query,
-                    read_documents(args.files, rejects),
+                    documents,
                     out_path,
                     rejects,
                     model=args.model,
-                    output_format=args.format,
-                    resume=args.resume,
-                    batch_size=args.batch_size,
-                    total=total,
-                    pathways_per_query=args.pathways_per_query,
                     concurrency=args.concurrency,
                     cpus_per_actor=args.cpus_per_actor,
+                    **options,
                 )
             else:
                 lentil = SpicyLentil.from_pretrained(args.model)
-                summary = score_job(
-                    lentil,
-                    args.query,
-                    read_documents(args.files, rejects),
-                    out_path,
-                    rejects,
-                    output_format=args.format,
-                    resume=args.resume,
-                    batch_size=args.batch_size,
-                    total=total,
-                    pathways_per_query=args.pathways_per_query,
-                )
+                summary = score_job(lentil, args.query, documents, out_path, rejects, **options)
         finally:
             rejects.close()
     print(

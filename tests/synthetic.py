@@ -87,3 +87,11 @@ def write_dataset(folder: Path, topics=TOPICS, prefix: str = "", unanswerable: b
             handle.write("query-id\tcorpus-id\n")
             handle.writelines(f"{prefix}q{t}-0\t{prefix}d{(t + 1) % len(topics)}\n" for t in range(len(topics)))
     return folder
+
+
+def tiny_training(output: Path, epochs: int, **overrides):
+    """`TrainingArguments` sized for these datasets: a few queries per step, few negatives, quick warm-up."""
+    from spicy_lentil.training import TrainingArguments
+
+    sizes = dict(queries_per_step=4, negatives=3, negative_pool=6, candidates=10, warmup_steps=2, learning_rate=3e-3)
+    return TrainingArguments(output=str(output), epochs=epochs, **{**sizes, **overrides})

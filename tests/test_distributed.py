@@ -2,15 +2,14 @@
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from spicy_lentil.cli import main
-from tests.processes import CLI, kill_after_rows
-from tests.test_jobs import BAD_LINES, write_corpus
+from tests.processes import CLI
+from tests.test_jobs import BAD_LINES, kill_and_resume, write_corpus
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -89,16 +88,7 @@ def test_killed_ray_job_resumes_with_every_id_exactly_once(tmp_path, address):
     job = ["--out", str(out), "--batch-size", "4", *_on_ray(address)]
     command = [*CLI, "score", "--query", "topic 3", str(corpus), *job]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    partial = kill_after_rows(command, out, env=env)
-    assert 20 <= len(partial) < len(expected)
-    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600, env=env)
-    assert resumed.returncode == 1, resumed.stderr  # rows were rejected
-    ids = [json.loads(line)["_id"] for line in out.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == len(expected)
-    assert set(ids) == expected
-    rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
-    assert sorted(r["line"] for r in rejects) == sorted(BAD_LINES)
-    assert "rejected 3 row(s)" in resumed.stderr and "already done" in resumed.stderr
+    kill_and_resume(command, out, expected, env)
 
 
 def _on_ray(address: str) -> list[str]:

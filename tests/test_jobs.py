@@ -28,14 +28,19 @@ def test_killed_job_resumes_with_every_id_exactly_once(tmp_path):
     expected = write_corpus(corpus)
     out = tmp_path / "out.jsonl"
     command = [*CLI, "score", "--query", "topic 3", str(corpus), "--out", str(out), "--batch-size", "4"]
-    partial = kill_after_rows(command, out)
+    kill_and_resume(command, out, expected)
+
+
+def kill_and_resume(command: list[str], out, expected: set[str], env: dict | None = None) -> None:
+    """Kills a score job of `write_corpus`'s corpus midway, resumes it, and checks every id was written once."""
+    partial = kill_after_rows(command, out, env=env)
     assert 20 <= len(partial) < len(expected)
-    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=600, env=env)
     assert resumed.returncode == 1, resumed.stderr  # rows were rejected
     ids = [json.loads(line)["_id"] for line in out.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == len(expected)
     assert set(ids) == expected
-    rejects = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    rejects = [json.loads(line) for line in out.with_name(out.name + ".rejects.jsonl").read_text().splitlines()]
     assert sorted(r["line"] for r in rejects) == sorted(BAD_LINES)
     assert "rejected 3 row(s)" in resumed.stderr and "already done" in resumed.stderr
 

@@ -13,8 +13,8 @@ from spicy_lentil.data import load_data
 from spicy_lentil.encoder_tuning import ENCODER_WEIGHTS_NAME, EncoderTuningArguments, sentence_triplets, tune_encoder
 from spicy_lentil.errors import ModelLoadError
 from spicy_lentil.index import CorpusIndex
-from spicy_lentil.training import Trainer, TrainingArguments, TrainingSet, parse_mix, selection_score
-from tests.synthetic import OTHER_TOPICS, write_dataset
+from spicy_lentil.training import Trainer, TrainingSet, parse_mix, selection_score
+from tests.synthetic import OTHER_TOPICS, tiny_training, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +40,7 @@ def mixture_trainer(two_datasets, output, weights=(1.0, 1.0), epochs=1):
         TrainingSet(load_data(folders[name], "train"), indexes[name], load_data(folders[name], "val"), weight)
         for name, weight in zip(("health", "places"), weights)
     ]
-    args = TrainingArguments(
-        output=str(output),
-        epochs=epochs,
-        queries_per_step=4,
-        negatives=3,
-        negative_pool=5,
-        candidates=5,
-        warmup_steps=2,
-        learning_rate=3e-3,
-    )
+    args = tiny_training(output, epochs, negative_pool=5, candidates=5)
     return Trainer(SpicyLentil.new(seed=0), args, sets)
 
 

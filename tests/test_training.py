@@ -10,8 +10,8 @@ from spicy_lentil.calibration import expected_calibration_error, fit_calibration
 from spicy_lentil.data import DataError, load_data
 from spicy_lentil.encoder import EncoderCalls
 from spicy_lentil.index import CorpusIndex, StaleIndexError
-from spicy_lentil.training import Trainer, TrainingArguments, TrainingSet
-from tests.synthetic import write_dataset
+from spicy_lentil.training import Trainer, TrainingSet
+from tests.synthetic import tiny_training, write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +33,7 @@ def index(dataset, lentil, tmp_path_factory):
 
 def make_trainer(dataset, index, output, epochs, validation=True):
     lentil = SpicyLentil.new(seed=0)
-    args = TrainingArguments(
-        output=str(output),
-        epochs=epochs,
-        queries_per_step=4,
-        negatives=3,
-        negative_pool=6,
-        candidates=10,
-        warmup_steps=2,
-        learning_rate=3e-3,
-    )
+    args = tiny_training(output, epochs)
     train = load_data(dataset, "train")
     val = load_data(dataset, "val") if validation else None
     return Trainer(lentil, args, [TrainingSet(train, index, val)])
