@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from datetime import datetime, timezone
 
 from benchmarks.common import CACHE_DIR, REPO_ROOT, markdown_table
 from benchmarks.render import publish
@@ -121,9 +122,11 @@ def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
     return sweep
 
 
-def cached(name: str, fresh: bool, compute) -> dict:
+def cached(name: str, fresh: bool, compute, carried: dict[str, str]) -> dict:
+    """The row stored under `name`, computed when absent; a row read back is noted in `carried` with its date."""
     path = ROWS_DIR / f"{name}.json"
     if path.is_file() and not fresh:
+        carried[name] = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         return json.loads(path.read_text(encoding="utf-8"))
     row = compute()
     ROWS_DIR.mkdir(parents=True, exist_ok=True)
@@ -186,6 +189,10 @@ def render(result: dict) -> str:
         "probabilities, so their threshold columns are empty and 'above unrelated' compares best sentences. "
         "*Italic* cells: a model meeting a domain it was not trained on (the zero-shot evidence).",
         markdown_table(header, table),
+    ] + ([
+        "Rows read back from an earlier run of this script (`cache/generalization/`), not measured in this one: "
+        + ", ".join(f"{name} ({date})" for name, date in result["carried"].items()) + ".",
+    ] if result.get("carried") else []) + [
         "Slot MAP against plain MiniLM cosine, per domain:",
         markdown_table(["system", *DATASETS], deltas),
     ] + ([
@@ -216,14 +223,15 @@ def main() -> None:
     # The bi-encoder row is the tuned encoder of the `--bi-encoder-of` model, by cosine alone: the same run's
     # tuning, so the model's row against it is what the pathways add to the tuned encoder.
     of = SpicyLentil.from_pretrained(folders[args.bi_encoder_of]).encoder
-    rows = cached("baselines", args.fresh, lambda: baseline_rows(SentenceBiEncoder(of.name, of.weights)))
+    carried: dict[str, str] = {}
+    rows = cached("baselines", args.fresh, lambda: baseline_rows(SentenceBiEncoder(of.name, of.weights)), carried)
     for name, folder in folders.items():
-        rows[name] = cached(f"model-{name}", args.fresh, lambda folder=folder: model_row(folder))
+        rows[name] = cached(f"model-{name}", args.fresh, lambda folder=folder: model_row(folder), carried)
     sweep = None
     if args.k_sweep:
         sweep = cached(f"k-sweep-{args.k_sweep}", args.fresh,
-                       lambda: k_sweep(folders[args.k_sweep], args.sweep_queries))
-    publish(SECTION, __spec__.name, summarise(rows, trained, sweep, args.sweep_queries))
+                       lambda: k_sweep(folders[args.k_sweep], args.sweep_queries), carried)
+    publish(SECTION, __spec__.name, {**summarise(rows, trained, sweep, args.sweep_queries), "carried": carried})
 
 
 if __name__ == "__main__":

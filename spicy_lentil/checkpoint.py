@@ -20,6 +20,9 @@ from .model import SpicyLentilModel
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+# Buffers added after models were first saved; a folder without one loads it at its initial value,
+# which leaves that model's scores as they were.
+ADDED_BUFFERS = ("first_stage_trust",)
 
 
 def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encoder]:
@@ -45,6 +48,8 @@ def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encode
     )
     if damaged:
         raise ModelLoadError(f"{folder / WEIGHTS_NAME} holds NaN or infinite weights in {damaged[:5]}")
+    for name in ADDED_BUFFERS:
+        state.setdefault(name, model.get_buffer(name))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -86,6 +86,14 @@ class SpicyLentilModel(nn.Module):
         # Platt scaling (scale, shift) of slot and document logits, fitted after training.
         self.register_buffer("slot_calibration", torch.tensor([1.0, 0.0]))
         self.register_buffer("doc_calibration", torch.tensor([1.0, 0.0]))
+        # A reranked candidate's logit loses `first_stage_trust` per unit of first-stage fusion it stands
+        # below its query's best candidate, fitted after training by nDCG@10 on the splits whose corpus
+        # ranking counts (`calibration.fit_first_stage_trust`): the losses see a few sampled negatives per
+        # query, never a whole candidate list, and leave the head trusting itself over the first stage.
+        # Measured from the query's best candidate, not from an absolute fusion level, because z-scored
+        # fusion levels grow with the corpus: the best candidate and a document scored alone keep the
+        # head's own score in a corpus of any size. 0 leaves the head's score alone.
+        self.register_buffer("first_stage_trust", torch.tensor([0.0]))
 
     @property
     def top_k(self) -> int:
@@ -161,8 +169,11 @@ class SpicyLentilModel(nn.Module):
         bound = self.config.correction_bound
         return bound * torch.tanh(correction / bound)
 
-    def forward(self, x: PathwayInput, prior: torch.Tensor | None = None) -> ModelOutput:
-        """Scores a batch; `prior` is (batch, config.prior_features) first-stage features (NaN rows: none), or None."""
+    def forward(
+        self, x: PathwayInput, prior: torch.Tensor | None = None, fusion_gap: torch.Tensor | None = None
+    ) -> ModelOutput:
+        """Scores a batch; `prior` is (batch, config.prior_features) first-stage features (NaN rows: none), or None;
+        `fusion_gap` is (batch,) how far each row's fusion stands below its query's best candidate, or None."""
         batch, slots = x.slot_mask.shape
         routing = self.gate(x.query)
         z, attention, stance_logits, stance_rows = self._fuse(
@@ -192,6 +203,8 @@ class SpicyLentilModel(nn.Module):
         if self.config.zero_shot_residual:
             fusion = prior_features[:, self.config.prior_features - 1]  # the first stage's fusion; 0 without a prior
             raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
+        if fusion_gap is not None:
+            raw_doc = raw_doc - self.first_stage_trust * fusion_gap
         slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(
             ~x.slot_mask, float("-inf")
         )

@@ -60,6 +60,15 @@ class FirstStage:
         return part[np.argsort(-fusion[part], kind="stable")]
 
 
+def fusion_gap(prior: np.ndarray) -> np.ndarray:
+    """(n,) how far each candidate's fusion (the prior's last column) stands below the best of them, 0 where
+    a row has no prior (NaN): what `SpicyLentilModel.first_stage_trust` weighs."""
+    known = ~np.isnan(prior).any(axis=1)
+    fusion = prior[:, -1].astype(np.float64)
+    best = fusion[known].max() if known.any() else 0.0
+    return np.where(known, best - fusion, 0.0).astype(np.float32)
+
+
 def zscore(scores: np.ndarray) -> np.ndarray:
     std = float(scores.std())
     return (scores - float(scores.mean())) / (std if std > 1e-12 else 1.0)

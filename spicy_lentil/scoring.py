@@ -7,6 +7,7 @@ import itertools
 import threading
 from typing import Iterator, NamedTuple
 
+import numpy as np
 import torch
 
 from .batching import DocumentEncoding, collate
@@ -15,6 +16,7 @@ from .errors import Document, as_document
 from .gate import Routing, RoutingStatistics, routed_top_k
 from .model import SpicyLentilModel
 from .results import RelevanceField, ScoredDocument
+from .retrieval import fusion_gap
 from .runtime import map_batches
 from .scheduling import DocumentSource, EncodedDocuments, schedule
 from .slots import Slot, Slotter
@@ -108,10 +110,14 @@ class Scorer:
             for r in range(len(source))
         ]
         batches = schedule(source, batch_size)
+        prior = None if prior is None else np.asarray(prior, dtype=np.float32)
+        gap = None if prior is None else fusion_gap(prior)  # over all of this query's candidates, not a batch's
 
         def run(rows: list[int]) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
             titles = [source.title(r) for r in rows]
-            return self._run_model(query_encoding, source.batch(rows), titles, None if prior is None else prior[rows])
+            if prior is None:
+                return self._run_model(query_encoding, source.batch(rows), titles)
+            return self._run_model(query_encoding, source.batch(rows), titles, prior[rows], gap[rows])
 
         with routed_top_k(k):
             for rows, scored in zip(batches, map_batches(run, batches)):
@@ -119,12 +125,18 @@ class Scorer:
                     results[r] = ScoredDocument(doc_score, slot_scores, attention, gate, active, results[r].document_id)
         return results
 
-    def _run_model(self, query_encoding, documents, titles, prior) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
+    def _run_model(
+        self, query_encoding, documents, titles, prior=None, gap=None
+    ) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
         """Per document (none empty): its score, slot scores `(slots,)` and pathway attention `(slots, pathways)`."""
         device = self.model.slot_head.weight.device
         with torch.inference_mode():
             batch = collate([query_encoding] * len(documents), documents, titles, self.special_ids).to(device)
-            output = self.model(batch, None if prior is None else torch.as_tensor(prior, device=device))
+            output = self.model(
+                batch,
+                None if prior is None else torch.as_tensor(prior, device=device),
+                None if gap is None else torch.as_tensor(gap, device=device),
+            )
         slot_scores, attention = output.field.cpu(), output.pathway_attention.cpu()
         doc_scores = output.score.cpu().tolist()
         counts = documents.slot_counts.tolist()

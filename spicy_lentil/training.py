@@ -421,7 +421,10 @@ class Trainer:
             best = SpicyLentil(SpicyLentilModel(self.lentil.config), self.lentil.encoder)
             best.model.load_state_dict(load_file(self.output / "model.safetensors"))
         splits = [(s.validation, s.index) for s in self.sets if s.validation is not None]
-        calibration = fit_calibration(best, splits, self.args.calibration_candidates, self.first_stage)
+        ranked = [s.name for s in self.sets if s.validation is not None and s.rank_documents]
+        calibration = fit_calibration(
+            best, splits, self.args.calibration_candidates, self.first_stage, ranked, self.args.candidates
+        )
         best.save_pretrained(self.output, save_encoder=self.args.train_encoder)
         (self.output / "calibration.json").write_text(
             json.dumps(calibration.to_dict(), indent=2) + "\n", encoding="utf-8"

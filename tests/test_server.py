@@ -1,5 +1,6 @@
 """The HTTP service: every endpoint, the Cohere and TEI shapes, each refusal, and /health during a long request."""
 
+import math
 import socket
 import threading
 import time
@@ -73,7 +74,10 @@ def test_tei_rerank_example(client):
     assert {r["index"]: r["text"] for r in results} == dict(enumerate(TEI_EXAMPLE["texts"]))
     raw = client.post("/rerank", json={**TEI_EXAMPLE, "raw_scores": True}).json()
     assert [r["index"] for r in raw] == [r["index"] for r in results]
-    assert any(r["score"] < 0 or r["score"] > 1 for r in raw)  # logits, not probabilities
+    probability = {r["index"]: r["score"] for r in results}
+    for r in raw:  # logits, not probabilities: the sigmoid of each is its calibrated score
+        assert 1 / (1 + math.exp(-r["score"])) == pytest.approx(probability[r["index"]], abs=1e-5)
+        assert r["score"] != pytest.approx(probability[r["index"]], abs=1e-3)
 
 
 def test_highlight_fields_spans_and_attention(client, lentil):

@@ -3,13 +3,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from spicy_lentil import SpicyLentil
-from spicy_lentil.calibration import expected_calibration_error, fit_calibration, platt
+from spicy_lentil.calibration import expected_calibration_error, fit_calibration, fit_first_stage_trust, platt
 from spicy_lentil.data import DataError, load_data
 from spicy_lentil.encoder import EncoderCalls
+from spicy_lentil.evaluation import evaluate
 from spicy_lentil.index import CorpusIndex, StaleIndexError
+from spicy_lentil.retrieval import FirstStage
 from spicy_lentil.training import Trainer, TrainingSet
 from tests.synthetic import tiny_training, write_dataset
 
@@ -90,6 +92,8 @@ def test_resume_matches_an_uninterrupted_run(dataset, index, tmp_path):
     assert report["document_examples"] > 0 and report["slot_examples"] > 0
     assert torch.allclose(kept["doc_calibration"], torch.tensor(report["document"]))
     assert torch.allclose(kept["slot_calibration"], torch.tensor(report["slot"]))
+    trust = report["first_stage_trust"]  # fitted first: the synthetic corpus's ranking counts
+    assert torch.allclose(kept["first_stage_trust"], torch.tensor([trust["weight"]]))
 
 
 def test_platt_scaling_recovers_a_known_distortion():
@@ -122,6 +126,54 @@ def test_calibration_keeps_every_ranking(dataset, index):
     assert [f.score for f in after] != [f.score for f in before]
     for a, b in zip(before, after):
         assert keeps_order([s.score for s in a.slots], [s.score for s in b.slots])
+
+
+def _doc_logits(lentil, fields) -> np.ndarray:
+    scale, shift = lentil.model.doc_calibration.tolist()
+    scores = np.array([f.score for f in fields], dtype=np.float64)
+    return (np.log(scores) - np.log1p(-scores) - shift) / scale
+
+
+def test_first_stage_trust_moves_only_reranked_document_scores(own_lentil, index):
+    query = "Does caffeine act on adenosine receptors?"
+    own_lentil.model.first_stage_trust.zero_()  # the shipped model's own trust: the head alone first
+    encoding = own_lentil.encode_query(query)
+    found = FirstStage().retrieve(index, query, encoding.embedding.numpy(), len(index))
+    with_prior, bare = (own_lentil.rerank_indexed(encoding, index, found.docs, p) for p in (found.prior, None))
+    own_lentil.model.first_stage_trust.fill_(0.5)
+    trusted, trusted_bare = (own_lentil.rerank_indexed(encoding, index, found.docs, p) for p in (found.prior, None))
+    gap = found.prior[:, -1].max() - found.prior[:, -1]
+    assert np.allclose(_doc_logits(own_lentil, trusted), _doc_logits(own_lentil, with_prior) - 0.5 * gap, atol=1e-3)
+    assert trusted[0].score == with_prior[0].score  # the query's best candidate keeps the head's score
+    assert [f.score for f in trusted_bare] == [f.score for f in bare]  # no prior: the head's own score
+    # The gap is measured over the whole candidate list, whatever the batches it is scored in.
+    small_batches = own_lentil.rerank_indexed(encoding, index, found.docs, found.prior, batch_size=2)
+    assert np.allclose([f.score for f in small_batches], [f.score for f in trusted], atol=1e-6)
+    for a, b in zip(with_prior, trusted):
+        assert [s.score for s in a.slots] == [s.score for s in b.slots]  # slots never read the first stage
+
+
+def test_first_stage_trust_is_fitted_by_the_ranking_it_gives(own_lentil, dataset, index):
+    val = load_data(dataset, "val")
+    with torch.no_grad():  # a document head that says nothing: every candidate gets the same logit
+        own_lentil.model.doc_evidence.weight.zero_()
+        own_lentil.model.doc_head[-1].weight.zero_()
+    report = fit_first_stage_trust(own_lentil, [(val, index)], candidates=10)
+    assert report.weight > 0 and report.ndcg_at_10[1] > report.ndcg_at_10[0]
+    assert torch.allclose(own_lentil.model.first_stage_trust, torch.tensor([report.weight]))
+    # What the fit reports is what the model now ranks at.
+    assert evaluate(own_lentil, val, index, 10, show_progress_bar=False).model["ndcg@10"] == pytest.approx(
+        report.ndcg_at_10[1], abs=1e-6
+    )
+
+
+def test_a_folder_saved_before_the_first_stage_trust_loads_with_none(lentil, tmp_path):
+    lentil.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights.pop("first_stage_trust")
+    save_file(weights, tmp_path / "model.safetensors")
+    old = SpicyLentil.from_pretrained(tmp_path)
+    assert old.model.first_stage_trust.tolist() == [0.0]
 
 
 def test_index_staleness(dataset, index, lentil, tmp_path):
