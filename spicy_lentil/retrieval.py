@@ -8,7 +8,6 @@ of each candidate are also handed to the reranker as its first-stage prior.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -40,16 +39,10 @@ class FirstStage:
         columns.append(signals["fusion"][docs] / max(sum(abs(w) for w in self.weights.values()), 1e-9))
         return np.stack(columns, axis=1).astype(np.float32)
 
-    def retrieve(
-        self, index: CorpusIndex, query: str, query_embedding: np.ndarray, top_n: int, include: Sequence[int] = ()
-    ) -> "Candidates":
-        """The first stage of a search: the `top_n` documents by fusion, then the positions in `include`
-        that are not among them (judged documents an evaluation must also score), with their priors."""
+    def retrieve(self, index: CorpusIndex, query: str, query_embedding: np.ndarray, top_n: int) -> "Candidates":
+        """The first stage of a search: the `top_n` documents by fusion, with their priors."""
         signals = self.signals(index, query, query_embedding)
         docs = self.candidates(signals, top_n)
-        ranked = set(docs.tolist())
-        extra = [int(i) for i in dict.fromkeys(include) if int(i) not in ranked]
-        docs = np.concatenate([docs, np.array(extra, dtype=np.int64)])
         return Candidates(docs, self.prior(signals, docs), signals)
 
     def candidates(self, signals: dict[str, np.ndarray], top_n: int) -> np.ndarray:
