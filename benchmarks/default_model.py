@@ -97,6 +97,11 @@ def read_calibration() -> dict:
     }
 
 
+def flag_value(command: str, flag: str) -> str:
+    arguments = shlex.split(command)
+    return arguments[arguments.index(flag) + 1]
+
+
 def sameness(difference: float | None) -> str:
     if difference is None:
         return "holds other tensors than"
@@ -117,6 +122,7 @@ def render(result: dict) -> str:
     ]
     run = result["reproduction"]
     minutes = run["total_seconds"] / 60
+    validated = flag_value(result["training_command"], "--validation-queries")
     lines += [
         f"The same command, run end to end in this run from an empty cache: "
         f"**{minutes:.0f} minutes** (budget {BUDGET_MINUTES}: {verdict(minutes <= BUDGET_MINUTES)}), by stage:",
@@ -126,7 +132,7 @@ def render(result: dict) -> str:
         f"Machine load (`contention_probe`, one layer norm): {contention_text(run['load'][0])} at the start; "
         f"{contention_text(run['load'][1])} at the end (on idle cores 2 threads are no slower than 1).",
         "",
-        f"Its kept epoch ({run['kept_epoch']}) on the first 100 `val` queries of each dataset: "
+        f"Its kept epoch ({run['kept_epoch']}) on the first {validated} `val` queries of each dataset: "
         + ", ".join(f"{name} " + " / ".join(f"{metric} {value:.3f}" for metric, value in metrics.items()
                                             if metric in ("slot_map", "ndcg@10"))
                     for name, metrics in run["validation"].items())
