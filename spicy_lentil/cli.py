@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .config import BUNDLED_ENCODER as BUNDLED
-from .config import SpicyLentilConfig
+from .config import TUNING_NEGATIVES, SpicyLentilConfig
 from .errors import ModelLoadError, SpicyLentilError, check_count
 from .io import Rejects, read_documents
 
@@ -153,9 +153,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder_weights = Path(args.output) / ENCODER_WEIGHTS_NAME
         if not (args.resume and encoder_weights.is_file()):
             print(f"tuning the encoder on the sentence labels of {', '.join(names)}", file=sys.stderr)
-            tune_encoder(
-                args.encoder, trains, args.output, EncoderTuningArguments(epochs=args.tune_epochs, seed=args.seed)
-            )
+            tuning = EncoderTuningArguments(epochs=args.tune_epochs, seed=args.seed, negatives=args.tune_negatives)
+            tune_encoder(args.encoder, trains, args.output, tuning)
     if args.init:
         lentil = SpicyLentil.from_pretrained(args.init)
     else:
@@ -442,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="first tune the encoder on the datasets' sentence labels (written to OUTPUT/encoder.safetensors)",
     )
     train.add_argument("--tune-epochs", type=_positive, default=2, help="epochs of --tune-encoder")
+    train.add_argument(
+        "--tune-negatives",
+        choices=TUNING_NEGATIVES,
+        default="random",
+        help="each --tune-encoder triplet's negative: a random other sentence of the document, or the one the "
+        "untuned encoder ranks closest to the query",
+    )
     train.add_argument(
         "--train-encoder", action="store_true", help="fine-tune the whole encoder with the head (meant for a GPU)"
     )

@@ -12,6 +12,8 @@ BUNDLED_ENCODER = "bundled:all-MiniLM-L6-v2"
 
 FUSIONS = ("null_point", "concat_linear", "learned_weights", "gated_unit")
 POOLINGS = ("self_attention", "query_attention")
+# How `encoder_tuning` picks a triplet's in-document negative: at random, or mined by the untuned encoder.
+TUNING_NEGATIVES = ("random", "mined")
 # Keys added after the first checkpoints, with the values that rebuild those checkpoints unchanged.
 LEGACY_DEFAULTS = {"zero_shot_residual": False, "slot_salience": True, "slot_contrast": True}
 # Keys older checkpoints hold that no longer shape the model (the loss weights are training arguments now).

@@ -5,17 +5,19 @@ stay near plain cosine across domains (`BENCHMARKS.md`, generalization). Tuning 
 on sentence pairs is what moves sentence ranking, so `train` can start with this stage.
 
 Recipe: one (query, answering sentence, non-answering sentence of the same document) triplet per
-labelled pair of every training split, MultipleNegativesRankingLoss (in-batch softmax with the
-in-document hard negative; Henderson et al. 2017) through sentence-transformers' trainer. The
-word-embedding table stays frozen: it is half of MiniLM's weights, and words that never occur in
-the training pairs keep their pretrained vectors. Only the tuned tensors are written
-(`encoder.safetensors`, float16), applied over the base encoder when the model loads.
+labelled pair of every training split (the negative drawn at random, or, with `negatives="mined"`,
+the one the untuned encoder ranks closest to the query: the sentence a cosine ranking confuses),
+MultipleNegativesRankingLoss (in-batch softmax with the in-document hard negative; Henderson et al.
+2017) through sentence-transformers' trainer. The word-embedding table stays frozen: it is half of
+MiniLM's weights, and words that never occur in the training pairs keep their pretrained vectors.
+Only the tuned tensors are written (`encoder.safetensors`, float16), applied over the base encoder when the model loads.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .config import TUNING_NEGATIVES
 from .data import RelevanceData
 from .encoder import load_sentence_transformer
 
@@ -36,10 +39,21 @@ class EncoderTuningArguments:
     batch_size: int = 16  # triplets per step; every other positive in the batch is a negative too
     learning_rate: float = 2e-5  # AdamW with 10% warm-up, sentence-transformers' defaults otherwise
     seed: int = 0
+    negatives: str = "random"  # each triplet's in-document negative: "random" or "mined" (see `sentence_triplets`)
 
 
-def sentence_triplets(splits: list[RelevanceData], seed: int = 0) -> dict[str, list[str]]:
+def sentence_triplets(
+    splits: list[RelevanceData],
+    seed: int = 0,
+    similarity: Callable[[str, Sequence[str]], Sequence[float]] | None = None,
+) -> dict[str, list[str]]:
     """One (anchor, positive, negative) triplet per labelled (query, document) pair of every split.
+
+    Args:
+        splits: training splits with sentence labels.
+        seed: the draws of positives and negatives.
+        similarity: (query, sentences) -> one score per sentence; given, each negative is the
+            document's other sentence it scores highest (a mined hard negative), else a random one.
 
     The positive is one of the document's labelled sentences, the negative one of its other
     sentences (a sentence of another labelled document where every sentence is labelled).
@@ -54,7 +68,10 @@ def sentence_triplets(splits: list[RelevanceData], seed: int = 0) -> dict[str, l
             others = [i for i in range(len(sentences)) if i not in labelled]
             if not labelled:
                 continue
-            if others:
+            if others and similarity is not None:
+                scores = similarity(data.queries[query_id], [sentences[i] for i in others])
+                negative = sentences[others[max(range(len(others)), key=lambda j: scores[j])]]
+            elif others:
                 negative = sentences[int(rng.choice(others))]
             else:
                 other_query, other_doc = keys[int(rng.integers(len(keys)))]
@@ -84,12 +101,21 @@ def tune_encoder(
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     args = args or EncoderTuningArguments()
+    if args.negatives not in TUNING_NEGATIVES:
+        raise ValueError(f"negatives must be one of {', '.join(TUNING_NEGATIVES)}, not {args.negatives!r}")
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    triplets = sentence_triplets(splits, args.seed)
+    model = load_sentence_transformer(base, device="cpu")
+    similarity = None
+    if args.negatives == "mined":
+
+        def similarity(query: str, sentences: Sequence[str]) -> list[float]:
+            vectors = model.encode([query, *sentences], normalize_embeddings=True, convert_to_numpy=True)
+            return (vectors[1:] @ vectors[0]).tolist()
+
+    triplets = sentence_triplets(splits, args.seed, similarity)
     if not triplets["anchor"]:
         raise ValueError("no labelled sentences in the training data: the encoder cannot be tuned")
-    model = load_sentence_transformer(base, device="cpu")
     transformer = model[0].auto_model
     for name, parameter in transformer.named_parameters():
         parameter.requires_grad = not name.startswith(FROZEN_PREFIXES)

@@ -196,6 +196,27 @@ def test_tuned_encoder_weights_travel_with_the_model_and_keep_its_scores(two_dat
     assert yardstick.slot_scores(query, slots) == pytest.approx([float(v.embedding @ q.embedding) for v in s], abs=1e-5)
 
 
+def test_mined_negatives_are_the_other_sentences_a_similarity_ranks_closest(two_datasets):
+    folders, _ = two_datasets
+    data = load_data(folders["health"], "train")
+
+    def overlap(query, sentences):  # a stand-in encoder: shared words with the query
+        words = set(query.lower().split())
+        return [len(words & set(s.lower().split())) for s in sentences]
+
+    mined = sentence_triplets([data], similarity=overlap)
+    keys = [k for k in sorted(data.slot_qrels) if k[0] in data.queries and data.corpus[k[1]].get("sentences")]
+    assert len(mined["anchor"]) == len(keys)
+    for (query_id, doc_id), negative in zip(keys, mined["negative"]):
+        sentences = data.corpus[doc_id]["sentences"]
+        others = [s for i, s in enumerate(sentences) if i not in data.slot_qrels[(query_id, doc_id)]]
+        if others:  # the mined negative is the document's closest non-answer, never a labelled sentence
+            assert negative in others
+            assert overlap(data.queries[query_id], [negative]) == [max(overlap(data.queries[query_id], others))]
+    with pytest.raises(ValueError, match="negatives must be one of random, mined"):
+        tune_encoder(SpicyLentil.new().encoder.name, [data], "unused", EncoderTuningArguments(negatives="hardest"))
+
+
 def test_encoder_weights_outside_the_model_folder_are_refused(tmp_path):
     SpicyLentil.new().save_pretrained(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
