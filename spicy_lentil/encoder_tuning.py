@@ -10,7 +10,8 @@ the one the untuned encoder ranks closest to the query: the sentence a cosine ra
 MultipleNegativesRankingLoss (in-batch softmax with the in-document hard negative; Henderson et al.
 2017) through sentence-transformers' trainer. The word-embedding table stays frozen: it is half of
 MiniLM's weights, and words that never occur in the training pairs keep their pretrained vectors.
-Only the tuned tensors are written (`encoder.safetensors`, float16), applied over the base encoder when the model loads.
+Only the tuned tensors are written (`encoder.safetensors`, float16), applied over the base encoder
+when the model loads.
 """
 
 from __future__ import annotations
