@@ -117,7 +117,10 @@ def run_settings(args: argparse.Namespace) -> dict:
 
     training = dataclasses.asdict(training_arguments(args, ""))
     training.pop("output")
-    return {"datasets": list(DATASETS), "training": training, "model": SpicyLentil.from_pretrained().config.to_dict()}
+    default = SpicyLentil.from_pretrained()
+    # The encoder's digest too: a retrained default keeps its config but not its encoder.
+    return {"datasets": list(DATASETS), "training": training, "model": default.config.to_dict(),
+            "encoder": default.encoder.weights_digest}
 
 
 def stored_rows(settings: dict) -> list[dict]:

@@ -31,6 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 SCIFACT_DIR = (REPO_ROOT / ".." / "shared" / "data" / "scifact").resolve()
 CACHE_DIR = REPO_ROOT / "cache"  # git-ignored
+SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
+DOMAINS = ("scifact", "wikiqa", "selqa")  # the datasets with sentence labels, each with a `val`
+EVERYDAY = REPO_ROOT / "data" / "everyday.jsonl"  # hand-written cases from domains no dataset covers
 PROVENANCE = ("date", "machine", "command")  # the fields `save_result` adds to every result
 
 
@@ -244,6 +247,38 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 def verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
+
+
+# ---- an encoder's cosine alone, on every domain -----------------------------------------------------
+
+def cosine_scores(encoder) -> Callable[[str, Sequence[str]], list[float]]:
+    """(query, sentences) -> the cosine of each sentence to the query under `encoder` (a Spicy Lentil `Encoder`)."""
+    def scores(query: str, sentences: Sequence[str]) -> list[float]:
+        q, *s = encoder.encode([query, *sentences], use_cache=False)
+        return [float(v.embedding @ q.embedding) for v in s]
+    return scores
+
+
+def cosine_row(encoder) -> dict:
+    """Slot MAP / MRR of the encoder's cosine over the labelled (question, document) pairs of every `val`
+    (`DOMAINS`), and the everyday set's answer metrics: what an encoder gives the pathways to build on."""
+    from spicy_lentil.data import load_data
+    from spicy_lentil.evaluation import answer_case_metrics, read_answer_cases, slot_metrics
+
+    scores = cosine_scores(encoder)
+    row = {}
+    for name in DOMAINS:
+        val = load_data(SHARED_DATA / name, "val")
+        labels, ranked = {}, {}
+        for (query_id, doc_id), slots in val.slot_qrels.items():
+            sentences = val.corpus.get(doc_id, {}).get("sentences") or []
+            if query_id in val.queries and sentences:
+                labels[f"{query_id}|{doc_id}"] = [int(i in slots) for i in range(len(sentences))]
+                ranked[f"{query_id}|{doc_id}"] = scores(val.queries[query_id], sentences)
+        metrics = slot_metrics(labels, ranked)
+        row[name] = {"slot_map": metrics["slot_map"], "slot_mrr": metrics["slot_mrr"], "pairs": len(labels)}
+    row["everyday"] = answer_case_metrics(read_answer_cases(EVERYDAY), scores)
+    return row
 
 
 # ---- SciFact val, split by whether the cited abstracts were seen in training ----------------------

@@ -127,16 +127,20 @@ class SentenceBiEncoder:
         self.encoder = Encoder(encoder, device="cpu", weights=weights)
 
     @classmethod
-    def trained(cls, splits: list[RelevanceData], encoder: str, cache_dir: str | Path = "cache") -> "SentenceBiEncoder":
-        """Tunes `encoder` on the splits' sentence labels, once per (encoder, splits), cached under `cache_dir`."""
-        from .encoder_tuning import ENCODER_WEIGHTS_NAME, tune_encoder
+    def trained(
+        cls, splits: list[RelevanceData], encoder: str, cache_dir: str | Path = "cache", negatives: str = "random"
+    ) -> "SentenceBiEncoder":
+        """Tunes `encoder` on the splits' sentence labels, once per (encoder, splits, negatives), cached under
+        `cache_dir`; `negatives` is `EncoderTuningArguments.negatives`."""
+        from .encoder_tuning import ENCODER_WEIGHTS_NAME, EncoderTuningArguments, tune_encoder
 
-        payload = json.dumps(
-            {"encoder": encoder, "slot_qrels": [sorted(map(str, s.slot_qrels.items())) for s in splits]}
-        )
+        recipe = {"encoder": encoder, "slot_qrels": [sorted(map(str, s.slot_qrels.items())) for s in splits]}
+        if negatives != "random":  # random keeps the key it had before there was a choice
+            recipe["negatives"] = negatives
+        payload = json.dumps(recipe)
         folder = Path(cache_dir) / f"sentence-bi-encoder-{hashlib.sha256(payload.encode('utf-8')).hexdigest()[:16]}"
         if not (folder / ENCODER_WEIGHTS_NAME).is_file():
-            tune_encoder(encoder, splits, folder)
+            tune_encoder(encoder, splits, folder, EncoderTuningArguments(negatives=negatives))
         return cls(encoder, folder / ENCODER_WEIGHTS_NAME)
 
     def slot_scores(self, query: str, slots: list[str]) -> list[float]:

@@ -109,10 +109,18 @@ def tune_encoder(
     model = load_sentence_transformer(base, device="cpu")
     similarity = None
     if args.negatives == "mined":
+        # One batched encode of every text the mining compares: per-pair calls cost minutes in overhead.
+        texts = sorted({
+            text
+            for data in splits
+            for query_id, doc_id in data.slot_qrels
+            if query_id in data.queries
+            for text in (data.queries[query_id], *data.corpus.get(doc_id, {}).get("sentences", []))
+        })
+        vectors = dict(zip(texts, model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)))
 
         def similarity(query: str, sentences: Sequence[str]) -> list[float]:
-            vectors = model.encode([query, *sentences], normalize_embeddings=True, convert_to_numpy=True)
-            return (vectors[1:] @ vectors[0]).tolist()
+            return [float(vectors[sentence] @ vectors[query]) for sentence in sentences]
 
     triplets = sentence_triplets(splits, args.seed, similarity)
     if not triplets["anchor"]:

@@ -217,6 +217,19 @@ def test_mined_negatives_are_the_other_sentences_a_similarity_ranks_closest(two_
         tune_encoder(SpicyLentil.new().encoder.name, [data], "unused", EncoderTuningArguments(negatives="hardest"))
 
 
+def test_tuning_with_mined_negatives_encodes_every_compared_text_and_records_its_recipe(two_datasets, tmp_path):
+    from safetensors import safe_open
+
+    folders, _ = two_datasets
+    splits = [load_data(folders["health"], "train"), load_data(folders["places"], "train")]
+    path = tune_encoder(SpicyLentil.new().encoder.name, splits, tmp_path / "tuned",
+                        EncoderTuningArguments(epochs=1, negatives="mined"))
+    with safe_open(str(path), "pt") as weights:
+        meta = weights.metadata()
+    assert json.loads(meta["args"])["negatives"] == "mined"
+    assert int(meta["triplets"]) == len(sentence_triplets(splits)["anchor"])
+
+
 def test_encoder_weights_outside_the_model_folder_are_refused(tmp_path):
     SpicyLentil.new().save_pretrained(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
