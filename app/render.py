@@ -9,7 +9,7 @@ from typing import Sequence
 import altair as alt
 import pandas as pd
 
-from spicy_lentil import RelevanceField
+from spicy_lentil import ANSWER_THRESHOLD, RelevanceField
 
 # One warm hue from cream to burnt orange: a score reads as "how hot", and stays legible on white.
 LOW_RGB = (255, 247, 237)
@@ -26,6 +26,7 @@ CSS = """
 .sl-slot { border-radius: 0.25rem; padding: 0.1rem 0; box-decoration-break: clone;
            -webkit-box-decoration-break: clone; }
 .sl-slot:hover { outline: 2px solid #7c2d12; }
+.sl-slot.sl-answer { box-shadow: inset 0 -2px 0 #7c2d12; }
 .sl-legend { display: flex; align-items: center; gap: 0.5rem; font-size: 0.8rem; color: #78716c;
              margin: 0.25rem 0 0.75rem; white-space: nowrap; }
 .sl-legend-bar { width: 11rem; height: 0.7rem; border-radius: 0.35rem; border: 1px solid #f1e7dd; }
@@ -74,8 +75,10 @@ def field_html(text: str, field: RelevanceField, stretch: bool = False) -> str:
     for number, (slot, level) in enumerate(zip(field.slots, levels), start=1):
         parts.append(html.escape(text[position : slot.start]))
         background, colour = shade(level)
+        answers = " sl-answer" if slot.score >= ANSWER_THRESHOLD else ""
         parts.append(
-            f'<span class="sl-slot" data-score="{slot.score:.4f}" title="slot {number} · score {slot.score:.3f}" '
+            f'<span class="sl-slot{answers}" data-score="{slot.score:.4f}" '
+            f'title="slot {number} · score {slot.score:.3f}" '
             f'style="background:{background};color:{colour}">{html.escape(text[slot.start : slot.end])}</span>'
         )
         position = slot.end
@@ -89,7 +92,8 @@ def legend_html(stretch: bool) -> str:
     return (
         f'<div class="sl-legend"><span>slot score {low}</span><div class="sl-legend-bar" '
         f'style="background:linear-gradient(90deg, {stops})"></div><span>{high}</span>'
-        f"<span>· hover a sentence for its score</span></div>"
+        f"<span>· underlined: scores at least {ANSWER_THRESHOLD:g}, likelier to answer than not · hover a sentence "
+        "for its score</span></div>"
     )
 
 

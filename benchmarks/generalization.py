@@ -57,10 +57,9 @@ def baseline_rows() -> dict[str, dict]:
 
 def model_row(folder: str) -> dict:
     """One trained model on every val split (slot metrics, nDCG@10 where ranked, slot ECE) and the everyday set."""
-    import numpy as np
 
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.calibration import calibration_examples, expected_calibration_error
+    from spicy_lentil.calibration import calibration_examples, example_probabilities, expected_calibration_error
     from spicy_lentil.data import load_data
     from spicy_lentil.evaluation import answer_case_metrics, evaluate, read_answer_cases
     from spicy_lentil.index import CorpusIndex
@@ -76,8 +75,11 @@ def model_row(folder: str) -> dict:
                      if k in metrics and (k != "ndcg@10" or name in RANKED)}
         # Judged on the examples calibration is defined on.
         examples = calibration_examples(lentil, val, index, TrainingArguments.calibration_candidates)
-        probabilities = 1 / (1 + np.exp(-np.array(examples.slot_logits)))
-        row[name]["ece"] = expected_calibration_error(probabilities, examples.slot_labels)
+        model = lentil.model
+        probabilities, labels, _, _ = example_probabilities(
+            examples, model.slot_calibration.tolist(), model.doc_calibration.tolist(), model.config.slot_given_document
+        )
+        row[name]["ece"] = expected_calibration_error(probabilities, labels)
     cache: dict = {}
 
     def field(query, sentences):

@@ -3,7 +3,7 @@
 from .config import SpicyLentilConfig
 from .engine import SpicyLentil
 from .errors import ModelLoadError, SpicyLentilError
-from .results import CompressedContext, PrunedDocument, RelevanceField
+from .results import ANSWER_THRESHOLD, CompressedContext, PrunedDocument, RelevanceField
 from .slots import Slot, Slotter
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "Slotter",
     "SpicyLentilError",
     "ModelLoadError",
+    "ANSWER_THRESHOLD",
 ]
 __version__ = "0.1.0"

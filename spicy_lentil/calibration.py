@@ -1,15 +1,27 @@
-"""Platt scaling of the slot and document logits, fitted on held-out data after training.
+"""Calibration of the slot and document scores, fitted on held-out data after training.
 
 Training leaves the logits' level loosely tied to probability: the listwise losses only fix
 differences, and hard negatives are far rarer among training rows than among the documents a user
 scores. Platt scaling (Platt 1999; fitted on the validation split, as temperature scaling is in
-Guo et al. 2017, "On Calibration of Modern Neural Networks") maps each head's logit through
-`sigmoid(scale * logit + shift)`: two numbers per head, the scale kept positive, so every ranking
-the model makes is unchanged and only the meaning of a score such as 0.7 moves.
+Guo et al. 2017, "On Calibration of Modern Neural Networks") maps a logit through
+`sigmoid(scale * logit + shift)`, the scale kept positive, so no ranking the scaling reads changes.
+
+What a score is a probability of: among the documents a user hands over with a question (the one
+asked of, a related page that does not answer, an unrelated page), a document score is the
+probability that the document answers; a slot score, that the slot answers. The slot score is
+factored (`model.slot_probability`) as the document's probability times the slot's probability of
+answering within an answering document, the second read from the slot's margin over the rest of its
+document. The head's ranking within a document transfers across domains; the level of its
+slot logits does not, so one Platt scaling of the raw slot logit keeps a domain's base rate and a
+threshold of 0.5 that holds on the fitted domains fails on others (`benchmarks/calibration_transfer.py`
+measures both, each domain left out of the fit in turn).
 """
 
 from __future__ import annotations
 
+import itertools
+import random
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -17,8 +29,9 @@ import numpy as np
 import torch
 
 from .data import RelevanceData
-from .evaluation import ranking_metrics, slot_labels
+from .evaluation import ranking_metrics
 from .index import CorpusIndex
+from .model import slot_margins, slot_probability
 from .retrieval import FirstStage, fusion_gap
 
 _LOGIT_LIMIT = 16.0  # float32 sigmoid saturates beyond this; inverted scores are clipped here
@@ -32,11 +45,12 @@ class Calibration:
 
     slot: tuple[float, float]  # (scale, shift) of slot logits
     document: tuple[float, float]  # (scale, shift) of document logits
-    slot_examples: int  # slots the fit saw (labelled rationale pairs, and every slot of non-relevant candidates)
-    document_examples: int  # (query, candidate) pairs the fit saw
-    slot_ece: tuple[float, float]  # expected calibration error of slot scores (before, after), datasets pooled equally
+    slot_examples: int  # labelled slots of the examples (`calibration_examples`)
+    document_examples: int  # (query, document) examples
+    slot_ece: tuple[float, float]  # expected calibration error of slot scores (raw, calibrated), mean over datasets
     document_ece: tuple[float, float]  # the same for document scores
-    per_dataset: dict[str, dict[str, float]] = field(default_factory=dict)  # dataset -> ECE after, per head
+    # dataset -> head -> `threshold_report` of the calibrated scores on the examples it was fitted on
+    per_dataset: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     first_stage_trust: "FirstStageTrust | None" = None  # fitted before the scaling, where a corpus ranking counts
 
     def to_dict(self) -> dict:
@@ -145,84 +159,199 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 
 
 @dataclass
-class _Examples:
-    """Raw logits and 0/1 labels of one split, per head."""
+class ScoredExample:
+    """One document as calibration sees it: the raw (uncalibrated) logits of a query's document, and labels."""
 
-    doc_logits: list[float] = field(default_factory=list)
-    doc_labels: list[int] = field(default_factory=list)
-    slot_logits: list[float] = field(default_factory=list)
-    slot_labels: list[int] = field(default_factory=list)
+    kind: str  # one of EXAMPLE_KINDS: how the document came to the query
+    relevant: bool  # the document answers the query (qrels)
+    doc_logit: float  # the document head's raw logit
+    slot_logits: np.ndarray  # (slots,) raw slot logits
+    slot_labels: np.ndarray | None  # (slots,) 0/1 answer labels; None where a relevant document has none
+
+
+# The documents a user hands over with a question: the one asked of, a related page the first stage finds
+# that does not answer, an unrelated page, and (where a dataset has them) pages asked a question they
+# do not answer.
+EXAMPLE_KINDS = ("asked", "related", "unrelated", "unanswerable")
+
+
+@contextmanager
+def _raw_scores(model):
+    """Within the block the model's scores are sigmoids of its raw logits (identity scaling, slot
+    scores not factored), so `_logit` of a score reads the raw logit back."""
+    saved = model.slot_calibration.clone(), model.doc_calibration.clone(), model.config.slot_given_document
+    model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
+    model.doc_calibration.copy_(torch.tensor([1.0, 0.0]))
+    model.config.slot_given_document = False
+    try:
+        yield
+    finally:
+        model.slot_calibration.copy_(saved[0])
+        model.doc_calibration.copy_(saved[1])
+        model.config.slot_given_document = saved[2]
+
+
+def example_documents(
+    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 3, first_stage: FirstStage | None = None
+) -> list[tuple[str, str, str, str]]:
+    """The documents a user meets with one split's questions: `(kind, query id, query, document id)`.
+
+    Per query: its relevant documents ("asked"), the best non-relevant document among the first stage's
+    top `candidates` ("related"), and one document outside them drawn at random, seeded by the query id
+    ("unrelated"); then the split's unanswerable pairs.
+    """
+    first_stage = first_stage or FirstStage()
+    picked = []
+    for query_id in sorted(data.queries):
+        query = data.queries[query_id]
+        relevant = {d for d, rel in data.qrels.get(query_id, {}).items() if rel > 0}
+        found = first_stage.retrieve(index, query, lentil.encode_query(query).embedding.numpy(), candidates)
+        shown = {index.doc_ids[int(p)] for p in found.docs}
+        related = [index.doc_ids[int(p)] for p in found.docs if index.doc_ids[int(p)] not in relevant][:1]
+        draw = random.Random(query_id).sample(range(len(index)), min(len(index), len(shown) + len(relevant) + 1))
+        unrelated = [index.doc_ids[p] for p in draw if index.doc_ids[p] not in shown | relevant][:1]
+        picked += [("asked", query_id, query, d) for d in sorted(relevant) if d in index.position]
+        picked += [("related", query_id, query, d) for d in related]
+        picked += [("unrelated", query_id, query, d) for d in unrelated]
+    picked += [("unanswerable", q, query, d) for q, query, d in data.unanswerable if d in index.position]
+    return picked
+
+
+def score_examples(
+    lentil, data: RelevanceData, documents: list[tuple[str, str, str, str]], index: CorpusIndex | None = None
+) -> list[ScoredExample]:
+    """Raw logits and labels of `example_documents`, each document scored alone as `field` scores it: from
+    `index` (built with `lentil`'s encoder) when given, else from the corpus text and its sentences.
+
+    Slot labels come from the slot qrels where the document's own sentences are its slots (relevant
+    documents without them get None) and are 0 on every slot of a document that is not relevant.
+    """
+    examples = []
+    with _raw_scores(lentil.model):
+        # One model call per query: `example_documents` lists each query's documents together.
+        for (query_id, query), group in itertools.groupby(documents, key=lambda d: (d[1], d[2])):
+            group = list(group)
+            if index is not None:
+                positions = [index.position[doc_id] for *_, doc_id in group]
+                fields = lentil.rerank_indexed(lentil.encode_query(query), index, positions)
+            else:
+                rows = [data.corpus[doc_id] for *_, doc_id in group]
+                given = [{k: r[k] for k in ("text", "title", "sentences") if k in r} for r in rows]
+                fields = lentil.fields(query, given, show_progress_bar=False)
+            for (kind, _, _, doc_id), scored in zip(group, fields):
+                slots = np.array([_logit(s.score) for s in scored.slots])
+                labels = np.zeros(len(slots), dtype=np.int64)
+                if kind == "asked":
+                    answers = data.slot_qrels.get((query_id, doc_id))
+                    lined_up = len(data.corpus[doc_id].get("sentences") or []) == len(slots)  # the slotter kept them
+                    labels = np.array([int(i in answers) for i in range(len(slots))]) if answers and lined_up else None
+                examples.append(ScoredExample(kind, kind == "asked", _logit(scored.score), slots, labels))
+    return examples
 
 
 def calibration_examples(
-    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 30, first_stage: FirstStage | None = None
-) -> _Examples:
-    """What the model meets when reranking one split, as (logit, label) pairs per head.
+    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 3, first_stage: FirstStage | None = None
+) -> list[ScoredExample]:
+    """`score_examples` of `example_documents`: what calibration is fitted and judged on."""
+    return score_examples(lentil, data, example_documents(lentil, data, index, candidates, first_stage), index)
 
-    Each query's first-stage top `candidates` (judged relevant or not), reranked with their first-stage
-    prior, plus its relevant documents outside them, scored alone: document labels from the qrels;
-    slot labels from the slot qrels of relevant documents, and 0 for every slot of a candidate that
-    is not relevant. Relevant documents without slot labels add no slot examples. Unanswerable pairs
-    add their document (not relevant) and all its slots (0).
+
+def fit_scaling(
+    per_split: dict[str, list[ScoredExample]], given_document: bool
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The (slot, document) Platt scalings of examples pooled over splits, every split weighing the same.
+
+    The document scaling is fitted on every example's document logit, each document counting once.
+    Slot scaling: with `given_document`, on the labelled slots of relevant documents, reading each slot's
+    margin over the rest of its document (`model.slot_margins`); without, on the raw logits of every
+    labelled slot. Either way each document's slots together weigh as one document.
     """
-    first_stage = first_stage or FirstStage()
-    labels = slot_labels(data, index)
-    examples = _Examples()
+    doc_x, doc_y, doc_w, slot_x, slot_y, slot_w = [], [], [], [], [], []
+    for examples in per_split.values():
+        if not examples:
+            continue
+        doc_x += [e.doc_logit for e in examples]
+        doc_y += [int(e.relevant) for e in examples]
+        doc_w += [1.0 / len(examples)] * len(examples)
+        slotted = [e for e in examples if e.slot_labels is not None and len(e.slot_logits)]
+        if given_document:
+            slotted = [e for e in slotted if e.relevant]
+        for e in slotted:
+            raw = torch.as_tensor(e.slot_logits).unsqueeze(0)
+            margins = slot_margins(raw, torch.ones_like(raw, dtype=torch.bool))[0].clamp(max=_LOGIT_LIMIT).numpy()
+            slot_x.append(margins if given_document else e.slot_logits)
+            slot_y.append(e.slot_labels)
+            slot_w.append(np.full(len(e.slot_logits), 1.0 / len(e.slot_logits) / len(slotted)))
+    if not doc_x:
+        return (1.0, 0.0), (1.0, 0.0)
+    slot = platt(*(np.concatenate(a) for a in (slot_x, slot_y, slot_w))) if slot_x else (1.0, 0.0)
+    return slot, platt(np.array(doc_x), np.array(doc_y), np.array(doc_w))
 
-    def add(scored, relevant: bool, targets: list[int] | None) -> None:
-        examples.doc_logits.append(_logit(scored.score))
-        examples.doc_labels.append(int(relevant))
-        if targets is not None:
-            examples.slot_logits.extend(_logit(s.score) for s in scored.slots)
-            examples.slot_labels.extend(targets)
 
-    for query_id, query in data.queries.items():
-        relevant = {d for d, rel in data.qrels.get(query_id, {}).items() if rel > 0}
-        encoding = lentil.encode_query(query)
-        found = first_stage.retrieve(index, query, encoding.embedding.numpy(), candidates)
-        fields = lentil.rerank_indexed(encoding, index, found.docs, found.prior)
-        for position, reranked in zip(found.docs, fields):
-            doc_id = index.doc_ids[int(position)]
-            is_relevant = doc_id in relevant
-            add(reranked, is_relevant, labels.get((query_id, doc_id)) if is_relevant else [0] * len(reranked.slots))
-        # Relevant documents the first stage did not hand over are scored alone, as `field` scores a document:
-        # a first-stage gap far beyond any candidate list's would otherwise stand for all of them.
-        retrieved = {index.doc_ids[int(p)] for p in found.docs}
-        missed = [index.position[d] for d in sorted(relevant - retrieved) if d in index.position]
-        for position, reranked in zip(missed, lentil.rerank_indexed(encoding, index, missed) if missed else []):
-            add(reranked, True, labels.get((query_id, index.doc_ids[position])))
-    for _, query, doc_id in data.unanswerable:
-        if doc_id in index.position:
-            reranked = lentil.rerank_indexed(lentil.encode_query(query), index, [index.position[doc_id]])[0]
-            add(reranked, False, [0] * len(reranked.slots))
-    return examples
+def example_probabilities(
+    examples: list[ScoredExample], slot_scaling, doc_scaling, given_document: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated (slot scores, their labels, document scores, their labels) of examples, as the model
+    computes them; slots of relevant documents without labels are left out."""
+    slot_p, slot_y, doc_p = [], [], []
+    for e in examples:
+        doc_logit = doc_scaling[0] * e.doc_logit + doc_scaling[1]
+        doc_p.append(_sigmoid(doc_logit))
+        if e.slot_labels is None or not len(e.slot_logits):
+            continue
+        raw = torch.as_tensor(e.slot_logits, dtype=torch.float64).unsqueeze(0)
+        mask = torch.ones_like(raw, dtype=torch.bool)
+        scaling = torch.tensor(slot_scaling, dtype=torch.float64)
+        slot_p.append(slot_probability(raw, mask, torch.tensor([doc_logit]), scaling, given_document)[0].numpy())
+        slot_y.append(e.slot_labels)
+    labels = np.array([int(e.relevant) for e in examples])
+    if not slot_p:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), np.array(doc_p), labels
+    return np.concatenate(slot_p), np.concatenate(slot_y), np.array(doc_p), labels
+
+
+def threshold_report(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """ECE, F1 at `threshold`, and the best F1 over every threshold with the threshold that gives it."""
+    from sklearn.metrics import f1_score, precision_recall_curve
+
+    labels = np.asarray(labels, dtype=np.int64)
+    report = {"ece": expected_calibration_error(probabilities, labels), "examples": int(len(labels))}
+    if labels.min(initial=0) == labels.max(initial=0):
+        return {**report, "f1_at_threshold": 0.0, "best_f1": 0.0, "best_threshold": threshold}
+    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1[:-1]))
+    return {
+        **report,
+        "f1_at_threshold": float(f1_score(labels, probabilities >= threshold, zero_division=0)),
+        "best_f1": float(f1[best]),
+        "best_threshold": float(thresholds[best]),
+    }
 
 
 def fit_calibration(
     lentil,
     splits: list[tuple[RelevanceData, CorpusIndex]],
-    candidates: int = 30,
+    candidates: int = 3,
     first_stage: FirstStage | None = None,
     ranked: Sequence[str] = (),
     ranking_candidates: int = 30,
 ) -> Calibration:
-    """Fits and installs Platt scaling of `lentil`'s slot and document heads on held-out splits of one or more datasets.
+    """Fits and installs the scaling of `lentil`'s slot and document heads on held-out splits of one or more datasets.
 
-    Each split's examples (`calibration_examples`) are weighted so that every dataset counts the same
-    however many examples it has: one scaling whose 0.5 means the same on each of them. Where a
+    The examples are the documents a user meets (`calibration_examples`), every dataset weighing the
+    same however many examples it has: one scaling whose 0.5 means the same on each of them. Where a
     split's corpus ranking counts, the first-stage trust is fitted first (`fit_first_stage_trust`);
     otherwise the model's trust is kept.
 
     Args:
         lentil: the `SpicyLentil` to calibrate, changed in place.
         splits: (held-out split, its corpus index) per dataset.
-        candidates: first-stage documents per query.
+        candidates: first-stage documents per query among which the related non-answering one is found.
         ranked: names of the datasets whose corpus ranking counts.
         ranking_candidates: first-stage documents reranked per query to fit the trust.
     """
     model = lentil.model
-    model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
-    model.doc_calibration.copy_(torch.tensor([1.0, 0.0]))
     ranked_splits = [(data, index) for data, index in splits if data.name in ranked]
     trust = None
     if ranked_splits:
@@ -230,45 +359,31 @@ def fit_calibration(
     per_split = {
         data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits
     }
-
-    def pooled(logits: str, labels: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        parts = [(np.array(getattr(e, logits)), np.array(getattr(e, labels))) for e in per_split.values()]
-        parts = [(x, y) for x, y in parts if len(y)]
-        weights = [np.full(len(y), 1.0 / len(y)) for _, y in parts]
-        return (
-            np.concatenate([x for x, _ in parts]),
-            np.concatenate([y for _, y in parts]),
-            np.concatenate(weights) * sum(len(y) for _, y in parts) / max(1, len(parts)),
-        )
-
-    slot_logits, slot_targets, slot_weights = pooled("slot_logits", "slot_labels")
-    doc_logits, doc_labels, doc_weights = pooled("doc_logits", "doc_labels")
-    slot_scaling = platt(slot_logits, slot_targets, slot_weights)
-    doc_scaling = platt(doc_logits, doc_labels, doc_weights)
+    given_document = model.config.slot_given_document
+    slot_scaling, doc_scaling = fit_scaling(per_split, given_document)
     model.slot_calibration.copy_(torch.tensor(slot_scaling))
     model.doc_calibration.copy_(torch.tensor(doc_scaling))
 
-    def ece(logits, targets, scaling: tuple[float, float]) -> float:
-        return expected_calibration_error(_sigmoid(scaling[0] * np.asarray(logits) + scaling[1]), np.asarray(targets))
+    def reports(slot, doc) -> dict[str, dict[str, dict[str, float]]]:
+        out = {}
+        for name, examples in per_split.items():
+            slot_p, slot_y, doc_p, doc_y = example_probabilities(examples, slot, doc, given_document)
+            out[name] = {"slot": threshold_report(slot_p, slot_y), "document": threshold_report(doc_p, doc_y)}
+        return out
 
-    def mean_ece(logits: str, labels: str, scaling: tuple[float, float]) -> float:
-        return float(np.mean([ece(getattr(e, logits), getattr(e, labels), scaling) for e in per_split.values()]))
+    before, after = reports((1.0, 0.0), (1.0, 0.0)), reports(slot_scaling, doc_scaling)
 
-    identity = (1.0, 0.0)
+    def mean_ece(report, head: str) -> float:
+        return float(np.mean([r[head]["ece"] for r in report.values()]))
+
     return Calibration(
         slot_scaling,
         doc_scaling,
-        len(slot_targets),
-        len(doc_labels),
-        (mean_ece("slot_logits", "slot_labels", identity), mean_ece("slot_logits", "slot_labels", slot_scaling)),
-        (mean_ece("doc_logits", "doc_labels", identity), mean_ece("doc_logits", "doc_labels", doc_scaling)),
-        {
-            name: {
-                "slot": ece(e.slot_logits, e.slot_labels, slot_scaling),
-                "document": ece(e.doc_logits, e.doc_labels, doc_scaling),
-            }
-            for name, e in per_split.items()
-        },
+        sum(r["slot"]["examples"] for r in after.values()),
+        sum(r["document"]["examples"] for r in after.values()),
+        (mean_ece(before, "slot"), mean_ece(after, "slot")),
+        (mean_ece(before, "document"), mean_ece(after, "document")),
+        after,
         trust,
     )
 

@@ -15,7 +15,12 @@ POOLINGS = ("self_attention", "query_attention")
 # How `encoder_tuning` picks a triplet's in-document negative: at random, or mined by the untuned encoder.
 TUNING_NEGATIVES = ("random", "mined")
 # Keys added after the first checkpoints, with the values that rebuild those checkpoints unchanged.
-LEGACY_DEFAULTS = {"zero_shot_residual": False, "slot_salience": True, "slot_contrast": True}
+LEGACY_DEFAULTS = {
+    "zero_shot_residual": False,
+    "slot_salience": True,
+    "slot_contrast": True,
+    "slot_given_document": False,
+}
 # Keys older checkpoints hold that no longer shape the model (the loss weights are training arguments now).
 RETIRED_KEYS = {"load_balancing_weight", "z_loss_weight"}
 
@@ -42,6 +47,9 @@ class SpicyLentilConfig:
     correction_bound: float = 3.0  # with the residual: the most, in logits, the pathways move a score off the evidence
     slot_salience: bool = False  # a query-independent salience term per slot (learns a corpus's layout)
     slot_contrast: bool = False  # the slot head also reads the slot's state minus its document's mean state
+    # A slot score is P(the document answers) x P(this slot answers | the document does), the second factor
+    # from the slot's logit relative to its document's best (calibration.py); False: Platt on the slot logit
+    slot_given_document: bool = True
 
     def __post_init__(self) -> None:
         from .pathways.registry import PATHWAY_NAMES

@@ -18,8 +18,9 @@ from .pooling import POOLING_CLASSES
 
 @dataclass
 class ModelOutput:
-    slot_logits: torch.Tensor  # (batch, slots) calibrated logits of the relevance field; padding -inf
+    slot_logits: torch.Tensor  # (batch, slots) the slot head's logits, what the losses train; padding -inf
     doc_logits: torch.Tensor  # (batch,) calibrated document logits
+    field: torch.Tensor  # (batch, slots) calibrated slot relevance in [0, 1]; 0 on padding
     routing: Routing
     pathway_attention: torch.Tensor  # (batch, slots, pathways) the fusion's weight on each pathway
     pooling_weights: torch.Tensor  # (batch, slots) how much each slot counts in the document score
@@ -27,14 +28,45 @@ class ModelOutput:
     stance_rows: torch.Tensor | None  # (rows,) batch rows that stance_logits' rows belong to
 
     @property
-    def field(self) -> torch.Tensor:
-        """(batch, slots) slot relevance in [0, 1]; 0 on padding."""
-        return torch.sigmoid(self.slot_logits)
-
-    @property
     def score(self) -> torch.Tensor:
         """(batch,) document relevance in [0, 1]."""
         return torch.sigmoid(self.doc_logits)
+
+
+def slot_margins(raw_slot: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
+    """(batch, slots) how far each slot's logit stands above the best *other* real slot of its row: the best
+    slot's lead over the runner-up, and for every other slot its (negative) distance to the best; +inf for
+    a row's only slot. Monotone in the logit within a row, so rankings inside a document are kept."""
+    masked = raw_slot.masked_fill(~slot_mask, float("-inf"))
+    if masked.shape[-1] < 2:
+        masked = torch.cat([masked, masked.new_full((*masked.shape[:-1], 1), float("-inf"))], dim=-1)
+    top = masked.topk(2, dim=-1).values  # (batch, 2)
+    best, runner_up = top[..., :1], top[..., 1:]
+    return raw_slot - torch.where(raw_slot >= best, runner_up, best)
+
+
+def slot_probability(
+    raw_slot: torch.Tensor,
+    slot_mask: torch.Tensor,
+    doc_logits: torch.Tensor,
+    slot_calibration: torch.Tensor,
+    given_document: bool,
+) -> torch.Tensor:
+    """Calibrated slot scores `(batch, slots)` from raw slot logits, the real-slot mask, the calibrated
+    document logits `(batch,)` and the slot scaling `(scale, shift)`; padding is not masked here.
+
+    With `given_document` a score is the document's probability of answering times the slot's
+    probability of being an answer within an answering document; the second factor reads only the
+    slot's margin over the rest of its document (`slot_margins`). The model's ranking inside a document
+    transfers across domains; the level of its slot logits does not (a domain whose answers the head
+    scores lower would get probabilities near zero whatever 0.5 means elsewhere). Without it, Platt
+    scaling of the raw slot logit.
+    """
+    scale, shift = slot_calibration[0], slot_calibration[1]
+    if not given_document:
+        return torch.sigmoid(raw_slot * scale + shift)
+    within = torch.sigmoid(slot_margins(raw_slot, slot_mask) * scale + shift)
+    return torch.sigmoid(doc_logits).unsqueeze(-1) * within
 
 
 class SpicyLentilModel(nn.Module):
@@ -83,7 +115,8 @@ class SpicyLentilModel(nn.Module):
                 for head in (self.slot_head, self.doc_head[-1]):
                     head.weight.zero_()
                     head.bias.zero_()
-        # Platt scaling (scale, shift) of slot and document logits, fitted after training.
+        # Platt scaling (scale, shift) of slot and document logits, fitted after training; with
+        # `config.slot_given_document` the slot scaling reads the slot's logit minus its document's best.
         self.register_buffer("slot_calibration", torch.tensor([1.0, 0.0]))
         self.register_buffer("doc_calibration", torch.tensor([1.0, 0.0]))
         # A reranked candidate's logit loses `first_stage_trust` per unit of first-stage fusion it stands
@@ -205,13 +238,13 @@ class SpicyLentilModel(nn.Module):
             raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
         if fusion_gap is not None:
             raw_doc = raw_doc - self.first_stage_trust * fusion_gap
-        slot_logits = (raw_slot * self.slot_calibration[0] + self.slot_calibration[1]).masked_fill(
-            ~x.slot_mask, float("-inf")
-        )
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
         return ModelOutput(
-            slot_logits=slot_logits,
+            slot_logits=masked,
             doc_logits=doc_logits,
+            field=slot_probability(
+                raw_slot, x.slot_mask, doc_logits, self.slot_calibration, self.config.slot_given_document
+            ).masked_fill(~x.slot_mask, 0.0),
             routing=routing,
             pathway_attention=attention,
             pooling_weights=pooling_weights,

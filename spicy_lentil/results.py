@@ -9,6 +9,10 @@ import torch
 
 from .slots import Slot
 
+# Where a calibrated slot score turns from "more likely not" to "more likely" an answer: what the app marks as
+# answering. Selections (`compress`, `prune`, the framework components) take their threshold from the caller.
+ANSWER_THRESHOLD = 0.5
+
 
 @dataclass
 class RelevanceField:

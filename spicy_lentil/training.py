@@ -66,8 +66,8 @@ class TrainingArguments:
     calibrate: bool = (
         True  # after training, fit Platt scaling of the kept model on the validation splits (calibration.json)
     )
-    # Calibration sees each query's first-stage top few (the context a RAG user passes on) plus the
-    # documents it was asked of, so a slot score of 0.5 reads "answers the query" on a relevant-looking page.
+    # Calibration sees what a user hands over with a question: the asked documents, a related one that does
+    # not answer (the best non-relevant among the first stage's top few) and an unrelated one.
     calibration_candidates: int = 3
     unanswerable_weight: float = 1.0  # BCE towards 0 on the slots of a document asked a question it does not answer
     validation_queries: int = (

@@ -100,7 +100,8 @@ def test_pasted_text_gets_a_field_that_shows_the_text_exactly():
     assert shown == {first, second}
     tea = next(field for field in fields_shown(at) if "kettle" in field)
     assert "&lt;b&gt;biscuits&lt;/b&gt;" in tea and "<b>" not in tea
-    assert len(re.findall(r'class="sl-slot" data-score="[0-9.]+" title="slot \d+ · score [0-9.]+"', tea)) == 3
+    slot_tag = r'class="sl-slot( sl-answer)?" data-score="[0-9.]+" title="slot \d+ · score [0-9.]+"'
+    assert len(re.findall(slot_tag, tea)) == 3
 
 
 def test_a_bad_upload_gets_a_message_naming_it_and_the_good_files_still_load():
@@ -285,6 +286,8 @@ def test_field_html_covers_the_text_exactly_and_escapes_it():
     rendered = field_html(text, field)
     assert html.unescape(_TAG.sub("", rendered)) == text
     assert 'title="slot 2 · score 0.900"' in rendered and "&lt;x&gt;" in rendered
+    # Only the slot at or above the calibrated 0.5 is marked as answering.
+    assert re.findall(r'class="sl-slot sl-answer" data-score="([0-9.]+)"', rendered) == ["0.9000"]
 
 
 def test_results_jsonl_has_one_to_dict_per_ranked_field():

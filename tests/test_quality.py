@@ -96,8 +96,8 @@ def test_shipped_model_finds_the_answering_sentence_on_everyday_text(lentil):
     metrics = answer_case_metrics(
         cases, lambda q, s: [x.score for x in field(q, s).slots], lambda q, s: field(q, s).score
     )
-    # A regression guard at the measured level (BENCHMARKS.md, generalization: 48 of 60 first, plain cosine
-    # 49), not the 90% that issue 17 asks for and this model does not reach.
-    assert metrics["cases"] == 60
-    assert metrics["answer_first"] >= 45 / 60, metrics
-    assert metrics["above_unrelated"] >= 57 / 60, metrics
+    # A regression guard a little under the measured level (BENCHMARKS.md, calibration transfer: 76 of 108
+    # first, every asked paragraph above its unrelated one), not the 90% that issue 31 asks for.
+    assert metrics["cases"] == 108
+    assert metrics["answer_first"] >= 72 / 108, metrics
+    assert metrics["above_unrelated"] >= 104 / 108, metrics
