@@ -52,6 +52,28 @@ def test_scores_match_the_single_process_job(tmp_path, address):
     assert sorted(r["line"] for r in rejects) == sorted(line for line in BAD_LINES if line <= 40)
 
 
+def test_ray_job_keeps_each_rows_given_sentences(tmp_path, address):
+    """A pre-split row's sentences are its slots on Ray too, not a re-split of its text."""
+    sentences = ["Vitamin D", "helps the gut absorb calcium", "so bones stay strong."]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        json.dumps({"_id": "split", "sentences": sentences})
+        + "\n"
+        + json.dumps({"_id": "both", "text": "ignored when sentences are given", "sentences": sentences[::-1]})
+        + "\n"
+    )
+    local, distributed = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert main(["score", "--query", "vitamin D and bones", str(corpus), "--out", str(local)]) == 0
+    ray_job = ["--out", str(distributed), *_on_ray(address)]
+    assert main(["score", "--query", "vitamin D and bones", str(corpus), *ray_job]) == 0
+    a, b = read_rows(local), read_rows(distributed)
+    assert [s["text"] for s in b["split"]["slots"]] == sentences
+    assert [s["text"] for s in b["both"]["slots"]] == sentences[::-1]
+    for i in ("split", "both"):
+        assert b[i]["score"] == pytest.approx(a[i]["score"], abs=1e-5)
+        assert [(s["start"], s["end"]) for s in a[i]["slots"]] == [(s["start"], s["end"]) for s in b[i]["slots"]]
+
+
 def test_index_matches_the_single_process_index(tmp_path, address, lentil):
     corpus = tmp_path / "corpus.jsonl"
     lines = DEMO.read_text().splitlines()
