@@ -19,8 +19,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .jobs import claimed_output, rejects_path, score_job
 
     out_path = Path(args.out) if args.out else None
-    # Claimed before the model loads: a second writer or a clash with an input is refused at once.
-    with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite):
+    job = {
+        "query": args.query,
+        "pathways_per_query": args.pathways_per_query,
+        "model": str(Path(args.model).resolve()) if args.model else None,
+    }
+    # Claimed before the model loads: a second writer, a clash with an input or another job's output is
+    # refused at once.
+    with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite, job=job):
         rejects = Rejects(rejects_path(out_path) if out_path else None, resume=args.resume)
         try:
             total = None
