@@ -109,7 +109,8 @@ def claimed_output(
 def _record_job(output: Path, job: dict, resume: bool) -> None:
     """Writes `job` beside `output`; resuming an output that exists, first checks that `job` wrote it."""
     record = job_path(output)
-    if resume and (output.exists() or parts_path(output).exists()):
+    holds_rows = (output.is_file() and output.stat().st_size > 0) or parts_path(output).exists()
+    if resume and holds_rows:
         try:
             written_by = json.loads(record.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -176,6 +176,8 @@ def test_a_damaged_index_is_one_line_and_status_2(index_folder, tmp_path, capsys
 def test_resume_onto_a_foreign_output_names_the_file_and_line(tmp_path, capsys, content, message):
     (tmp_path / "a.txt").write_text("Some text.")
     (tmp_path / "o.jsonl").write_bytes(content)
+    # The output claims to be this job's, so the rows themselves are read.
+    (tmp_path / "o.jsonl.job.json").write_text(json.dumps({"query": "q", "pathways_per_query": 4, "model": None}))
     status, err = run(["score", "--query", "q", tmp_path / "a.txt", "--out", tmp_path / "o.jsonl", "--resume"], capsys)
     assert status == 2 and message in err, err
 
