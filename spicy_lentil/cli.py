@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import BUNDLED_ENCODER as BUNDLED
 from .config import TUNING_NEGATIVES, SpicyLentilConfig
 from .errors import ModelLoadError, SpicyLentilError, check_count
-from .io import Rejects, read_documents
+from .io import Rejects, holds_rows, read_documents
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -68,7 +68,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _count_rows(path: str) -> int:
-    if not path.endswith((".jsonl", ".json")):
+    if not holds_rows(path):
         return 1
     try:
         with open(path, "rb") as handle:
@@ -381,10 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser(
         "score",
         parents=[model, k, engine],
-        help='score documents (.txt files, JSONL rows {"_id","text"}, or - for stdin)',
+        help='score documents (.txt/.md files, JSONL rows {"_id","text"} in .jsonl/.ndjson, or - for stdin)',
     )
     score.add_argument("--query", required=True, help="the query text")
-    score.add_argument("files", nargs="+", metavar="FILE", help=".txt or .jsonl files, or - for JSONL on stdin")
+    score.add_argument(
+        "files", nargs="+", metavar="FILE", help=".txt/.md or .jsonl/.ndjson files, or - for JSONL on stdin"
+    )
     score.add_argument("--out", default=None, help="output JSONL (default: stdout); rejects go to OUT.rejects.jsonl")
     score.add_argument("--batch-size", type=_positive, default=32)
     score.add_argument(

@@ -166,11 +166,38 @@ def _row_problem(row, allow_empty: bool = True) -> str | None:
     return None
 
 
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")  # one JSON row per line
+TEXT_SUFFIXES = (".txt", ".md")  # the whole file is one document
+
+
+def holds_rows(path: str) -> bool:
+    """Whether the file is read as JSONL rows (by its extension, in any case); stdin ("-") always is."""
+    return path == "-" or Path(path).suffix.lower() in JSONL_SUFFIXES
+
+
 def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
-    """Documents from .txt files (one document each), JSONL files, or stdin ("-"), streamed; ids unique across all."""
+    """Documents from .txt/.md files (one document each), JSONL files (.jsonl, .ndjson, .json) or stdin ("-"),
+    streamed; ids unique across all. A file of any other extension is rejected, not guessed at."""
     seen: dict[str, str] = {}
     for path in paths:
-        if path != "-" and not path.endswith((".jsonl", ".json")):
+        if path == "-":
+            yield from iter_jsonl_documents(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>", rejects, seen)
+        elif holds_rows(path):
+            try:
+                handle = open(path, "rb")
+            except OSError as error:
+                rejects.add(path, 0, f"cannot open file: {error}")
+                continue
+            with handle:
+                yield from iter_jsonl_documents(handle, path, rejects, seen)
+        elif Path(path).suffix.lower() not in TEXT_SUFFIXES:
+            rejects.add(
+                path,
+                0,
+                f"unknown file type {Path(path).suffix or '(no extension)'!r}: give .txt or .md files (one document "
+                "each) or .jsonl/.ndjson files (one JSON row per line)",
+            )
+        else:
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as error:
@@ -184,13 +211,3 @@ def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
                 continue
             seen[path] = f"{path}:0"
             yield {"_id": path, "title": None, "text": text}
-        elif path == "-":
-            yield from iter_jsonl_documents(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>", rejects, seen)
-        else:
-            try:
-                handle = open(path, "rb")
-            except OSError as error:
-                rejects.add(path, 0, f"cannot open file: {error}")
-                continue
-            with handle:
-                yield from iter_jsonl_documents(handle, path, rejects, seen)

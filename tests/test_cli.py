@@ -87,3 +87,17 @@ def test_missing_file_is_rejected_not_fatal(tmp_path):
     good.write_text("Some text here.")
     assert main(["score", "--query", "q", str(tmp_path / "missing.txt"), str(good), "--out", str(out)]) == 1
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_rows_are_read_by_a_case_insensitive_extension_and_an_unknown_one_is_refused(tmp_path, capsys):
+    row = json.dumps({"_id": "r1", "text": "Calcium builds bone."}) + "\n"
+    (tmp_path / "rows.ndjson").write_text(row)
+    (tmp_path / "ROWS.JSONL").write_text(row.replace("r1", "r2"))
+    (tmp_path / "notes.MD").write_text("Bones need vitamin D.")
+    (tmp_path / "table.csv").write_text("_id,text\nr3,Calcium.\n")
+    out = tmp_path / "out.jsonl"
+    paths = [str(tmp_path / name) for name in ("rows.ndjson", "ROWS.JSONL", "notes.MD", "table.csv")]
+    assert main(["score", "--query", "bones", *paths, "--out", str(out)]) == 1
+    assert [json.loads(line)["_id"] for line in out.read_text().splitlines()] == ["r1", "r2", paths[2]]
+    (reject,) = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["source"] == paths[3] and "unknown file type '.csv'" in reject["reason"]
