@@ -3,12 +3,14 @@
 
 Every component does the same through `Judge`: score the retrieved texts for the query with the public
 API, keep the best `top_n`, and with a `threshold` prune each to its sentences scoring at least that
-(a document left with none is dropped).
+(a document left with none is dropped). A component takes the judge's settings itself, as its framework's
+users pass them (`top_n=3, threshold=0.2`), or a ready `judge`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..engine import SpicyLentil
 from ..errors import check_count, check_threshold
@@ -63,3 +65,27 @@ class Judge:
             ]
         judged.sort(key=lambda j: -j.score)
         return judged[:top_n]
+
+
+def component_judge(
+    judge: Any = None,
+    lentil: SpicyLentil | None = None,
+    top_n: int | None = None,
+    threshold: float | None = None,
+    pathways_per_query: int | None = None,
+) -> Judge:
+    """The `Judge` a component works with: the one it was given, or one made of its settings.
+
+    Raises:
+        TypeError: `judge` is not a `Judge`, or a setting has the wrong type.
+        ValueError: both a judge and settings were given (which would win is a guess), or a setting is out of range.
+    """
+    settings = {"lentil": lentil, "top_n": top_n, "threshold": threshold, "pathways_per_query": pathways_per_query}
+    if judge is None:
+        return Judge(**settings)
+    if not isinstance(judge, Judge):
+        raise TypeError(f"judge must be a spicy_lentil.integrations.Judge, got {type(judge).__name__}")
+    given = [name for name, value in settings.items() if value is not None]
+    if given:
+        raise ValueError(f"give either a judge or its settings ({', '.join(given)}), not both")
+    return judge

@@ -7,22 +7,36 @@ from typing import Any, Sequence
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
-from . import Judge
+from . import component_judge
 
 
 class SpicyLentilCompressor(BaseDocumentCompressor):
     """Reranks documents by relevance field; with `threshold`, prunes each to its relevant sentences.
 
     Args:
-        judge: a `spicy_lentil.integrations.Judge` (model, top_n, threshold); default: the bundled model,
-            every document, no pruning.
+        top_n: most documents passed on, best first; None passes all.
+        threshold: when set, each document is pruned to its sentences scoring at least this (documents left
+            empty are dropped).
+        pathways_per_query: the gate's k; None uses the model's.
+        lentil: the model; None loads the bundled one.
+        judge: a ready `spicy_lentil.integrations.Judge`, instead of the settings above.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    # An unknown argument (`top_k=` for `top_n=`) is refused, not silently dropped.
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    judge: Any = Field(default_factory=Judge)
+    top_n: Any = None
+    threshold: Any = None
+    pathways_per_query: Any = None
+    lentil: Any = Field(default=None, exclude=True)
+    judge: Any = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _settle_judge(self) -> "SpicyLentilCompressor":
+        self.judge = component_judge(self.judge, self.lentil, self.top_n, self.threshold, self.pathways_per_query)
+        return self
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
