@@ -83,32 +83,34 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     rejects = Rejects(output / "rejects.jsonl", resume=args.resume)
-    if args.engine == "ray":
-        from . import distributed
+    try:
+        if args.engine == "ray":
+            from . import distributed
 
-        distributed.connect(args.address)
-        index = distributed.build_index(
-            args.corpus,
-            output,
-            args.model,
-            shard_size=args.shard_size,
-            resume=args.resume,
-            rejects=rejects,
-            concurrency=args.concurrency,
-            cpus_per_actor=args.cpus_per_actor,
-        )
-    else:
-        lentil = SpicyLentil.from_pretrained(args.model)
-        index = CorpusIndex.build(
-            args.corpus,
-            output,
-            lentil.encoder,
-            lentil.slotter,
-            shard_size=args.shard_size,
-            resume=args.resume,
-            rejects=rejects,
-        )
-    rejects.close()
+            distributed.connect(args.address)
+            index = distributed.build_index(
+                args.corpus,
+                output,
+                args.model,
+                shard_size=args.shard_size,
+                resume=args.resume,
+                rejects=rejects,
+                concurrency=args.concurrency,
+                cpus_per_actor=args.cpus_per_actor,
+            )
+        else:
+            lentil = SpicyLentil.from_pretrained(args.model)
+            index = CorpusIndex.build(
+                args.corpus,
+                output,
+                lentil.encoder,
+                lentil.slotter,
+                shard_size=args.shard_size,
+                resume=args.resume,
+                rejects=rejects,
+            )
+    finally:
+        rejects.close()
     print(f"indexed {len(index)} document(s) into {output}, rejected {rejects.count} row(s)", file=sys.stderr)
     return 1 if rejects.count else 0
 

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -101,3 +102,18 @@ def test_rows_are_read_by_a_case_insensitive_extension_and_an_unknown_one_is_ref
     assert [json.loads(line)["_id"] for line in out.read_text().splitlines()] == ["r1", "r2", paths[2]]
     (reject,) = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
     assert reject["source"] == paths[3] and "unknown file type '.csv'" in reject["reason"]
+
+
+@pytest.mark.parametrize("rows", ["", "{oops\n" + json.dumps({"_id": "no-text"}) + "\n"])
+def test_index_of_no_documents_says_so_and_leaves_no_index(tmp_path, capsys, rows):
+    corpus, folder = tmp_path / "corpus.jsonl", tmp_path / "index"
+    corpus.write_text(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's warning over an empty corpus came before the traceback
+        assert main(["index", str(corpus), "--output", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "no documents to index" in err and "Traceback" not in err
+    assert not (folder / "manifest.json").exists()
+    assert main(["search", str(folder), "--query", "anything"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" not in err and str(folder) in err
