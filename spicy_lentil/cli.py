@@ -270,7 +270,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     lentil = SpicyLentil.from_pretrained(args.model)
     lentil.pathways_per_query = args.pathways_per_query
-    limits = Limits(args.max_body_bytes, args.max_documents, args.max_document_chars)
+    limits = Limits(args.max_body_bytes, args.max_documents, args.max_document_chars, args.max_request_seconds)
     serve(
         lentil,
         Path(args.model).name if args.model else "spicy-lentil-default",
@@ -335,6 +335,16 @@ def _positive(text: str) -> int:
         return check_count(int(text), "value")
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return seconds
 
 
 def _shared_flags() -> dict[str, argparse.ArgumentParser]:
@@ -522,6 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("--max-document-chars", defaults.max_document_chars, "characters per document"),
     ):
         serve.add_argument(flag, type=_positive, default=default, help=f"{what} (default: %(default)s)")
+    serve.add_argument(
+        "--max-request-seconds",
+        type=_positive_seconds,
+        default=defaults.max_request_seconds,
+        help="scoring time per request, the wait for the model included; past it, a 503 (default: %(default)s)",
+    )
     serve.add_argument(
         "--api-key",
         default=None,

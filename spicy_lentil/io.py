@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DamagedFileError, surrogate_at
+from .errors import ID_KEYS, DamagedFileError, document_id, surrogate_at
 
 
 def file_sha256(path: str | Path) -> str:
@@ -81,11 +81,12 @@ def iter_jsonl_documents(
     """Yields `{"_id", "title", "text", "sentences"?}` from JSONL lines; bad rows go to `rejects`.
 
     `handle` yields bytes (or str) lines. Each line is decoded on its own, so one bad byte costs only its
-    row. Ids are compared as text: `5` and `"5"` are the same id, and a row repeating an id seen
-    earlier (in `seen`, shared across the files of one job) is rejected, naming the first row.
+    row. A row's id is its "_id" or "id" (`errors.document_id`, the rule of every front end). Ids are
+    compared as text: `5` and `"5"` are the same id, and a row repeating an id seen earlier (in `seen`,
+    shared across the files of one job) is rejected, naming the first row.
 
     Args:
-        default_ids: a row without "_id" gets `source:line` (the app's uploads) instead of being rejected.
+        default_ids: a row without an id gets `source:line` (the app's uploads) instead of being rejected.
         allow_empty: accept a row whose text is blank (it scores 0 with no slots); False rejects it.
     """
     seen = {} if seen is None else seen
@@ -105,11 +106,11 @@ def iter_jsonl_documents(
         except (json.JSONDecodeError, RecursionError) as error:
             rejects.add(source, number, f"invalid JSON: {getattr(error, 'msg', 'nested too deeply')}")
             continue
-        if default_ids and isinstance(row, dict) and row.get("_id") is None:
+        if default_ids and isinstance(row, dict) and all(row.get(key) is None for key in ID_KEYS):
             row["_id"] = f"{source}:{number}"
         reason = _row_problem(row, allow_empty)
         if reason is None:
-            doc_id = str(row["_id"])
+            doc_id = document_id(row)
             if doc_id in seen:
                 reason = _duplicate(doc_id, seen[doc_id])
             else:
@@ -117,7 +118,7 @@ def iter_jsonl_documents(
         if reason is not None:
             rejects.add(source, number, reason)
             continue
-        document = {"_id": str(row["_id"]), "title": row["title"] if isinstance(row.get("title"), str) else None}
+        document = {"_id": doc_id, "title": row["title"] if isinstance(row.get("title"), str) else None}
         if "sentences" in row:
             document["sentences"] = [s.strip() for s in row["sentences"]]
             document["text"] = " ".join(document["sentences"])  # what the slots' spans refer to
@@ -145,14 +146,12 @@ def _row_problem(row, allow_empty: bool = True) -> str | None:
         return "missing string field 'text' (or a list of strings 'sentences')"
     elif not allow_empty and not row["text"].strip():
         return "'text' is empty"
-    doc_id = row.get("_id")
-    if doc_id is None:
-        return "missing field '_id'"
-    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
-        return f"'_id' must be a string or an integer, got {type(doc_id).__name__}"
-    if isinstance(doc_id, str) and not doc_id.strip():
-        return "'_id' is empty"
-    strings = {"_id": doc_id if isinstance(doc_id, str) else ""}
+    try:
+        if document_id(row) is None:
+            return "missing field '_id' (or 'id')"
+    except (TypeError, ValueError) as error:
+        return str(error)
+    strings = {}
     if isinstance(row.get("text"), str):
         strings["text"] = row["text"]
     if isinstance(row.get("title"), str):
