@@ -30,6 +30,12 @@ def surrogate_at(text: str) -> int | None:
     return None
 
 
+def invalid_json(message: str, position: int) -> str:
+    """A JSON parse error as every front end reports it. `json`'s messages that end in " at" lead to the
+    position, which it gives apart: said whole, "Invalid control character at" reads as cut off."""
+    return f"invalid JSON at position {position}: {message.removesuffix(' at')}"
+
+
 def check_text(text: str, name: str) -> str:
     """Raises ValueError naming the argument when `text` holds a lone surrogate."""
     at = surrogate_at(text)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ID_KEYS, DamagedFileError, document_id, surrogate_at
+from .errors import ID_KEYS, DamagedFileError, document_id, invalid_json, surrogate_at
 
 
 def file_sha256(path: str | Path) -> str:
@@ -103,8 +103,11 @@ def iter_jsonl_documents(
             continue
         try:
             row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            rejects.add(source, number, f"invalid JSON: {getattr(error, 'msg', 'nested too deeply')}")
+        except json.JSONDecodeError as error:
+            rejects.add(source, number, invalid_json(error.msg, error.pos))
+            continue
+        except RecursionError:
+            rejects.add(source, number, "invalid JSON: nested too deeply")
             continue
         if default_ids and isinstance(row, dict) and all(row.get(key) is None for key in ID_KEYS):
             row["_id"] = f"{source}:{number}"

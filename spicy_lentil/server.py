@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import SpicyLentilError, as_document
+from .errors import SpicyLentilError, as_document, invalid_json
 from .service_limits import API_KEY_ENV, Limits
 
 DISCONNECT_POLL_SECONDS = 0.1  # how often a request being scored checks that its client is still there
@@ -206,7 +206,7 @@ def create_app(
         broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
         if broken is not None:
             reason = broken.get("ctx", {}).get("error", "not JSON")
-            return _error(400, "body", f"invalid JSON at position {broken['loc'][-1]}: {reason}")
+            return _error(400, "body", invalid_json(reason, broken["loc"][-1]))
         field, message = _first_problem(errors)
         return _error(
             422, field, message, detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]

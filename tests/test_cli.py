@@ -117,3 +117,11 @@ def test_index_of_no_documents_says_so_and_leaves_no_index(tmp_path, capsys, row
     assert main(["search", str(folder), "--query", "anything"]) == 2
     err = capsys.readouterr().err
     assert "--resume" not in err and str(folder) in err
+
+
+def test_a_json_reject_reason_is_whole(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b'{"_id": "a", "text": "tab\there"}\n{"_id": "b", "text": "fine"}\n')
+    assert main(["score", "--query", "q", str(rows), "--out", str(tmp_path / "o.jsonl")]) == 1
+    (reject,) = [json.loads(line) for line in (tmp_path / "o.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["reason"] == "invalid JSON at position 25: Invalid control character"
