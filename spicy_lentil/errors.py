@@ -69,12 +69,19 @@ def check_threshold(value: Any, name: str = "threshold") -> float | None:
 
 
 def check_query(query: Any, name: str = "query") -> str:
-    """Returns the query if it is a non-blank string; raises TypeError/ValueError naming the argument."""
+    """Returns the query if it is a string with a letter or digit; raises TypeError/ValueError naming the argument.
+
+    A query of only punctuation, symbols or control characters asks nothing, yet the encoder would still
+    place it somewhere and the model score documents against it ("..." scored "..." at 0.94).
+    """
     if not isinstance(query, str):
         raise TypeError(f"{name} must be a string, got {type(query).__name__}")
     if not query.strip():
         raise ValueError(f"{name} must not be empty or whitespace only")
-    return check_text(query, name)
+    check_text(query, name)
+    if not any(character.isalnum() for character in query):
+        raise ValueError(f"{name} has no letter or digit (only punctuation, symbols or control characters)")
+    return query
 
 
 ID_KEYS = ("_id", "id")  # a document's id: "_id" as BEIR corpora write it, or "id" as Cohere clients send it

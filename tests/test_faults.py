@@ -80,9 +80,20 @@ def test_bad_bytes_and_lone_surrogates_cost_only_their_rows(tmp_path, capsys):
 
 
 def test_stop_word_queries_still_get_dense_results(lentil, index_folder):
-    for query in ("the of and", "?!...", "it is what it is"):
+    for query in ("the of and", "it is what it is", "what is it?!"):
         results = lentil.search(index_folder, query, top_k=3)
         assert len(results) == 3 and all(0.0 <= r["score"] <= 1.0 for r in results)
+
+
+@pytest.mark.parametrize("query", ["...", "?!", "\x00\x01\x1b", "\u2014 \u00b7 \u2026"])
+def test_a_query_with_no_letter_or_digit_is_refused_everywhere(lentil, index_folder, tmp_path, capsys, query):
+    with pytest.raises(ValueError, match="no letter or digit"):
+        lentil.field(query, "...")
+    with pytest.raises(ValueError, match="no letter or digit"):
+        lentil.search(index_folder, query)
+    (tmp_path / "a.txt").write_text("...")
+    status, err = run(["score", "--query", query, tmp_path / "a.txt"], capsys)
+    assert status == 2 and "no letter or digit" in err
 
 
 def damaged_model(tmp_path, damage):
