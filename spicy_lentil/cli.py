@@ -68,13 +68,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _count_rows(path: str) -> int:
+    """The documents and rejects a file gives: its non-blank lines, or one (a text file, or one it cannot read)."""
     if not holds_rows(path):
         return 1
     try:
         with open(path, "rb") as handle:
             return sum(1 for line in handle if line.strip())
     except OSError:
-        return 0
+        return 1
 
 
 def cmd_index(args: argparse.Namespace) -> int:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
+
+from tqdm.auto import tqdm
 
 from .errors import ID_KEYS, DamagedFileError, document_id, invalid_json, surrogate_at
 
@@ -27,6 +30,7 @@ class Rejects:
         self.path = path
         self.echo = echo
         self.count = 0
+        self.seen = 0  # rows rejected by this run, reported before (`skip`) or not
         self.skip: set[tuple[str, int]] = set()  # rows already reported by the run being resumed
         self._file = None
         if path is not None and path.is_file():
@@ -37,11 +41,13 @@ class Rejects:
                 path.unlink()
 
     def add(self, source: str, line: int, reason: str) -> None:
+        self.seen += 1
         if (source, line) in self.skip:
             return
         self.count += 1
         if self.echo:
-            print(f"rejected {source}:{line}: {reason}", file=sys.stderr)
+            # Through tqdm, so a progress bar on stderr is moved below the message instead of sharing its line.
+            tqdm.write(f"rejected {source}:{line}: {reason}", file=sys.stderr)
         if self.path is not None:
             if self._file is None:
                 self._file = self.path.open("a", encoding="utf-8")
@@ -181,6 +187,7 @@ def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
     """Documents from .txt/.md files (one document each), JSONL files (.jsonl, .ndjson, .json) or stdin ("-"),
     streamed; ids unique across all. A file of any other extension is rejected, not guessed at."""
     seen: dict[str, str] = {}
+    files: dict[str, str] = {}  # each text file read, by where it really is: `notes.txt` and `./notes.txt` are one
     for path in paths:
         if path == "-":
             yield from iter_jsonl_documents(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>", rejects, seen)
@@ -211,5 +218,10 @@ def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
             if path in seen:
                 rejects.add(path, 0, _duplicate(path, seen[path]))
                 continue
+            real = os.path.realpath(path)
+            if real in files:
+                rejects.add(path, 0, f"the same file as {files[real]}, which is scored already")
+                continue
+            files[real] = path
             seen[path] = f"{path}:0"
             yield {"_id": path, "title": None, "text": text}

@@ -15,6 +15,7 @@ that wrote it (its query, k and model, recorded in `OUT.job.json`): rows do not 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import time
@@ -317,6 +318,18 @@ def _cut_torn_tail(path: Path) -> None:
         handle.truncate(0)
 
 
+def _uncounting_rejects(documents: Iterable[dict], rejects: Rejects, progress: tqdm) -> Iterator[dict]:
+    """`documents`, taking each row rejected while reading them off the progress bar's total (counted by lines)."""
+    counted = rejects.seen
+    for document in itertools.chain(documents, [None]):
+        if rejects.seen > counted and progress.total is not None:
+            progress.total -= rejects.seen - counted
+            progress.refresh()
+        counted = rejects.seen
+        if document is not None:
+            yield document
+
+
 def score_job(
     lentil: SpicyLentil | None,
     query: str,
@@ -358,14 +371,13 @@ def score_job(
     def pending() -> Iterator[dict]:
         nonlocal skipped
         seen: set[str] = set()
-        for position, document in enumerate(documents, start=1):
+        for position, document in enumerate(_uncounting_rejects(documents, rejects, progress), start=1):
             if document["_id"] in done:
                 skipped += 1
                 progress.update(1)
                 continue
             if document["_id"] in seen:  # the CLI's reader rejects these first, with file and line
                 rejects.add("<documents>", position, f"duplicate _id {document['_id']!r} (the first one is kept)")
-                progress.update(1)
                 continue
             seen.add(document["_id"])
             yield document

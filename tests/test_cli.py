@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -125,3 +126,30 @@ def test_a_json_reject_reason_is_whole(tmp_path):
     assert main(["score", "--query", "q", str(rows), "--out", str(tmp_path / "o.jsonl")]) == 1
     (reject,) = [json.loads(line) for line in (tmp_path / "o.jsonl.rejects.jsonl").read_text().splitlines()]
     assert reject["reason"] == "invalid JSON at position 25: Invalid control character"
+
+
+def test_the_same_file_twice_is_scored_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("Bones need vitamin D.")
+    assert main(["score", "--query", "bones", "notes.txt", "./notes.txt", "--out", "o.jsonl"]) == 1
+    assert [json.loads(line)["_id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()] == ["notes.txt"]
+    (reject,) = [json.loads(line) for line in (tmp_path / "o.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["source"] == "./notes.txt" and "the same file as notes.txt" in reject["reason"]
+
+
+def test_the_progress_bar_counts_documents_and_reject_messages_have_their_own_lines(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    good = [json.dumps({"_id": f"d{i}", "text": f"Document {i} is about rivers."}) for i in range(4)]
+    rows.write_text("\n".join([good[0], "{oops", *good[1:3], "[1]", good[3], "{x"]) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "rivers", str(rows)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    for line in proc.stderr.split("\n"):
+        if f"rejected {rows}" in line:  # what the terminal line ends up showing, after the bar's last return
+            assert line.split("\r")[-1].startswith("rejected "), line
+    counts = re.findall(r"\| (\d+)/(\d+) \[", proc.stderr)
+    assert counts[-1] == ("4", "4")
