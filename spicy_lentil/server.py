@@ -11,6 +11,7 @@ scores them, and stops there once the request is past its time limit (503) or it
 from __future__ import annotations
 
 import asyncio
+import html
 import math
 import os
 import secrets
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -130,7 +131,11 @@ def create_app(
         api_key: when set, every `/v1/*` and `/rerank` request must send it (`Authorization: Bearer KEY`
             or `X-API-Key: KEY`), checked before its body is; `/health` and the docs stay open.
     """
-    app = FastAPI(title="Spicy Lentil", version="1", description=__doc__.split("\n\n")[0])
+    # FastAPI's Swagger and ReDoc pages load their scripts from a CDN, and are blank offline: `/docs` is
+    # served from here instead, a page of the endpoints with the OpenAPI schema a client or tool reads.
+    app = FastAPI(
+        title="Spicy Lentil", version="1", description=__doc__.split("\n\n")[0], docs_url=None, redoc_url=None
+    )
     app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
     lock = threading.Lock()
     bearer, header = HTTPBearer(auto_error=False), APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -224,6 +229,10 @@ def create_app(
         # The engine's checks start with the argument's name ("documents[2][0] is empty", "query must ...").
         message = str(error)
         return _error(422, message.split(" ", 1)[0], message)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(_docs_page(app.openapi()))
 
     @app.get("/health")
     async def health() -> dict:
@@ -404,6 +413,32 @@ def _as_engine_document(document) -> str | list[str] | dict:
         }
         return {k: v for k, v in converted.items() if v is not None}
     return document
+
+
+def _docs_page(schema: dict) -> str:
+    """`/docs`: each endpoint with its summary and request body, self-contained (no script, no remote asset)."""
+    schemas = schema.get("components", {}).get("schemas", {})
+    rows = []
+    for path, methods in schema.get("paths", {}).items():
+        for method, operation in methods.items():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            model = schemas.get(body.get("$ref", "").rsplit("/", 1)[-1], {})
+            fields = ", ".join(
+                f"{name}{'' if name in model.get('required', []) else '?'}" for name in model.get("properties", {})
+            )
+            rows.append(
+                f"<tr><td><code>{html.escape(method.upper())} {html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation.get('summary', ''))}</td><td><code>{html.escape(fields)}</code></td></tr>"
+            )
+    title = html.escape(schema.get("info", {}).get("title", "API"))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<h1>{title}</h1><p>{html.escape(schema.get('info', {}).get('description', ''))}</p>"
+        "<p>The request and response shapes: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3), "
+        "for a client generator or an API tool; README.md, \"Over HTTP\", has examples.</p>"
+        "<table><tr><th>endpoint</th><th>what</th><th>body fields (? optional)</th></tr>"
+        f"{''.join(rows)}</table></body></html>"
+    )
 
 
 def _sent_key(request: Request) -> str:
