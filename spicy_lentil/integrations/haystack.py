@@ -9,7 +9,7 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 
 from ..errors import check_count, check_threshold
-from . import Judge
+from . import SENTENCES_KEY, Judge, framework_document
 
 
 @component
@@ -68,16 +68,17 @@ class SpicyLentilRanker:
 
     @component.output_types(documents=list[Document])
     def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict:
-        """The documents best first, at most `top_k` (None: the component's own); warms up first if not yet."""
+        """The documents best first, at most `top_k` (None: the component's own); warms up first if not yet.
+        A document whose `meta` holds `sentences` is scored by them."""
         self.warm_up()
-        judged = self.judge(query, [d.content or "" for d in documents], top_k)
+        judged = self.judge(query, [framework_document(d.content, d.meta) for d in documents], top_k)
         return {
             "documents": [
                 replace(
                     documents[j.index],
                     content=j.text,
                     score=j.score,
-                    meta={**documents[j.index].meta, "sentences": j.sentences},
+                    meta={**documents[j.index].meta, SENTENCES_KEY: j.sentences},
                 )
                 for j in judged
             ]

@@ -9,7 +9,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, model_validator
 
-from . import component_judge
+from . import SENTENCES_KEY, component_judge, framework_document
 
 
 class SpicyLentilCompressor(BaseDocumentCompressor):
@@ -41,14 +41,14 @@ class SpicyLentilCompressor(BaseDocumentCompressor):
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
     ) -> Sequence[Document]:
-        """The documents best first, as many as the judge's `top_n`, each with `relevance_score` and `sentences`
-        (character spans into its passed-on `page_content`) in its metadata."""
-        judged = self.judge(query, [d.page_content for d in documents])
+        """The documents best first, as many as the judge's `top_n`, each with `relevance_score` and its kept
+        `sentences` in its metadata. A document whose metadata holds `sentences` is scored by them."""
+        judged = self.judge(query, [framework_document(d.page_content, d.metadata) for d in documents])
         return [
             Document(
                 page_content=j.text,
                 id=documents[j.index].id,
-                metadata={**documents[j.index].metadata, "relevance_score": j.score, "sentences": j.sentences},
+                metadata={**documents[j.index].metadata, "relevance_score": j.score, SENTENCES_KEY: j.sentences},
             )
             for j in judged
         ]

@@ -10,9 +10,7 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, model_validator
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 
-from . import component_judge
-
-SENTENCES_KEY = "sentences"
+from . import SENTENCES_KEY, component_judge, framework_document
 
 
 class SpicyLentilPostprocessor(BaseNodePostprocessor):
@@ -51,7 +49,8 @@ class SpicyLentilPostprocessor(BaseNodePostprocessor):
         if query_bundle is None:
             raise ValueError("SpicyLentilPostprocessor needs the query (a QueryBundle)")
         judged = self.judge(
-            query_bundle.query_str, [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+            query_bundle.query_str,
+            [framework_document(n.node.get_content(metadata_mode=MetadataMode.NONE), n.node.metadata) for n in nodes],
         )
         kept = []
         for j in judged:
