@@ -135,7 +135,7 @@ def _record_job(output: Path, job: dict, resume: bool) -> None:
             )
         return
     tmp = record.with_name(record.name + ".tmp")
-    tmp.write_text(json.dumps(job, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(job) + "\n", encoding="utf-8")
     os.replace(tmp, record)  # whole or not at all, written before the first row
 
 
@@ -318,7 +318,7 @@ def _cut_torn_tail(path: Path) -> None:
         handle.truncate(0)
 
 
-def _uncounting_rejects(documents: Iterable[dict], rejects: Rejects, progress: tqdm) -> Iterator[dict]:
+def _rejects_off_the_total(documents: Iterable[dict], rejects: Rejects, progress: tqdm) -> Iterator[dict]:
     """`documents`, taking each row rejected while reading them off the progress bar's total (counted by lines)."""
     counted = rejects.seen
     for document in itertools.chain(documents, [None]):
@@ -371,7 +371,7 @@ def score_job(
     def pending() -> Iterator[dict]:
         nonlocal skipped
         seen: set[str] = set()
-        for position, document in enumerate(_uncounting_rejects(documents, rejects, progress), start=1):
+        for position, document in enumerate(_rejects_off_the_total(documents, rejects, progress), start=1):
             if document["_id"] in done:
                 skipped += 1
                 progress.update(1)
