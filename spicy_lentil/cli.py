@@ -11,7 +11,7 @@ from pathlib import Path
 from .config import BUNDLED_ENCODER as BUNDLED
 from .config import TUNING_NEGATIVES, SpicyLentilConfig
 from .errors import ModelLoadError, SpicyLentilError, check_count
-from .io import Rejects, read_documents
+from .io import Rejects, holds_rows, read_documents
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -19,8 +19,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .jobs import claimed_output, rejects_path, score_job
 
     out_path = Path(args.out) if args.out else None
-    # Claimed before the model loads: a second writer or a clash with an input is refused at once.
-    with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite):
+    job = {
+        "query": args.query,
+        "pathways_per_query": args.pathways_per_query,
+        "model": str(Path(args.model).resolve()) if args.model else None,
+    }
+    # Claimed before the model loads: a second writer, a clash with an input or another job's output is
+    # refused at once.
+    with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite, job=job):
         rejects = Rejects(rejects_path(out_path) if out_path else None, resume=args.resume)
         try:
             total = None
@@ -62,13 +68,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _count_rows(path: str) -> int:
-    if not path.endswith((".jsonl", ".json")):
+    """The documents and rejects a file gives: its non-blank lines, or one (a text file, or one it cannot read)."""
+    if not holds_rows(path):
         return 1
     try:
         with open(path, "rb") as handle:
             return sum(1 for line in handle if line.strip())
     except OSError:
-        return 0
+        return 1
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -77,32 +84,34 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     rejects = Rejects(output / "rejects.jsonl", resume=args.resume)
-    if args.engine == "ray":
-        from . import distributed
+    try:
+        if args.engine == "ray":
+            from . import distributed
 
-        distributed.connect(args.address)
-        index = distributed.build_index(
-            args.corpus,
-            output,
-            args.model,
-            shard_size=args.shard_size,
-            resume=args.resume,
-            rejects=rejects,
-            concurrency=args.concurrency,
-            cpus_per_actor=args.cpus_per_actor,
-        )
-    else:
-        lentil = SpicyLentil.from_pretrained(args.model)
-        index = CorpusIndex.build(
-            args.corpus,
-            output,
-            lentil.encoder,
-            lentil.slotter,
-            shard_size=args.shard_size,
-            resume=args.resume,
-            rejects=rejects,
-        )
-    rejects.close()
+            distributed.connect(args.address)
+            index = distributed.build_index(
+                args.corpus,
+                output,
+                args.model,
+                shard_size=args.shard_size,
+                resume=args.resume,
+                rejects=rejects,
+                concurrency=args.concurrency,
+                cpus_per_actor=args.cpus_per_actor,
+            )
+        else:
+            lentil = SpicyLentil.from_pretrained(args.model)
+            index = CorpusIndex.build(
+                args.corpus,
+                output,
+                lentil.encoder,
+                lentil.slotter,
+                shard_size=args.shard_size,
+                resume=args.resume,
+                rejects=rejects,
+            )
+    finally:
+        rejects.close()
     print(f"indexed {len(index)} document(s) into {output}, rejected {rejects.count} row(s)", file=sys.stderr)
     return 1 if rejects.count else 0
 
@@ -262,7 +271,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     lentil = SpicyLentil.from_pretrained(args.model)
     lentil.pathways_per_query = args.pathways_per_query
-    limits = Limits(args.max_body_bytes, args.max_documents, args.max_document_chars)
+    limits = Limits(args.max_body_bytes, args.max_documents, args.max_document_chars, args.max_request_seconds)
     serve(
         lentil,
         Path(args.model).name if args.model else "spicy-lentil-default",
@@ -329,6 +338,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}") from None
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return seconds
+
+
 def _shared_flags() -> dict[str, argparse.ArgumentParser]:
     """Parent parsers of the flags several commands share, each flag defined once."""
     flags = {name: argparse.ArgumentParser(add_help=False) for name in ("model", "k", "engine", "cache", "host")}
@@ -375,10 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
     score = commands.add_parser(
         "score",
         parents=[model, k, engine],
-        help='score documents (.txt files, JSONL rows {"_id","text"}, or - for stdin)',
+        help='score documents (.txt/.md files, JSONL rows {"_id","text"} in .jsonl/.ndjson, or - for stdin)',
     )
     score.add_argument("--query", required=True, help="the query text")
-    score.add_argument("files", nargs="+", metavar="FILE", help=".txt or .jsonl files, or - for JSONL on stdin")
+    score.add_argument(
+        "files", nargs="+", metavar="FILE", help=".txt/.md or .jsonl/.ndjson files, or - for JSONL on stdin"
+    )
     score.add_argument("--out", default=None, help="output JSONL (default: stdout); rejects go to OUT.rejects.jsonl")
     score.add_argument("--batch-size", type=_positive, default=32)
     score.add_argument(
@@ -512,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("--max-document-chars", defaults.max_document_chars, "characters per document"),
     ):
         serve.add_argument(flag, type=_positive, default=default, help=f"{what} (default: %(default)s)")
+    serve.add_argument(
+        "--max-request-seconds",
+        type=_positive_seconds,
+        default=defaults.max_request_seconds,
+        help="scoring time per request, the wait for the model included; past it, a 503 (default: %(default)s)",
+    )
     serve.add_argument(
         "--api-key",
         default=None,

@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 
 WINDOW_DOCUMENTS = 1_000_000  # documents per Ray Data execution (and actor pool): what the object store holds
 BLOCK_DOCUMENTS = 128  # documents per block: the unit of work an actor takes (and Ray retries)
-DOCUMENT_SCHEMA = pa.schema([("_id", pa.string()), ("text", pa.string()), ("title", pa.string())])
+DOCUMENT_SCHEMA = pa.schema(
+    [("_id", pa.string()), ("text", pa.string()), ("title", pa.string()), ("sentences", pa.list_(pa.string()))]
+)
 SHARD_SCHEMA = pa.schema([("name", pa.string()), ("docs", pa.string()), ("count", pa.int64())])
 SLOTS_TYPE = pa.list_(
     pa.struct([("text", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("score", pa.float64())])
@@ -58,7 +60,8 @@ def _load_model(model: str | None, pathways_per_query: int, threads: int):
 
 
 class ScoreBatches:
-    """`map_batches` callable: scores rows `{"_id", "text", "title"?, "query"?}` with a model loaded once per actor.
+    """`map_batches` callable: scores rows `{"_id", "text", "title"?, "sentences"?, "query"?}` with a model loaded
+    once per actor; a row's `sentences` (null: none) are its slots, as everywhere else.
 
     Args:
         model: model folder, as `SpicyLentil.from_pretrained` takes it (None: the bundled model). It
@@ -95,11 +98,12 @@ class ScoreBatches:
         ids = [str(i) for i in batch.column("_id").to_pylist()]
         texts = batch.column("text").to_pylist()
         titles = batch.column("title").to_pylist() if "title" in columns else [None] * len(ids)
+        sentences = batch.column("sentences").to_pylist() if "sentences" in columns else [None] * len(ids)
         queries = batch.column("query").to_pylist() if self.query is None else [self.query] * len(ids)
         rows: list[dict | None] = [None] * len(ids)
         for query in dict.fromkeys(queries):
             positions = [i for i, q in enumerate(queries) if q == query]
-            documents = [{"_id": ids[i], "text": texts[i], "title": titles[i]} for i in positions]
+            documents = [_document(ids[i], texts[i], titles[i], sentences[i]) for i in positions]
             fields = self.lentil.iter_fields(query, documents, batch_size=self.batch_size, cache_slots=False)
             for i, field in zip(positions, fields):
                 rows[i] = {
@@ -114,6 +118,13 @@ class ScoreBatches:
         if self.query is None:
             table["query"] = queries
         return pa.table(table)
+
+
+def _document(doc_id: str, text: str | None, title: str | None, sentences: list[str] | None) -> dict:
+    """A row as the engine takes it: a null column of the batch is a key the document does not have."""
+    document = {"_id": doc_id, "title": title}
+    document.update({"sentences": sentences} if sentences is not None else {"text": text})
+    return document
 
 
 class EncodeShards:
@@ -162,7 +173,7 @@ def default_concurrency(cpus_per_actor: int = 1) -> int:
 
 
 def read_documents_dataset(paths: str | list[str]) -> "ray.data.Dataset":
-    """JSONL (`.jsonl`) or Parquet (`.parquet`) files of `{"_id", "text", "title"?}` rows as a Dataset.
+    """JSONL (`.jsonl`) or Parquet (`.parquet`) files of `{"_id", "text", "title"?, "sentences"?}` rows as a Dataset.
 
     Paths must be readable from every node (shared storage or object store URIs). Unlike the CLI's
     reader, a malformed row fails the read: this is for data already known to be clean.
@@ -291,7 +302,10 @@ def score_job(
     concurrency = concurrency or default_concurrency(cpus_per_actor)
 
     def scorer(pending: Iterator[dict]) -> Iterator[dict]:
-        documents = ({"_id": d["_id"], "text": d["text"], "title": d.get("title")} for d in pending)
+        documents = (
+            {"_id": d["_id"], "text": d["text"], "title": d.get("title"), "sentences": d.get("sentences")}
+            for d in pending
+        )
         yield from _map_windows(
             documents,
             DOCUMENT_SCHEMA,

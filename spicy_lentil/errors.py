@@ -30,6 +30,12 @@ def surrogate_at(text: str) -> int | None:
     return None
 
 
+def invalid_json(message: str, position: int) -> str:
+    """A JSON parse error as every front end reports it. `json`'s messages that end in " at" lead to the
+    position, which it gives apart: said whole, "Invalid control character at" reads as cut off."""
+    return f"invalid JSON at position {position}: {message.removesuffix(' at')}"
+
+
 def check_text(text: str, name: str) -> str:
     """Raises ValueError naming the argument when `text` holds a lone surrogate."""
     at = surrogate_at(text)
@@ -63,12 +69,45 @@ def check_threshold(value: Any, name: str = "threshold") -> float | None:
 
 
 def check_query(query: Any, name: str = "query") -> str:
-    """Returns the query if it is a non-blank string; raises TypeError/ValueError naming the argument."""
+    """Returns the query if it is a string with a letter or digit; raises TypeError/ValueError naming the argument.
+
+    A query of only punctuation, symbols or control characters asks nothing, yet the encoder would still
+    place it somewhere and the model score documents against it ("..." scored "..." at 0.94).
+    """
     if not isinstance(query, str):
         raise TypeError(f"{name} must be a string, got {type(query).__name__}")
     if not query.strip():
         raise ValueError(f"{name} must not be empty or whitespace only")
-    return check_text(query, name)
+    check_text(query, name)
+    if not any(character.isalnum() for character in query):
+        raise ValueError(f"{name} has no letter or digit (only punctuation, symbols or control characters)")
+    return query
+
+
+ID_KEYS = ("_id", "id")  # a document's id: "_id" as BEIR corpora write it, or "id" as Cohere clients send it
+
+
+def document_id(document: dict, name: str = "") -> str | None:
+    """A dict document's id as text, or None when it has none: its "_id" or its "id" (not both), a string or
+    an integer; `5` and `"5"` are the same id. Errors name the key, after `name` when given.
+
+    Raises:
+        TypeError: the id is neither a string nor an integer (a bool, float or list would not read back the same).
+        ValueError: both keys are given, or the id is blank or holds a lone surrogate.
+    """
+    given = [key for key in ID_KEYS if document.get(key) is not None]
+    if not given:
+        return None
+    label = " and ".join(f"{name}[{key!r}]" if name else repr(key) for key in given)
+    if len(given) > 1:
+        raise ValueError(f"{label} are both given: give one id")
+    value = document[given[0]]
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"{label} must be a string or an integer, got {type(value).__name__}")
+    text = str(value)
+    if not text.strip():
+        raise ValueError(f"{label} is empty")
+    return check_text(text, label)
 
 
 class Document(NamedTuple):
@@ -82,8 +121,8 @@ class Document(NamedTuple):
 
 def as_document(document: Any, name: str) -> Document:
     """Normalises a document: a string, a list of sentences, or a dict with "text" or "sentences" and optional
-    "title" and "_id". Given sentences are stripped and joined by one space: that joined text is what slot
-    spans refer to."""
+    "title" and id (`document_id`). Given sentences are stripped and joined by one space: that joined text is
+    what slot spans refer to; a dict with both "sentences" and "text" is scored by its sentences."""
     if isinstance(document, str):
         return Document(None, None, check_text(document, name), None)
     if isinstance(document, (list, tuple)):
@@ -106,11 +145,7 @@ def as_document(document: Any, name: str) -> Document:
         check_text(text, f"{name}['text']")
         if title is not None:
             check_text(title, f"{name}['title']")
-        doc_id = document.get("_id", document.get("id"))
-        doc_id = None if doc_id is None else str(doc_id)
-        if doc_id is not None:
-            check_text(doc_id, f"{name}['_id']")
-        return Document(doc_id, title or None, text, sentences)
+        return Document(document_id(document, name), title or None, text, sentences)
     raise TypeError(
         f"{name} must be a string, a list of sentences or a dict with 'text', got {type(document).__name__}"
     )

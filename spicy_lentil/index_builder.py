@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data import DataError
 from .encoder import Encoder
 from .errors import check_count
 from .index import MANIFEST, SHARD_NAME, CorpusIndex, index_settings, read_manifest
@@ -55,6 +56,10 @@ def build_index(
         encode_shards: maps `(name, documents)` shards to `(name, rows, arrays)` as `encode_shard`
             does, in any order (`spicy_lentil.distributed` encodes them on a Ray cluster); None
             encodes them here, one at a time.
+
+    Raises:
+        DataError: the corpus holds no document to index (empty, or every row rejected); what the build
+            wrote is removed.
     """
     folder = Path(folder)
     corpus = Path(corpus)
@@ -97,6 +102,15 @@ def build_index(
             _write_manifest(folder, manifest)
             progress.update(len(rows))
     progress.close()
+    if not manifest["shards"]:
+        # An index of nothing would only be a half-built folder that `search` sends back to `index --resume`.
+        _clear(folder)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        raise DataError(
+            f"{corpus}: no documents to index"
+            + (f" (every row was rejected: {rejects.count})" if rejects.count else " (the file holds no rows)")
+        )
     _build_bm25(folder, manifest)
     manifest["complete"] = True
     manifest["rejected_rows"] = rejects.count

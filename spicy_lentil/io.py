@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DamagedFileError, surrogate_at
+from tqdm.auto import tqdm
+
+from .errors import ID_KEYS, DamagedFileError, document_id, invalid_json, surrogate_at
 
 
 def file_sha256(path: str | Path) -> str:
@@ -27,6 +30,7 @@ class Rejects:
         self.path = path
         self.echo = echo
         self.count = 0
+        self.seen = 0  # rows rejected by this run, reported before (`skip`) or not
         self.skip: set[tuple[str, int]] = set()  # rows already reported by the run being resumed
         self._file = None
         if path is not None and path.is_file():
@@ -37,11 +41,13 @@ class Rejects:
                 path.unlink()
 
     def add(self, source: str, line: int, reason: str) -> None:
+        self.seen += 1
         if (source, line) in self.skip:
             return
         self.count += 1
         if self.echo:
-            print(f"rejected {source}:{line}: {reason}", file=sys.stderr)
+            # Through tqdm, so a progress bar on stderr is moved below the message instead of sharing its line.
+            tqdm.write(f"rejected {source}:{line}: {reason}", file=sys.stderr)
         if self.path is not None:
             if self._file is None:
                 self._file = self.path.open("a", encoding="utf-8")
@@ -81,11 +87,12 @@ def iter_jsonl_documents(
     """Yields `{"_id", "title", "text", "sentences"?}` from JSONL lines; bad rows go to `rejects`.
 
     `handle` yields bytes (or str) lines. Each line is decoded on its own, so one bad byte costs only its
-    row. Ids are compared as text: `5` and `"5"` are the same id, and a row repeating an id seen
-    earlier (in `seen`, shared across the files of one job) is rejected, naming the first row.
+    row. A row's id is its "_id" or "id" (`errors.document_id`, the rule of every front end). Ids are
+    compared as text: `5` and `"5"` are the same id, and a row repeating an id seen earlier (in `seen`,
+    shared across the files of one job) is rejected, naming the first row.
 
     Args:
-        default_ids: a row without "_id" gets `source:line` (the app's uploads) instead of being rejected.
+        default_ids: a row without an id gets `source:line` (the app's uploads) instead of being rejected.
         allow_empty: accept a row whose text is blank (it scores 0 with no slots); False rejects it.
     """
     seen = {} if seen is None else seen
@@ -102,14 +109,17 @@ def iter_jsonl_documents(
             continue
         try:
             row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as error:
-            rejects.add(source, number, f"invalid JSON: {getattr(error, 'msg', 'nested too deeply')}")
+        except json.JSONDecodeError as error:
+            rejects.add(source, number, invalid_json(error.msg, error.pos))
             continue
-        if default_ids and isinstance(row, dict) and row.get("_id") is None:
+        except RecursionError:
+            rejects.add(source, number, "invalid JSON: nested too deeply")
+            continue
+        if default_ids and isinstance(row, dict) and all(row.get(key) is None for key in ID_KEYS):
             row["_id"] = f"{source}:{number}"
         reason = _row_problem(row, allow_empty)
         if reason is None:
-            doc_id = str(row["_id"])
+            doc_id = document_id(row)
             if doc_id in seen:
                 reason = _duplicate(doc_id, seen[doc_id])
             else:
@@ -117,7 +127,7 @@ def iter_jsonl_documents(
         if reason is not None:
             rejects.add(source, number, reason)
             continue
-        document = {"_id": str(row["_id"]), "title": row["title"] if isinstance(row.get("title"), str) else None}
+        document = {"_id": doc_id, "title": row["title"] if isinstance(row.get("title"), str) else None}
         if "sentences" in row:
             document["sentences"] = [s.strip() for s in row["sentences"]]
             document["text"] = " ".join(document["sentences"])  # what the slots' spans refer to
@@ -145,14 +155,12 @@ def _row_problem(row, allow_empty: bool = True) -> str | None:
         return "missing string field 'text' (or a list of strings 'sentences')"
     elif not allow_empty and not row["text"].strip():
         return "'text' is empty"
-    doc_id = row.get("_id")
-    if doc_id is None:
-        return "missing field '_id'"
-    if isinstance(doc_id, bool) or not isinstance(doc_id, (str, int)):
-        return f"'_id' must be a string or an integer, got {type(doc_id).__name__}"
-    if isinstance(doc_id, str) and not doc_id.strip():
-        return "'_id' is empty"
-    strings = {"_id": doc_id if isinstance(doc_id, str) else ""}
+    try:
+        if document_id(row) is None:
+            return "missing field '_id' (or 'id')"
+    except (TypeError, ValueError) as error:
+        return str(error)
+    strings = {}
     if isinstance(row.get("text"), str):
         strings["text"] = row["text"]
     if isinstance(row.get("title"), str):
@@ -166,11 +174,39 @@ def _row_problem(row, allow_empty: bool = True) -> str | None:
     return None
 
 
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")  # one JSON row per line
+TEXT_SUFFIXES = (".txt", ".md")  # the whole file is one document
+
+
+def holds_rows(path: str) -> bool:
+    """Whether the file is read as JSONL rows (by its extension, in any case); stdin ("-") always is."""
+    return path == "-" or Path(path).suffix.lower() in JSONL_SUFFIXES
+
+
 def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
-    """Documents from .txt files (one document each), JSONL files, or stdin ("-"), streamed; ids unique across all."""
+    """Documents from .txt/.md files (one document each), JSONL files (.jsonl, .ndjson, .json) or stdin ("-"),
+    streamed; ids unique across all. A file of any other extension is rejected, not guessed at."""
     seen: dict[str, str] = {}
+    files: dict[str, str] = {}  # each text file read, by where it really is: `notes.txt` and `./notes.txt` are one
     for path in paths:
-        if path != "-" and not path.endswith((".jsonl", ".json")):
+        if path == "-":
+            yield from iter_jsonl_documents(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>", rejects, seen)
+        elif holds_rows(path):
+            try:
+                handle = open(path, "rb")
+            except OSError as error:
+                rejects.add(path, 0, f"cannot open file: {error}")
+                continue
+            with handle:
+                yield from iter_jsonl_documents(handle, path, rejects, seen)
+        elif Path(path).suffix.lower() not in TEXT_SUFFIXES:
+            rejects.add(
+                path,
+                0,
+                f"unknown file type {Path(path).suffix or '(no extension)'!r}: give .txt or .md files (one document "
+                "each) or .jsonl/.ndjson files (one JSON row per line)",
+            )
+        else:
             try:
                 text = Path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as error:
@@ -182,15 +218,10 @@ def read_documents(paths: list[str], rejects: Rejects) -> Iterator[dict]:
             if path in seen:
                 rejects.add(path, 0, _duplicate(path, seen[path]))
                 continue
+            real = os.path.realpath(path)
+            if real in files:
+                rejects.add(path, 0, f"the same file as {files[real]}, which is scored already")
+                continue
+            files[real] = path
             seen[path] = f"{path}:0"
             yield {"_id": path, "title": None, "text": text}
-        elif path == "-":
-            yield from iter_jsonl_documents(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>", rejects, seen)
-        else:
-            try:
-                handle = open(path, "rb")
-            except OSError as error:
-                rejects.add(path, 0, f"cannot open file: {error}")
-                continue
-            with handle:
-                yield from iter_jsonl_documents(handle, path, rejects, seen)

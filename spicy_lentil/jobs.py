@@ -8,12 +8,14 @@ file records which parts it holds, so a run killed after joining but before remo
 does not join them twice.
 
 `claimed_output` guards an output for one job: never an input, an existing output only with
-`resume` or `overwrite`, and one writer at a time (an `flock` on `OUT.lock`).
+`resume` or `overwrite`, one writer at a time (an `flock` on `OUT.lock`), and resumed only by the job
+that wrote it (its query, k and model, recorded in `OUT.job.json`): rows do not carry the query.
 """
 
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import time
@@ -47,6 +49,11 @@ def rejects_path(output: Path) -> Path:
     return output.with_name(output.name + ".rejects.jsonl")
 
 
+def job_path(output: Path) -> Path:
+    """Where a job records what it scores (query, k, model) beside its output."""
+    return output.with_name(output.name + ".job.json")
+
+
 def parts_path(output: Path) -> Path:
     """The folder of a Parquet job's part files, beside its output."""
     return output.with_name(output.name + ".parts")
@@ -54,13 +61,23 @@ def parts_path(output: Path) -> Path:
 
 @contextmanager
 def claimed_output(
-    output: Path | None, inputs: Sequence[str], resume: bool = False, overwrite: bool = False
+    output: Path | None,
+    inputs: Sequence[str],
+    resume: bool = False,
+    overwrite: bool = False,
+    job: dict | None = None,
 ) -> Iterator[None]:
     """Holds `output` for one job, checked before anything is opened for writing.
 
+    Args:
+        job: what the job scores (JSON values: query, k, model); recorded beside the output, and an
+            output being resumed must have been written by the same job. None records nothing.
+
     Raises:
         OutputError: the output (or its rejects file) is one of `inputs`; it exists and neither
-            `resume` nor `overwrite` is set (or both are); or another process is writing it.
+            `resume` nor `overwrite` is set (or both are); another process is writing it; or, resumed,
+            another job wrote it.
+        DamagedFileError: the job record of an output being resumed is not readable.
     """
     if resume and overwrite:
         raise OutputError("--resume and --overwrite contradict each other: choose one")
@@ -68,7 +85,7 @@ def claimed_output(
         yield
         return
     lock_path = output.with_name(output.name + ".lock")
-    written = (output, rejects_path(output), lock_path)
+    written = (output, rejects_path(output), lock_path, job_path(output))
     for source in inputs:
         if source != "-" and any(_same_file(source, path) for path in written):
             raise OutputError(f"--out {output} would overwrite the input {source}; choose another output")
@@ -83,9 +100,43 @@ def claimed_output(
             ) from None
         if not (resume or overwrite) and (output.exists() or parts_path(output).exists()):
             raise OutputError(f"{output} exists already: pass --resume to continue it or --overwrite to replace it")
+        if job is not None:
+            _record_job(output, job, resume)
         yield
     finally:
         lock.close()  # releases the lock; the lock file stays, since removing it would race a waiting writer
+
+
+def _record_job(output: Path, job: dict, resume: bool) -> None:
+    """Writes `job` beside `output`; resuming an output that exists, first checks that `job` wrote it."""
+    record = job_path(output)
+    holds_rows = (output.is_file() and output.stat().st_size > 0) or parts_path(output).exists()
+    if resume and holds_rows:
+        try:
+            written_by = json.loads(record.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise OutputError(
+                f"{output} has no {record.name}, so which job wrote it is unknown; "
+                "--overwrite to score it again from the start"
+            ) from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise DamagedFileError(f"{record}: not a job record ({error}); cannot resume this output") from error
+        if not isinstance(written_by, dict):
+            raise DamagedFileError(f"{record}: not a job record (not a JSON object); cannot resume this output")
+        changed = [
+            f"{key} {written_by.get(key)!r}, now {value!r}"
+            for key, value in job.items()
+            if written_by.get(key) != value
+        ]
+        if changed:
+            raise OutputError(
+                f"{output} holds another job's rows ({'; '.join(changed)}): --resume continues only the job "
+                "that wrote it; choose another --out, or --overwrite"
+            )
+        return
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps(job) + "\n", encoding="utf-8")
+    os.replace(tmp, record)  # whole or not at all, written before the first row
 
 
 def _same_file(a: str | Path, b: Path) -> bool:
@@ -267,6 +318,18 @@ def _cut_torn_tail(path: Path) -> None:
         handle.truncate(0)
 
 
+def _rejects_off_the_total(documents: Iterable[dict], rejects: Rejects, progress: tqdm) -> Iterator[dict]:
+    """`documents`, taking each row rejected while reading them off the progress bar's total (counted by lines)."""
+    counted = rejects.seen
+    for document in itertools.chain(documents, [None]):
+        if rejects.seen > counted and progress.total is not None:
+            progress.total -= rejects.seen - counted
+            progress.refresh()
+        counted = rejects.seen
+        if document is not None:
+            yield document
+
+
 def score_job(
     lentil: SpicyLentil | None,
     query: str,
@@ -308,14 +371,13 @@ def score_job(
     def pending() -> Iterator[dict]:
         nonlocal skipped
         seen: set[str] = set()
-        for position, document in enumerate(documents, start=1):
+        for position, document in enumerate(_rejects_off_the_total(documents, rejects, progress), start=1):
             if document["_id"] in done:
                 skipped += 1
                 progress.update(1)
                 continue
             if document["_id"] in seen:  # the CLI's reader rejects these first, with file and line
                 rejects.add("<documents>", position, f"duplicate _id {document['_id']!r} (the first one is kept)")
-                progress.update(1)
                 continue
             seen.add(document["_id"])
             yield document

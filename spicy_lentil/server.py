@@ -1,37 +1,51 @@
 """The HTTP service: rerank in the shapes clients already speak (Cohere, text-embeddings-inference), plus
-highlight and prune. FastAPI validates each request against the models below, so a wrong type or a
-missing field is a 422 naming it; everything else a caller can get wrong is a 4xx too.
+highlight and prune. FastAPI validates each request against the models below, strictly (`"2"` is not a
+number, nor `"yes"` a bool), so a wrong type or a missing field is a 422 naming it; everything else a
+caller can get wrong is a 4xx too.
 
 Scoring runs in a worker thread, one request at a time (one model, bounded memory), so the event
-loop keeps answering `/health` while a large request is scored.
+loop keeps answering `/health` while a large request is scored. The worker reads the documents as it
+scores them, and stops there once the request is past its time limit (503) or its client has gone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import html
 import math
 import os
 import secrets
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Union
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .errors import SpicyLentilError, as_document
+from .errors import SpicyLentilError, as_document, invalid_json
 from .service_limits import API_KEY_ENV, Limits
+
+DISCONNECT_POLL_SECONDS = 0.1  # how often a request being scored checks that its client is still there
 
 if TYPE_CHECKING:
     from .engine import SpicyLentil
 
 
-class DocumentObject(BaseModel):
-    """A document as an object: its text, or its sentences (pre-split; spans then refer to them joined by one space)."""
+class _Strict(BaseModel):
+    """A request body part, validated strictly: JSON types as the schema says, no coercion."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class DocumentObject(_Strict):
+    """A document as an object: its text, or its sentences (pre-split; spans then refer to them joined by one
+    space; given both, the sentences are scored, as everywhere). Its id is "id" or "_id", not both."""
 
     model_config = ConfigDict(extra="ignore")  # Cohere clients may send fields this server does not use
 
@@ -39,18 +53,19 @@ class DocumentObject(BaseModel):
     sentences: list[str] | None = None
     title: str | None = None
     id: str | int | None = None
+    underscore_id: str | int | None = Field(default=None, alias="_id")
 
     @model_validator(mode="after")
     def _text_or_sentences(self) -> "DocumentObject":
-        if (self.text is None) == (self.sentences is None):
-            raise ValueError("give exactly one of 'text' and 'sentences'")
+        if self.text is None and self.sentences is None:
+            raise ValueError("give 'text' or 'sentences'")
         return self
 
 
 DocumentIn = Union[str, list[str], DocumentObject]
 
 
-class CohereRerankRequest(BaseModel):
+class CohereRerankRequest(_Strict):
     """Cohere's `POST /v1/rerank` body; `model` is accepted and ignored (this server serves one model)."""
 
     query: str
@@ -60,7 +75,7 @@ class CohereRerankRequest(BaseModel):
     model: str | None = None
 
 
-class TEIRerankRequest(BaseModel):
+class TEIRerankRequest(_Strict):
     """text-embeddings-inference's `POST /rerank` body; truncation is the slotter's, so `truncate` is ignored."""
 
     query: str
@@ -70,7 +85,7 @@ class TEIRerankRequest(BaseModel):
     truncate: bool | None = None
 
 
-class HighlightRequest(BaseModel):
+class HighlightRequest(_Strict):
     query: str
     documents: list[DocumentIn]
     threshold: float | None = Field(
@@ -82,7 +97,7 @@ class HighlightRequest(BaseModel):
     pathways_per_query: int | None = Field(default=None, ge=1)
 
 
-class PruneRequest(BaseModel):
+class PruneRequest(_Strict):
     query: str
     documents: list[DocumentIn]
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -114,28 +129,58 @@ def create_app(
         model_name: the id `/v1/models` reports (the model folder's name), never a path a visitor can choose.
         limits: what one request may hold.
         api_key: when set, every `/v1/*` and `/rerank` request must send it (`Authorization: Bearer KEY`
-            or `X-API-Key: KEY`); `/health` and the docs stay open.
+            or `X-API-Key: KEY`), checked before its body is; `/health` and the docs stay open.
     """
-    app = FastAPI(title="Spicy Lentil", version="1", description=__doc__.split("\n\n")[0])
+    # FastAPI's Swagger and ReDoc pages load their scripts from a CDN, and are blank offline: `/docs` is
+    # served from here instead, a page of the endpoints with the OpenAPI schema a client or tool reads.
+    app = FastAPI(
+        title="Spicy Lentil", version="1", description=__doc__.split("\n\n")[0], docs_url=None, redoc_url=None
+    )
     app.add_middleware(_BodyLimit, limit=limits.max_body_bytes)
     lock = threading.Lock()
     bearer, header = HTTPBearer(auto_error=False), APIKeyHeader(name="X-API-Key", auto_error=False)
 
-    def authorised(
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer), key: str | None = Depends(header)
-    ) -> None:
-        if api_key is None:
-            return
-        given = key or (credentials.credentials if credentials else "")
-        if not secrets.compare_digest(given.encode(), api_key.encode()):
+    def refuse_without_key(request: Request) -> None:
+        if api_key is not None and not secrets.compare_digest(_sent_key(request).encode(), api_key.encode()):
             raise RequestRefused(401, "authorization", "missing or wrong API key")
 
-    async def scored(function, *args, **kwargs):
+    def authorised(
+        request: Request,
+        # Read by `_sent_key`; declared so that the OpenAPI schema shows the two ways to send the key.
+        _bearer: HTTPAuthorizationCredentials | None = Depends(bearer),
+        _header: str | None = Depends(header),
+    ) -> None:
+        refuse_without_key(request)
+
+    async def scored(request: Request, function, query: str, documents: list, **kwargs):
+        """`function(query, documents, **kwargs)` in the worker, stopped at the next document it reads once
+        the request is past its time limit or its client has disconnected."""
+        deadline = time.monotonic() + limits.max_request_seconds
+        gone = threading.Event()
+
+        def watched():
+            for document in documents:
+                if gone.is_set():
+                    raise RequestRefused(499, None, "the client disconnected")
+                if time.monotonic() > deadline:
+                    raise RequestRefused(
+                        503,
+                        None,
+                        f"the request ran past this server's limit of {limits.max_request_seconds:g} s; "
+                        "send fewer or shorter documents",
+                    )
+                yield document
+
         def call():
             with lock:
-                return function(*args, **kwargs)
+                return function(query, watched(), **kwargs)
 
-        return await run_in_threadpool(call)
+        work = asyncio.ensure_future(run_in_threadpool(call))
+        while not work.done():
+            await asyncio.wait({work}, timeout=DISCONNECT_POLL_SECONDS)
+            if not work.done() and await request.is_disconnected():
+                gone.set()
+        return work.result()
 
     def documents_of(documents: list, field: str = "documents") -> list:
         if len(documents) > limits.max_documents:
@@ -156,8 +201,17 @@ def create_app(
         return _error(error.status, error.field, error.message)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI reads the body before the key's dependency runs: without the key, say only that.
+        try:
+            refuse_without_key(request)
+        except RequestRefused as refusal:
+            return _error(refusal.status, refusal.field, refusal.message)
         errors = error.errors()
+        broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if broken is not None:
+            reason = broken.get("ctx", {}).get("error", "not JSON")
+            return _error(400, "body", invalid_json(reason, broken["loc"][-1]))
         field, message = _first_problem(errors)
         return _error(
             422, field, message, detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
@@ -176,6 +230,10 @@ def create_app(
         message = str(error)
         return _error(422, message.split(" ", 1)[0], message)
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(_docs_page(app.openapi()))
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
@@ -188,9 +246,9 @@ def create_app(
         }
 
     @app.post("/v1/rerank", dependencies=[Depends(authorised)])
-    async def cohere_rerank(request: CohereRerankRequest) -> dict:
+    async def cohere_rerank(request: CohereRerankRequest, http: Request) -> dict:
         documents = documents_of(request.documents)
-        scores = await scored(lentil.score, request.query, documents, show_progress_bar=False)
+        scores = await scored(http, lentil.score, request.query, documents, show_progress_bar=False)
         order = sorted(range(len(scores)), key=lambda i: -scores[i])[: request.top_n]
         results = [
             {
@@ -207,9 +265,9 @@ def create_app(
         }
 
     @app.post("/rerank", dependencies=[Depends(authorised)])
-    async def tei_rerank(request: TEIRerankRequest) -> list[dict]:
+    async def tei_rerank(request: TEIRerankRequest, http: Request) -> list[dict]:
         documents = documents_of(request.texts, "texts")
-        scores = await scored(lentil.score, request.query, documents, show_progress_bar=False)
+        scores = await scored(http, lentil.score, request.query, documents, show_progress_bar=False)
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return [
             {
@@ -221,9 +279,10 @@ def create_app(
         ]
 
     @app.post("/v1/highlight", dependencies=[Depends(authorised)])
-    async def highlight(request: HighlightRequest) -> dict:
+    async def highlight(request: HighlightRequest, http: Request) -> dict:
         documents = documents_of(request.documents)
         fields = await scored(
+            http,
             lentil.fields,
             request.query,
             documents,
@@ -242,9 +301,10 @@ def create_app(
         return {"id": str(uuid.uuid4()), "results": results, "meta": {"model": model_name}}
 
     @app.post("/v1/prune", dependencies=[Depends(authorised)])
-    async def prune(request: PruneRequest) -> dict:
+    async def prune(request: PruneRequest, http: Request) -> dict:
         documents = documents_of(request.documents)
         pruned = await scored(
+            http,
             lentil.prune,
             request.query,
             documents,
@@ -344,12 +404,50 @@ def _error(status: int, field: str | None, message: str, **extra: Any) -> JSONRe
 
 def _as_engine_document(document) -> str | list[str] | dict:
     if isinstance(document, DocumentObject):
-        converted = {"title": document.title, "_id": document.id}
-        converted.update(
-            {"sentences": document.sentences} if document.sentences is not None else {"text": document.text}
-        )
+        converted = {
+            "title": document.title,
+            "text": document.text,
+            "sentences": document.sentences,
+            "id": document.id,
+            "_id": document.underscore_id,
+        }
         return {k: v for k, v in converted.items() if v is not None}
     return document
+
+
+def _docs_page(schema: dict) -> str:
+    """`/docs`: each endpoint with its summary and request body, self-contained (no script, no remote asset)."""
+    schemas = schema.get("components", {}).get("schemas", {})
+    rows = []
+    for path, methods in schema.get("paths", {}).items():
+        for method, operation in methods.items():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            model = schemas.get(body.get("$ref", "").rsplit("/", 1)[-1], {})
+            fields = ", ".join(
+                f"{name}{'' if name in model.get('required', []) else '?'}" for name in model.get("properties", {})
+            )
+            rows.append(
+                f"<tr><td><code>{html.escape(method.upper())} {html.escape(path)}</code></td>"
+                f"<td>{html.escape(operation.get('summary', ''))}</td><td><code>{html.escape(fields)}</code></td></tr>"
+            )
+    title = html.escape(schema.get("info", {}).get("title", "API"))
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
+        f"<h1>{title}</h1><p>{html.escape(schema.get('info', {}).get('description', ''))}</p>"
+        "<p>The request and response shapes: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3), "
+        "for a client generator or an API tool; README.md, \"Over HTTP\", has examples.</p>"
+        "<table><tr><th>endpoint</th><th>what</th><th>body fields (? optional)</th></tr>"
+        f"{''.join(rows)}</table></body></html>"
+    )
+
+
+def _sent_key(request: Request) -> str:
+    """The API key a request sends: `X-API-Key: KEY`, else `Authorization: Bearer KEY`; "" when none."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
 
 
 def _logit(probability: float) -> float:

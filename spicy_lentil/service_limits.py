@@ -15,3 +15,4 @@ class Limits:
     max_body_bytes: int = 8 * 1024 * 1024  # request body, as sent
     max_documents: int = 1000  # documents per request
     max_document_chars: int = 100_000  # characters per document (its text, or its sentences together)
+    max_request_seconds: float = 120.0  # scoring time per request, waiting for the model included

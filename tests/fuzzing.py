@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+from spicy_lentil.errors import as_document
 from spicy_lentil.io import Rejects, read_documents
 from spicy_lentil.jobs import score_job
 
@@ -119,7 +120,7 @@ def check_api(lentil, call) -> None:
         return
     assert len(fields) == len(documents)
     for field, document in zip(fields, documents):
-        _check_field(field, document if isinstance(document, str) else document["text"])
+        _check_field(field, as_document(document, "document").text)  # a string, its sentences or a dict
         assert len(field.active) == (k or lentil.pathways_per_query)
 
 

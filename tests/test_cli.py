@@ -1,6 +1,8 @@
 import json
+import re
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -87,3 +89,67 @@ def test_missing_file_is_rejected_not_fatal(tmp_path):
     good.write_text("Some text here.")
     assert main(["score", "--query", "q", str(tmp_path / "missing.txt"), str(good), "--out", str(out)]) == 1
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_rows_are_read_by_a_case_insensitive_extension_and_an_unknown_one_is_refused(tmp_path, capsys):
+    row = json.dumps({"_id": "r1", "text": "Calcium builds bone."}) + "\n"
+    (tmp_path / "rows.ndjson").write_text(row)
+    (tmp_path / "ROWS.JSONL").write_text(row.replace("r1", "r2"))
+    (tmp_path / "notes.MD").write_text("Bones need vitamin D.")
+    (tmp_path / "table.csv").write_text("_id,text\nr3,Calcium.\n")
+    out = tmp_path / "out.jsonl"
+    paths = [str(tmp_path / name) for name in ("rows.ndjson", "ROWS.JSONL", "notes.MD", "table.csv")]
+    assert main(["score", "--query", "bones", *paths, "--out", str(out)]) == 1
+    assert [json.loads(line)["_id"] for line in out.read_text().splitlines()] == ["r1", "r2", paths[2]]
+    (reject,) = [json.loads(line) for line in (tmp_path / "out.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["source"] == paths[3] and "unknown file type '.csv'" in reject["reason"]
+
+
+@pytest.mark.parametrize("rows", ["", "{oops\n" + json.dumps({"_id": "no-text"}) + "\n"])
+def test_index_of_no_documents_says_so_and_leaves_no_index(tmp_path, capsys, rows):
+    corpus, folder = tmp_path / "corpus.jsonl", tmp_path / "index"
+    corpus.write_text(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's warning over an empty corpus came before the traceback
+        assert main(["index", str(corpus), "--output", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "no documents to index" in err and "Traceback" not in err
+    assert not (folder / "manifest.json").exists()
+    assert main(["search", str(folder), "--query", "anything"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" not in err and str(folder) in err
+
+
+def test_a_json_reject_reason_is_whole(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b'{"_id": "a", "text": "tab\there"}\n{"_id": "b", "text": "fine"}\n')
+    assert main(["score", "--query", "q", str(rows), "--out", str(tmp_path / "o.jsonl")]) == 1
+    (reject,) = [json.loads(line) for line in (tmp_path / "o.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["reason"] == "invalid JSON at position 25: Invalid control character"
+
+
+def test_the_same_file_twice_is_scored_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("Bones need vitamin D.")
+    assert main(["score", "--query", "bones", "notes.txt", "./notes.txt", "--out", "o.jsonl"]) == 1
+    assert [json.loads(line)["_id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()] == ["notes.txt"]
+    (reject,) = [json.loads(line) for line in (tmp_path / "o.jsonl.rejects.jsonl").read_text().splitlines()]
+    assert reject["source"] == "./notes.txt" and "the same file as notes.txt" in reject["reason"]
+
+
+def test_the_progress_bar_counts_documents_and_reject_messages_have_their_own_lines(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    good = [json.dumps({"_id": f"d{i}", "text": f"Document {i} is about rivers."}) for i in range(4)]
+    rows.write_text("\n".join([good[0], "{oops", *good[1:3], "[1]", good[3], "{x"]) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "rivers", str(rows)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    for line in proc.stderr.split("\n"):
+        if f"rejected {rows}" in line:  # what the terminal line ends up showing, after the bar's last return
+            assert line.split("\r")[-1].startswith("rejected "), line
+    counts = re.findall(r"\| (\d+)/(\d+) \[", proc.stderr)
+    assert counts[-1] == ("4", "4")

@@ -80,9 +80,20 @@ def test_bad_bytes_and_lone_surrogates_cost_only_their_rows(tmp_path, capsys):
 
 
 def test_stop_word_queries_still_get_dense_results(lentil, index_folder):
-    for query in ("the of and", "?!...", "it is what it is"):
+    for query in ("the of and", "it is what it is", "what is it?!"):
         results = lentil.search(index_folder, query, top_k=3)
         assert len(results) == 3 and all(0.0 <= r["score"] <= 1.0 for r in results)
+
+
+@pytest.mark.parametrize("query", ["...", "?!", "\x00\x01\x1b", "\u2014 \u00b7 \u2026"])
+def test_a_query_with_no_letter_or_digit_is_refused_everywhere(lentil, index_folder, tmp_path, capsys, query):
+    with pytest.raises(ValueError, match="no letter or digit"):
+        lentil.field(query, "...")
+    with pytest.raises(ValueError, match="no letter or digit"):
+        lentil.search(index_folder, query)
+    (tmp_path / "a.txt").write_text("...")
+    status, err = run(["score", "--query", query, tmp_path / "a.txt"], capsys)
+    assert status == 2 and "no letter or digit" in err
 
 
 def damaged_model(tmp_path, damage):
@@ -176,6 +187,8 @@ def test_a_damaged_index_is_one_line_and_status_2(index_folder, tmp_path, capsys
 def test_resume_onto_a_foreign_output_names_the_file_and_line(tmp_path, capsys, content, message):
     (tmp_path / "a.txt").write_text("Some text.")
     (tmp_path / "o.jsonl").write_bytes(content)
+    # The output claims to be this job's, so the rows themselves are read.
+    (tmp_path / "o.jsonl.job.json").write_text(json.dumps({"query": "q", "pathways_per_query": 4, "model": None}))
     status, err = run(["score", "--query", "q", tmp_path / "a.txt", "--out", tmp_path / "o.jsonl", "--resume"], capsys)
     assert status == 2 and message in err, err
 

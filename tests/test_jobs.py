@@ -58,6 +58,25 @@ def test_parquet_output_and_resume(tmp_path):
     assert sorted(pq.read_table(out)["_id"].to_pylist()) == sorted(expected)
 
 
+def test_resume_refuses_another_jobs_output(tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    write_corpus(corpus, n=6)
+    out = tmp_path / "out.jsonl"
+    job = ["score", str(corpus), "--out", str(out)]
+    assert main([*job, "--query", "topic 3"]) == 0
+    written = out.read_bytes()
+    for changed in (["--query", "topic 4"], ["--query", "topic 3", "--pathways-per-query", "2"]):
+        capsys.readouterr()
+        assert main([*job, *changed, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert "another job's rows" in err and "Traceback" not in err
+        assert out.read_bytes() == written
+    assert main([*job, "--query", "topic 3", "--resume"]) == 0  # the same job continues
+    assert out.read_bytes() == written
+    assert main([*job, "--query", "topic 4", "--overwrite"]) == 0
+    assert main([*job, "--query", "topic 4", "--resume"]) == 0
+
+
 def test_torn_last_line_is_cut(tmp_path):
     path = tmp_path / "o.jsonl"
     path.write_text('{"_id": "a"}\n{"_id": "b"}\n{"_id": "c", "sco')

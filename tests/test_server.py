@@ -127,7 +127,14 @@ def test_health_and_models(client, lentil):
     assert model["id"] == "test-model"
     assert model["pathways_per_query"] == lentil.pathways_per_query
     assert model["encoder"] == lentil.encoder.name and len(model["calibration"]["slot"]) == 2
-    assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_docs_need_nothing_from_the_network(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/openapi.json" in page.text
+    assert "POST /v1/rerank" in page.text and "query, documents, top_n?" in page.text
+    assert "://" not in page.text and "<script" not in page.text  # no CDN asset, nothing to load offline
 
 
 @pytest.mark.parametrize(
@@ -138,7 +145,9 @@ def test_health_and_models(client, lentil):
         ({"query": "q", "documents": [1]}, 422, "documents.0"),  # wrong type
         ({"query": "q", "documents": "a"}, 422, "documents"),
         ({"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
-        ({"query": "q", "documents": [{"text": "a", "sentences": ["b"]}]}, 422, "documents.0"),
+        ({"query": "q", "documents": [{"title": "no text"}]}, 422, "documents.0"),
+        ({"query": "q", "documents": [{"text": "a", "id": "x", "_id": "y"}]}, 422, "documents[0]['_id']"),
+        ({"query": "q", "documents": [{"text": "a", "id": 1.5}]}, 422, "documents.0"),
         ({"query": "q", "documents": [["a", " "]]}, 422, "documents[0][1]"),
         ({"query": "  ", "documents": ["a"]}, 422, "query"),
         ({"query": "q", "documents": ["a"] * 9}, 413, "documents"),  # too many documents
@@ -161,9 +170,6 @@ def test_other_refusals(client):
         headers={"content-type": "application/json"},
     )
     assert chunked.status_code == 413
-    assert (
-        client.post("/v1/rerank", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
-    )
     not_utf8 = client.post(
         "/v1/rerank", content=b'{"query": "q", "documents": ["a\xff"]}', headers={"content-type": "application/json"}
     )
@@ -180,6 +186,35 @@ def test_other_refusals(client):
         client.post("/v1/highlight", json={"query": "q", "documents": ["a"], "pathways_per_query": 0}).status_code
         == 422
     )
+
+
+def test_malformed_json_is_a_400_at_its_position_and_the_key_is_checked_first(client, lentil):
+    malformed = b'{"query": "q", "documents": [,]}'
+    response = client.post("/v1/rerank", content=malformed, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == "body"
+    assert response.json()["error"]["message"].startswith("invalid JSON at position 29: ")
+    guarded = TestClient(create_app(lentil, api_key="s3cret"))
+    for body in (malformed, b'{"query": 3}'):
+        refused = guarded.post("/v1/rerank", content=body, headers={"content-type": "application/json"})
+        assert refused.status_code == 401 and refused.json()["error"]["field"] == "authorization"
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"top_n": "2"}, "top_n"),
+        ({"top_n": True}, "top_n"),
+        ({"top_n": 2.0}, "top_n"),
+        ({"return_documents": "yes"}, "return_documents"),
+        ({"return_documents": 1}, "return_documents"),
+        ({"query": 5}, "query"),
+        ({"documents": [{"text": "a", "title": 7}]}, "documents.0"),
+    ],
+)
+def test_types_are_strict(client, change, field):
+    response = client.post("/v1/rerank", json={"query": "q", "documents": ["a"], **change})
+    assert response.status_code == 422 and response.json()["error"]["field"] == field
 
 
 def test_api_key(lentil):
@@ -236,3 +271,61 @@ def test_health_answers_during_a_long_request(lentil):
         held.release.set()
         server.should_exit = True
         thread.join(10)
+
+
+def test_a_request_past_its_time_limit_is_a_503(lentil):
+    client = TestClient(create_app(lentil, limits=Limits(max_request_seconds=1e-6)))
+    response = client.post("/v1/rerank", json={"query": "q", "documents": ["a", "b"]})
+    assert response.status_code == 503 and "limit of 1e-06 s" in response.json()["error"]["message"]
+
+
+class _SlowLentil:
+    """Scores each document it reads in 20 ms, counting them: how far a request got."""
+
+    def __init__(self):
+        self.read = 0
+
+    def score(self, query, documents, **kwargs):
+        scores = []
+        for _ in documents:
+            self.read += 1
+            time.sleep(0.02)
+            scores.append(0.5)
+        return scores
+
+
+def test_scoring_stops_when_the_client_disconnects():
+    import asyncio
+    import json
+
+    slow = _SlowLentil()
+    app = create_app(slow)
+    body = json.dumps({"query": "q", "texts": ["a"] * 500}).encode()
+    sent = []
+
+    async def receive():
+        if not sent:
+            sent.append(True)
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}  # the client is gone once its request is read
+
+    async def send(message):
+        pass
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/rerank",
+        "raw_path": b"/rerank",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    started = time.monotonic()
+    asyncio.run(app(scope, receive, send))
+    assert slow.read < 100 and time.monotonic() - started < 5  # all 500 would take 10 s
