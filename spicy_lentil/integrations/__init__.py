@@ -26,7 +26,9 @@ class Judgement:
     index: int  # position among the texts it was given
     score: float  # document relevance in [0, 1]
     text: str  # the text, pruned to its kept sentences when a threshold is set
-    sentences: list[dict]  # the kept sentences (all of them without a threshold): text, start, end, score
+    # the kept sentences (all of them without a threshold): text, score, and start/end into the document as
+    # given, not into the pruned `text`
+    sentences: list[dict]
 
 
 class Judge:
