@@ -144,6 +144,8 @@ class SpicyLentil:
             "calibration": {
                 "slot": self.model.slot_calibration.tolist(),
                 "document": self.model.doc_calibration.tolist(),
+                # True: a slot score is P(document answers) x P(slot answers | it does) (README, "What a score means")
+                "slot_given_document": self.config.slot_given_document,
             },
         }
 

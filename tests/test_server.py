@@ -127,6 +127,7 @@ def test_health_and_models(client, lentil):
     assert model["id"] == "test-model"
     assert model["pathways_per_query"] == lentil.pathways_per_query
     assert model["encoder"] == lentil.encoder.name and len(model["calibration"]["slot"]) == 2
+    assert model["calibration"]["slot_given_document"] is True  # clients learn what a slot score means
     assert client.get("/openapi.json").status_code == 200
 
 
