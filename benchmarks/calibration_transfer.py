@@ -162,7 +162,8 @@ def held_out_model(folder: str, name: str) -> dict:
 
 def _pair(report: dict) -> str:
     return (f"{report['f1_at_threshold']:.3f} / {report['best_f1']:.3f} (at {report['best_threshold']:.2f})"
-            f"; ECE {report['ece']:.3f}")
+            f"; ECE {report['ece']:.3f}; at 0.5 precision {report['precision_at_threshold']:.2f}, "
+            f"recall {report['recall_at_threshold']:.2f}")
 
 
 def _passes(report: dict) -> bool:
@@ -171,8 +172,8 @@ def _passes(report: dict) -> bool:
 
 def render(result: dict) -> str:
     loo = result["leave_one_out"]
-    header = ["slot score", "judged on", "fitted on", "slot F1 at 0.5 / best (its threshold); ECE",
-              "document F1 at 0.5 / best; ECE", "target"]
+    header = ["slot score", "judged on", "fitted on", "slot F1 at 0.5 / best (its threshold); ECE; at 0.5",
+              "document: the same", "target"]
     rows = []
     for mode, by_held in loo.items():
         for held, judged in by_held.items():
@@ -193,7 +194,8 @@ def render(result: dict) -> str:
          verdict(ev["unrelated_below_threshold"] >= 0.95)],
         ["asked paragraph above the unrelated one", f"{ev['above_unrelated']:.3f}", ">= 0.95",
          verdict(ev["above_unrelated"] >= 0.95)],
-        ["sentences kept at 0.5 (both paragraphs): F1 / best (its threshold); ECE", _pair(ev["slot"]), "", ""],
+        ["sentences kept at 0.5 (both paragraphs): F1 / best (its threshold); ECE; at 0.5", _pair(ev["slot"]),
+         "", ""],
     ]
     trust_rows = [[way, f"{t['weight']:.2f}", f"{t['fusion']:.4f}", f"{t['reranked']:.4f}",
                    verdict(t["reranked"] >= t["fusion"])] for way, t in result["trust_halves"].items()]

@@ -311,19 +311,23 @@ def example_probabilities(
 
 
 def threshold_report(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """ECE, F1 at `threshold`, and the best F1 over every threshold with the threshold that gives it."""
-    from sklearn.metrics import f1_score, precision_recall_curve
+    """ECE; F1, precision and recall at `threshold`; the best F1 over every threshold with the threshold that
+    gives it."""
+    from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
 
     labels = np.asarray(labels, dtype=np.int64)
     report = {"ece": expected_calibration_error(probabilities, labels), "examples": int(len(labels))}
     if labels.min(initial=0) == labels.max(initial=0):
-        return {**report, "f1_at_threshold": 0.0, "best_f1": 0.0, "best_threshold": threshold}
+        return {**report, "f1_at_threshold": 0.0, "precision_at_threshold": 0.0, "recall_at_threshold": 0.0,
+                "best_f1": 0.0, "best_threshold": threshold}
     precision, recall, thresholds = precision_recall_curve(labels, probabilities)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     best = int(np.argmax(f1[:-1]))
     return {
         **report,
         "f1_at_threshold": float(f1_score(labels, probabilities >= threshold, zero_division=0)),
+        "precision_at_threshold": float(precision_score(labels, probabilities >= threshold, zero_division=0)),
+        "recall_at_threshold": float(recall_score(labels, probabilities >= threshold, zero_division=0)),
         "best_f1": float(f1[best]),
         "best_threshold": float(thresholds[best]),
     }
