@@ -48,7 +48,7 @@ class SpicyLentilConfig:
     slot_salience: bool = False  # a query-independent salience term per slot (learns a corpus's layout)
     slot_contrast: bool = False  # the slot head also reads the slot's state minus its document's mean state
     # A slot score is P(the document answers) x P(this slot answers | the document does), the second factor
-    # from the slot's logit relative to its document's best (calibration.py); False: Platt on the slot logit
+    # from the slot's margin over the rest of its document (model.slot_probability); False: Platt on the slot logit
     slot_given_document: bool = True
 
     def __post_init__(self) -> None:

@@ -116,7 +116,7 @@ class SpicyLentilModel(nn.Module):
                     head.weight.zero_()
                     head.bias.zero_()
         # Platt scaling (scale, shift) of slot and document logits, fitted after training; with
-        # `config.slot_given_document` the slot scaling reads the slot's logit minus its document's best.
+        # `config.slot_given_document` the slot scaling reads the slot's margin over the rest of its document.
         self.register_buffer("slot_calibration", torch.tensor([1.0, 0.0]))
         self.register_buffer("doc_calibration", torch.tensor([1.0, 0.0]))
         # A reranked candidate's logit loses `first_stage_trust` per unit of first-stage fusion it stands
