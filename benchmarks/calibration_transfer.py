@@ -15,7 +15,6 @@ judged on it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from benchmarks.common import CACHE_DIR, DOMAINS, EVERYDAY, SHARED_DATA, cosine_scores, markdown_table, verdict
 from benchmarks.render import publish
@@ -81,14 +80,9 @@ def everyday(lentil) -> dict:
 
 def query_half(data, half: int):
     """The split's queries at even (0) or odd (1) positions by id, with their judgements."""
-    keep = set(sorted(data.queries)[half::2])
-    return dataclasses.replace(
-        data,
-        queries={q: t for q, t in data.queries.items() if q in keep},
-        qrels={q: j for q, j in data.qrels.items() if q in keep},
-        slot_qrels={k: v for k, v in data.slot_qrels.items() if k[0] in keep},
-        unanswerable=[u for u in data.unanswerable if u[0] in keep],
-    )
+    from spicy_lentil.training import query_subset
+
+    return query_subset(data, sorted(data.queries)[half::2])
 
 
 def trust_halves(lentil, data, index) -> dict:

@@ -47,7 +47,8 @@ class Calibration:
     document: tuple[float, float]  # (scale, shift) of document logits
     slot_examples: int  # labelled slots of the examples (`calibration_examples`)
     document_examples: int  # (query, document) examples
-    slot_ece: tuple[float, float]  # expected calibration error of slot scores (raw, calibrated), mean over datasets
+    # expected calibration error of slot scores (identity scalings, fitted ones), mean over datasets
+    slot_ece: tuple[float, float]
     document_ece: tuple[float, float]  # the same for document scores
     # dataset -> head -> `threshold_report` of the calibrated scores on the examples it was fitted on
     per_dataset: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)

@@ -482,11 +482,15 @@ def first_queries(data: RelevanceData, n: int) -> RelevanceData:
     """The split restricted to its first `n` queries by id (and their judgements)."""
     if len(data.queries) <= n:
         return data
-    keep = sorted(data.queries)[:n]
+    return query_subset(data, sorted(data.queries)[:n])
+
+
+def query_subset(data: RelevanceData, keep: list[str]) -> RelevanceData:
+    """The split restricted to the query ids of `keep`, in that order (and their judgements)."""
     kept = set(keep)
     return dataclasses.replace(
         data,
-        queries={q: data.queries[q] for q in keep},
+        queries={q: data.queries[q] for q in keep if q in data.queries},
         qrels={q: data.qrels[q] for q in keep if q in data.qrels},
         slot_qrels={k: v for k, v in data.slot_qrels.items() if k[0] in kept},
         unanswerable=[u for u in data.unanswerable if u[0] in kept],
