@@ -12,6 +12,7 @@ from .config import BUNDLED_ENCODER as BUNDLED
 from .config import TUNING_NEGATIVES, SpicyLentilConfig
 from .errors import ModelLoadError, SpicyLentilError, check_count
 from .io import Rejects, holds_rows, read_documents
+from .token_codec import CodecSpec
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -83,6 +84,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .index import CorpusIndex
 
     output = Path(args.output)
+    token_codec = None if args.exact else CodecSpec(code_bytes=args.code_bytes)
     rejects = Rejects(output / "rejects.jsonl", resume=args.resume)
     try:
         if args.engine == "ray":
@@ -98,6 +100,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                 rejects=rejects,
                 concurrency=args.concurrency,
                 cpus_per_actor=args.cpus_per_actor,
+                token_codec=token_codec,
             )
         else:
             lentil = SpicyLentil.from_pretrained(args.model)
@@ -109,6 +112,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                 shard_size=args.shard_size,
                 resume=args.resume,
                 rejects=rejects,
+                token_codec=token_codec,
             )
     finally:
         rejects.close()
@@ -421,6 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--output", required=True, help="index folder")
     index.add_argument("--shard-size", type=_positive, default=1000, help="documents per shard")
     index.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    index.add_argument(
+        "--code-bytes",
+        type=_positive,
+        default=CodecSpec().code_bytes,
+        help="bytes of each compressed token vector's residual (must divide the embedding dimension)",
+    )
+    index.add_argument(
+        "--exact",
+        action="store_true",
+        help="store token vectors uncompressed: the same scores as scoring the text, about ten times the bytes",
+    )
     index.set_defaults(handler=cmd_index)
 
     search = commands.add_parser(

@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from .errors import SpicyLentilError, check_query
 from .io import Rejects
+from .token_codec import CodecSpec
 
 if TYPE_CHECKING:
     import ray.data
@@ -342,10 +343,12 @@ def build_index(
     cpus_per_actor: int = 1,
     window: int = WINDOW_DOCUMENTS,
     show_progress_bar: bool = True,
+    token_codec: "CodecSpec | None" = CodecSpec(),
 ) -> "CorpusIndex":
     """`CorpusIndex.build` with shards encoded by Ray actors (connect first); the same index on disk.
 
-    The driver loads the model too, for the settings the manifest records, and writes every shard.
+    The driver loads the model too, for the settings the manifest records, and writes every shard
+    (compressing its token vectors: the codec is trained on the first shard, wherever it was encoded).
     """
     from .engine import SpicyLentil
     from .index import CorpusIndex
@@ -381,4 +384,5 @@ def build_index(
         rejects=rejects,
         show_progress_bar=show_progress_bar,
         encode_shards=encode_shards,
+        token_codec=token_codec,
     )

@@ -1,23 +1,30 @@
 """The corpus index: slots, slot and token embeddings, document embeddings and BM25, built once on disk.
 
-Layout of an index folder:
+Layout of an index folder (format 3):
 
-    manifest.json            encoder, slotter settings, corpus hash, shards done, complete flag
+    manifest.json            encoder, slotter settings, token codec, corpus hash, shards done, complete flag
+    token_codec.npy          the trained faiss codec of the token vectors (`token_codec`); absent when exact
     shard-00000/             one folder per `shard_size` documents, written atomically
         docs.jsonl           {"_id", "title", "text", "spans": [[start, end], ...], "truncated"}
         doc_slots.npy        (docs + 1,) int64 offsets of each document's slots
-        slot_embeddings.npy  (slots, dim) float32
+        slot_embeddings.npy  (slots, dim) float16 (float32 in an exact index)
         slot_tokens.npy      (slots + 1,) int64 offsets of each slot's tokens
-        tokens.npy           (tokens, dim) float16 contextual token embeddings
-        token_ids.npy        (tokens,) int32
-        doc_embeddings.npy   (docs, dim) float32 normalised mean of the title and slot embeddings
-        title_embeddings.npy (docs, dim) float32 embedding of the title; zeros where there is none
+        token_codes.npy      (tokens, code_size) uint8 compressed contextual token embeddings, or
+        tokens.npy           (tokens, dim) float16 the same, exact (an index built with no codec)
+        token_ids.npy        (tokens,) int16 (int32 for a vocabulary past 32,767)
+        doc_embeddings.npy   (docs, dim) float16 (float32 exact) normalised mean of the title and slot embeddings
+        title_embeddings.npy (docs, dim) float16 (float32 exact) embedding of the title; zeros where there is none
     bm25/                    bm25s index over "title text" (no pickle)
+
+A compact index (the default) stores about 25 KB per abstract, an exact one about 275 KB; the exact one
+gives the same scores as scoring the text itself, the compact one scores within the tolerance that
+BENCHMARKS.md ("Index cost") measures.
 
 This module reads an index (`CorpusIndex`); `index_builder` writes one. Building holds one shard
 in memory at a time, and `resume` skips the shards already written. A manifest that names another
-corpus, encoder or slotter setting makes the index stale: it is rebuilt (or, when opened for
-search, refused), never silently used.
+corpus, encoder, slotter or codec setting makes the index stale: it is rebuilt (or, when opened for
+search, refused), never silently used. An index of another format is refused with the command that
+rebuilds it.
 """
 
 from __future__ import annotations
@@ -39,14 +46,27 @@ from .encoder import Encoder, Encoding
 from .errors import DamagedFileError, SpicyLentilError
 from .io import file_sha256
 from .slots import Slot, Slotter
+from .token_codec import CodecSpec, TokenCodec
 
 if TYPE_CHECKING:
     from .io import Rejects
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 SHARD_NAME = re.compile(r"shard-\d{5}")  # what `build` names shards; a manifest naming anything else is not followed
-ARRAYS = ("doc_slots", "slot_embeddings", "slot_tokens", "tokens", "token_ids", "doc_embeddings", "title_embeddings")
+EMBEDDINGS = ("slot_embeddings", "doc_embeddings", "title_embeddings")
+
+
+def stored_dtypes(compressed: bool) -> dict[str, tuple]:
+    """Every array of a shard, by file name, with the dtypes it may be stored in."""
+    embedding = (np.float16,) if compressed else (np.float32,)
+    return {
+        "doc_slots": (np.int64,),
+        "slot_tokens": (np.int64,),
+        "token_ids": (np.int16, np.int32),
+        **{name: embedding for name in EMBEDDINGS},
+        **({"token_codes": (np.uint8,)} if compressed else {"tokens": (np.float16,)}),
+    }
 
 
 class StaleIndexError(SpicyLentilError):
@@ -69,17 +89,18 @@ class _Shard:
     doc_slots: np.ndarray
     slot_embeddings: np.ndarray
     slot_tokens: np.ndarray
-    tokens: np.ndarray
+    tokens: np.ndarray  # (tokens, dim) float16 vectors, or (tokens, code_size) uint8 codes in a compressed index
     token_ids: np.ndarray
     doc_embeddings: np.ndarray
     title_embeddings: np.ndarray
 
     folder: Path
-    offsets: dict  # array name -> byte offset of its data in the .npy file, for `rows`
+    offsets: dict  # array name -> byte offset of its data in the .npy file, for `read`
+    files: dict  # array name -> its .npy file
     handles: dict = field(default_factory=dict, repr=False)  # array name -> open file, for `rows`
 
     @classmethod
-    def load(cls, folder: Path) -> "_Shard":
+    def load(cls, folder: Path, compressed: bool) -> "_Shard":
         """Opens a shard; a missing, truncated or inconsistent file raises `DamagedFileError` naming it."""
         docs = []
         try:
@@ -97,21 +118,38 @@ class _Shard:
         except (OSError, UnicodeDecodeError, ValueError) as error:
             raise DamagedFileError(f"{folder / 'docs.jsonl'}: {error}; the index is damaged, rebuild it") from error
         maps = {}
-        for name in ARRAYS:
+        dtypes = stored_dtypes(compressed)
+        for name, allowed in dtypes.items():
             try:
                 maps[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:
                 raise DamagedFileError(
                     f"{folder / name}.npy: {error or 'empty file'}; the index is damaged, rebuild it"
                 ) from error
+            if maps[name].dtype not in allowed:
+                expected = " or ".join(np.dtype(t).name for t in allowed)
+                raise DamagedFileError(
+                    f"{folder / name}.npy holds {maps[name].dtype}, expected {expected}; rebuild the index"
+                )
+        maps["tokens"] = maps.pop("token_codes" if compressed else "tokens")
         _check_shard(folder, docs, maps)
         # Plain ndarray views of the maps: slicing an np.memmap runs Python-level bookkeeping on every
         # slice, and a search slices a few hundred times.
         arrays = {name: array.view(np.ndarray) for name, array in maps.items()}
-        return cls(docs=docs, folder=folder, offsets={name: array.offset for name, array in maps.items()}, **arrays)
+        offsets = {name: array.offset for name, array in maps.items()}
+        files = {name: folder / f"{name}.npy" for name in maps}
+        files["tokens"] = folder / ("token_codes.npy" if compressed else "tokens.npy")
+        return cls(docs=docs, folder=folder, offsets=offsets, files=files, **arrays)
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of one stored array, in its stored dtype."""
+        source = getattr(self, name)
+        out = np.empty((stop - start, *source.shape[1:]), dtype=source.dtype)
+        self.read(name, start, out)
+        return out
 
     def read(self, name: str, start: int, out: np.ndarray) -> None:
-        """Reads rows [start, start + len(out)) of one stored array into `out`.
+        """Reads rows [start, start + len(out)) of one stored array into `out` (of the stored dtype).
 
         Read with `pread` where the system has it: touching a memory map page by page faults once per
         4 KiB, which on virtual machines costs more than the copy itself (the token rows of one search
@@ -123,24 +161,26 @@ class _Shard:
             return
         if out.nbytes:
             if name not in self.handles:
-                self.handles[name] = open(self.folder / f"{name}.npy", "rb", buffering=0)  # closed with the shard
+                self.handles[name] = open(self.files[name], "rb", buffering=0)  # closed with the shard
             row_bytes = out.nbytes // out.shape[0]
             read = os.preadv(
                 self.handles[name].fileno(), [memoryview(out).cast("B")], self.offsets[name] + start * row_bytes
             )
             if read != out.nbytes:
                 raise OSError(
-                    f"{self.folder / name}.npy: short read ({read} of {out.nbytes} bytes); the index is damaged"
+                    f"{self.files[name]}: short read ({read} of {out.nbytes} bytes); the index is damaged"
                 )
 
 
 class CorpusIndex:
     """A corpus indexed once for first-stage retrieval and encoder-free reranking."""
 
-    def __init__(self, folder: Path, manifest: dict, shards: list[_Shard]) -> None:
+    def __init__(self, folder: Path, manifest: dict, shards: list[_Shard], codec: TokenCodec | None) -> None:
         self.folder = folder
         self.manifest = manifest
         self._shards = shards
+        self._codec = codec  # None: token vectors are stored exact
+        self._slot_matrices: list[np.ndarray] | None = None
         self._locate = [(s, j) for s, shard in enumerate(shards) for j in range(len(shard.docs))]
         self.doc_ids = [doc["_id"] for shard in shards for doc in shard.docs]
         self.position = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
@@ -164,12 +204,13 @@ class CorpusIndex:
         rejects: "Rejects | None" = None,
         show_progress_bar: bool = True,
         encode_shards=None,
+        token_codec: CodecSpec | None = CodecSpec(),
     ) -> "CorpusIndex":
         """Indexes a JSONL corpus into `folder` and opens it (`index_builder.build_index` documents the arguments)."""
         from .index_builder import build_index
 
         return build_index(
-            corpus, folder, encoder, slotter, shard_size, resume, rejects, show_progress_bar, encode_shards
+            corpus, folder, encoder, slotter, shard_size, resume, rejects, show_progress_bar, encode_shards, token_codec
         )
 
     @classmethod
@@ -189,8 +230,10 @@ class CorpusIndex:
         if not manifest.get("complete"):
             raise StaleIndexError(f"{folder}: the index build did not finish; run `spicy-lentil index ... --resume`")
         if manifest.get("format") != FORMAT_VERSION:
+            corpus = manifest.get("corpus", "CORPUS.jsonl")
             raise StaleIndexError(
-                f"{folder}: index format {manifest.get('format')}, this version reads {FORMAT_VERSION}"
+                f"{folder}: index format {manifest.get('format')}, this version reads {FORMAT_VERSION}; "
+                f"rebuild it with `spicy-lentil index {corpus} --output {folder}`"
             )
         if encoder is not None and slotter is not None:
             expected = index_settings(encoder, slotter)
@@ -200,8 +243,22 @@ class CorpusIndex:
                     f"{folder} was built with other settings ({', '.join(diff)}: "
                     f"{[manifest.get(k) for k in diff]} vs {[expected[k] for k in diff]}); rebuild it for this model"
                 )
-        shards = [_Shard.load(folder / s["name"]) for s in manifest["shards"]]
-        return cls(folder, manifest, shards)
+        compressed = manifest.get("compressed")
+        if not isinstance(compressed, bool):
+            raise DamagedFileError(f"{folder / MANIFEST}: 'compressed' must be true or false; rebuild the index")
+        codec = TokenCodec.load(folder) if compressed else None
+        shards = [_Shard.load(folder / s["name"], compressed) for s in manifest["shards"]]
+        widths = {
+            "tokens": codec.code_size if codec else manifest.get("embedding_dim"),
+            "slot_embeddings": manifest.get("embedding_dim"),
+        }
+        for name, shard in ((n, shard) for shard in shards for n in widths):
+            if getattr(shard, name).shape[1:] != (widths[name],):
+                raise DamagedFileError(
+                    f"{shard.files[name]} rows are {getattr(shard, name).shape[1:]}, expected ({widths[name]},); "
+                    "rebuild the index"
+                )
+        return cls(folder, manifest, shards, codec)
 
     @classmethod
     def for_corpus(
@@ -213,10 +270,17 @@ class CorpusIndex:
         show_progress_bar: bool = True,
     ) -> "CorpusIndex":
         """The cached index of a corpus file under `cache_dir`: built, rebuilt when stale, resumed when cut."""
+        folder = cls.cache_folder(corpus, encoder, cache_dir)
+        return cls.build(corpus, folder, encoder, slotter, resume=True, show_progress_bar=show_progress_bar)
+
+    @staticmethod
+    def cache_folder(
+        corpus: str | Path, encoder: Encoder, cache_dir: str | Path = "cache", kind: str = "index"
+    ) -> Path:
+        """Where `for_corpus` keeps the index of a corpus file for an encoder (`kind` names other variants)."""
         corpus = Path(corpus).resolve()
         key = hashlib.sha256(f"{corpus}|{encoder.name}|{encoder.weights_digest}".encode("utf-8")).hexdigest()[:12]
-        folder = Path(cache_dir) / f"index-{corpus.parent.name}-{key}"
-        return cls.build(corpus, folder, encoder, slotter, resume=True, show_progress_bar=show_progress_bar)
+        return Path(cache_dir) / f"{kind}-{corpus.parent.name}-{key}"
 
     def is_stale_for(self, corpus: str | Path) -> bool:
         """True when `corpus` is not the file this index was built from (by content hash)."""
@@ -250,35 +314,33 @@ class CorpusIndex:
 
     def document_batch(self, positions: Sequence[int]) -> DocumentBatch:
         """Stored encodings of several documents, packed in the given order: what reranking reads
-        instead of running the encoder. Each document's rows are read straight into place."""
-        spans = []  # per document: its shard, its slots [first, last) and their token offsets
+        instead of running the encoder. Compressed token vectors are decoded here, for these documents only."""
+        slot_parts, token_parts, id_parts, slot_counts, slot_lengths = [], [], [], [], []
         for i in positions:
             s, j = self._locate[i]
             shard = self._shards[s]
             first, last = int(shard.doc_slots[j]), int(shard.doc_slots[j + 1])
-            spans.append((shard, first, last, shard.slot_tokens[first : last + 1]))
-        slot_counts = np.array([last - first for _, first, last, _ in spans], dtype=np.int64)
-        token_counts = np.array([bounds[-1] - bounds[0] for *_, bounds in spans], dtype=np.int64)
-        dim = self._shards[0].slot_embeddings.shape[1] if self._shards else 0
-        slots = np.empty((int(slot_counts.sum()), dim), dtype=np.float32)
-        tokens = np.empty((int(token_counts.sum()), dim), dtype=np.float16)
-        token_ids = np.empty(tokens.shape[0], dtype=np.int32)
-        slot_lengths = np.empty(slots.shape[0], dtype=np.int64)  # tokens per slot
-        slot_at = token_at = 0
-        for (shard, first, last, bounds), n_tokens in zip(spans, token_counts.tolist()):
-            shard.read("slot_embeddings", first, slots[slot_at : slot_at + last - first])
-            shard.read("tokens", int(bounds[0]), tokens[token_at : token_at + n_tokens])
-            shard.read("token_ids", int(bounds[0]), token_ids[token_at : token_at + n_tokens])
-            slot_lengths[slot_at : slot_at + last - first] = np.diff(bounds)
-            slot_at, token_at = slot_at + last - first, token_at + n_tokens
+            bounds = shard.slot_tokens[first : last + 1]
+            slot_parts.append(shard.rows("slot_embeddings", first, last))
+            token_parts.append(shard.rows("tokens", int(bounds[0]), int(bounds[-1])))
+            id_parts.append(shard.rows("token_ids", int(bounds[0]), int(bounds[-1])))
+            slot_counts.append(last - first)
+            slot_lengths.append(np.diff(bounds))
+        dim = int(self.manifest["embedding_dim"])
+        slots = np.concatenate(slot_parts, dtype=np.float32) if slot_parts else np.zeros((0, dim), np.float32)
+        stored = np.concatenate(token_parts) if token_parts else np.zeros((0, dim), np.float16)
+        tokens = self._codec.decode(stored) if self._codec is not None else torch.from_numpy(stored)
+        token_ids = np.concatenate(id_parts, dtype=np.int64) if id_parts else np.zeros(0, np.int64)
+        slot_counts = np.array(slot_counts, dtype=np.int64)
+        lengths = np.concatenate(slot_lengths) if slot_lengths else np.zeros(0, np.int64)
         slot_in_document = np.arange(slots.shape[0]) - np.repeat(np.cumsum(slot_counts) - slot_counts, slot_counts)
         return DocumentBatch(
             slots=torch.from_numpy(slots),
             slot_counts=torch.from_numpy(slot_counts),
-            tokens=torch.from_numpy(tokens),
-            token_counts=torch.from_numpy(token_counts),
-            token_ids=torch.from_numpy(token_ids.astype(np.int64)),
-            token_slot=torch.from_numpy(np.repeat(slot_in_document, slot_lengths)),
+            tokens=tokens,
+            token_counts=torch.from_numpy(np.array([len(p) for p in token_parts], dtype=np.int64)),
+            token_ids=torch.from_numpy(token_ids),
+            token_slot=torch.from_numpy(np.repeat(slot_in_document, lengths)),
         )
 
     def title_encoding(self, i: int) -> Encoding | None:
@@ -294,13 +356,19 @@ class CorpusIndex:
     def doc_embeddings(self) -> np.ndarray:
         """(docs, dim) document embeddings, all shards (kept in memory after the first call)."""
         if self._doc_matrix is None:
-            self._doc_matrix = np.concatenate([np.asarray(shard.doc_embeddings) for shard in self._shards])
+            self._doc_matrix = np.concatenate([shard.doc_embeddings for shard in self._shards], dtype=np.float32)
         return self._doc_matrix
 
     def shard_slots(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Per shard, in corpus order: its (slots, dim) slot embeddings and (docs + 1,) slot offsets."""
-        for shard in self._shards:
-            yield np.asarray(shard.slot_embeddings), np.asarray(shard.doc_slots)
+        """Per shard, in corpus order: its (slots, dim) float32 slot embeddings and (docs + 1,) slot offsets.
+
+        A compressed index stores them as float16, which numpy multiplies without BLAS: they are
+        converted once, on the first search, and kept in memory (4 bytes per dimension per slot).
+        """
+        if self._slot_matrices is None:
+            self._slot_matrices = [np.asarray(shard.slot_embeddings, dtype=np.float32) for shard in self._shards]
+        for matrix, shard in zip(self._slot_matrices, self._shards):
+            yield matrix, np.asarray(shard.doc_slots)
 
     def bm25(self):
         """The corpus's `bm25s.BM25` retriever over "title text" (loaded on the first call)."""

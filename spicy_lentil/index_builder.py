@@ -17,10 +17,12 @@ from tqdm.auto import tqdm
 from .data import DataError
 from .encoder import Encoder
 from .errors import check_count
-from .index import MANIFEST, SHARD_NAME, CorpusIndex, index_settings, read_manifest
+from .index import EMBEDDINGS, MANIFEST, SHARD_NAME, CorpusIndex, index_settings, read_manifest
 from .io import Rejects, file_sha256, iter_jsonl_documents
 from .retrieval import bm25_tokenize
 from .slots import Slot, Slotter
+from .token_codec import FILE as CODEC_FILE
+from .token_codec import CodecSpec, TokenCodec
 
 
 def document_slots(slotter: Slotter, document: dict) -> tuple[list[Slot], bool]:
@@ -42,6 +44,7 @@ def build_index(
     rejects: Rejects | None = None,
     show_progress_bar: bool = True,
     encode_shards: Callable[[Iterator[tuple[str, list[dict]]]], Iterator[tuple[str, list[dict], dict]]] | None = None,
+    token_codec: CodecSpec | None = CodecSpec(),
 ) -> CorpusIndex:
     """Indexes a JSONL corpus of `{"_id", "title"?, "text", "sentences"?}` rows into `folder`.
 
@@ -56,6 +59,10 @@ def build_index(
         encode_shards: maps `(name, documents)` shards to `(name, rows, arrays)` as `encode_shard`
             does, in any order (`spicy_lentil.distributed` encodes them on a Ray cluster); None
             encodes them here, one at a time.
+        token_codec: how token vectors are compressed; None stores them exact (float16, with float32
+            sentence and document embeddings: the same scores as scoring the text itself, at about ten
+            times the size). The codec is trained on the first shard encoded; a first shard too small to
+            train it leaves the index exact.
 
     Raises:
         DataError: the corpus holds no document to index (empty, or every row rejected); what the build
@@ -67,15 +74,22 @@ def build_index(
     if not corpus.is_file():
         raise FileNotFoundError(f"corpus file not found: {corpus}")
     settings = index_settings(encoder, slotter)
-    wanted = {**settings, "corpus_sha256": file_sha256(corpus), "shard_size": shard_size}
+    wanted = {
+        **settings,
+        "corpus_sha256": file_sha256(corpus),
+        "shard_size": shard_size,
+        "token_codec": token_codec.to_dict() if token_codec else None,
+    }
     manifest = read_manifest(folder)
     same = manifest is not None and all(manifest.get(k) == v for k, v in wanted.items()) and _names_shards(manifest)
     if same and manifest.get("complete"):
         return CorpusIndex.load(folder)
     if not (same and resume):
         _clear(folder)
-        manifest = {**wanted, "corpus": str(corpus.resolve()), "shards": [], "complete": False}
+        # `compressed` stays None until the first shard arrives and decides it (see `token_codec`).
+        manifest = {**wanted, "corpus": str(corpus.resolve()), "shards": [], "complete": False, "compressed": None}
         _write_manifest(folder, manifest)
+    codec = TokenCodec.load(folder) if manifest.get("compressed") else None
     done = {s["name"] for s in manifest["shards"]}
     started = time.perf_counter()
     rejects = rejects or Rejects()
@@ -83,7 +97,7 @@ def build_index(
 
     def pending(handle) -> Iterator[tuple[str, list[dict]]]:
         for number, batch in enumerate(_batches(iter_jsonl_documents(handle, str(corpus), rejects), shard_size)):
-            name = f"shard-{number:05d}"
+            name = shard_name(number)
             if name in done:
                 progress.update(len(batch))
             else:
@@ -93,14 +107,26 @@ def build_index(
         for name, docs in shards:
             yield (name, *encode_shard(docs, encoder, slotter))
 
+    held = []  # shards that arrived (from Ray) before the first, which trains the codec: every build gets one codec
     with open(corpus, "rb") as handle:  # decoded line by line: one bad byte costs its row, not the build
-        for name, rows, arrays in (encode_shards or encode_here)(pending(handle)):
-            stats = save_shard(folder / name, rows, arrays)
-            # Shards encoded elsewhere may arrive out of order; the manifest lists them in corpus order.
-            entries = manifest["shards"] + [{"name": name, **stats}]
-            manifest["shards"] = sorted(entries, key=lambda s: int(s["name"].split("-")[1]))
-            _write_manifest(folder, manifest)
-            progress.update(len(rows))
+        for shard in (encode_shards or encode_here)(pending(handle)):
+            if manifest["compressed"] is None:  # nothing is saved yet, so the first shard is still to come
+                if shard[0] != FIRST_SHARD:
+                    held.append(shard)
+                    continue
+                codec = TokenCodec.train(shard[2]["tokens"], token_codec) if token_codec else None
+                if codec is not None:
+                    codec.save(folder)
+                manifest["compressed"] = codec is not None
+                _write_manifest(folder, manifest)
+            for name, rows, arrays in [*held, shard]:
+                stats = save_shard(folder / name, rows, arrays, codec)
+                # Shards encoded elsewhere may arrive out of order; the manifest lists them in corpus order.
+                entries = manifest["shards"] + [{"name": name, **stats}]
+                manifest["shards"] = sorted(entries, key=lambda s: int(s["name"].split("-")[1]))
+                _write_manifest(folder, manifest)
+                progress.update(len(rows))
+            held = []
     progress.close()
     if not manifest["shards"]:
         # An index of nothing would only be a half-built folder that `search` sends back to `index --resume`.
@@ -117,6 +143,13 @@ def build_index(
     manifest["build_seconds"] = round(manifest.get("build_seconds", 0.0) + time.perf_counter() - started, 1)
     _write_manifest(folder, manifest)
     return CorpusIndex.load(folder)
+
+
+def shard_name(number: int) -> str:
+    return f"shard-{number:05d}"
+
+
+FIRST_SHARD = shard_name(0)
 
 
 def _batches(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
@@ -180,15 +213,78 @@ def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[
     return rows, arrays
 
 
-def save_shard(folder: Path, rows: list[dict], arrays: dict[str, np.ndarray]) -> dict:
-    """Writes a shard folder atomically; returns its manifest entry's counts."""
+def stored_encodings(
+    source: CorpusIndex, source_id: Callable[[dict], str] = lambda doc: doc["_id"]
+) -> Callable[[Iterator[tuple[str, list[dict]]]], Iterator[tuple[str, list[dict], dict]]]:
+    """An `encode_shards` for `build_index` that reads each document's encodings from another index of the
+    same texts instead of running the encoder: an exact index compressed, or a large corpus assembled
+    from copies of a small one (`source_id` names the source document of each row).
+
+    Raises:
+        DataError: a row's source document is not in `source`, or its text differs.
+    """
+
+    def encode_shards(shards: Iterator[tuple[str, list[dict]]]) -> Iterator[tuple[str, list[dict], dict]]:
+        for name, docs in shards:
+            positions = []
+            for doc in docs:
+                position = source.position.get(source_id(doc))
+                if position is None or source.document(position)["text"] != doc["text"]:
+                    raise DataError(f"document {doc['_id']!r}: no document of the same text in {source.folder}")
+                positions.append(position)
+            batch = source.document_batch(positions)
+            slot_counts, token_counts = batch.slot_counts.numpy(), batch.token_counts.numpy()
+            slot_lengths = np.bincount(
+                np.repeat(np.cumsum(slot_counts) - slot_counts, token_counts) + batch.token_slot.numpy(),
+                minlength=int(slot_counts.sum()),
+            )
+            titles = [source.title_encoding(p) for p in positions]
+            dim = batch.slots.shape[1]
+            arrays = {
+                "doc_slots": np.concatenate([[0], np.cumsum(slot_counts)]).astype(np.int64),
+                "slot_embeddings": batch.slots.numpy(),
+                "slot_tokens": np.concatenate([[0], np.cumsum(slot_lengths)]).astype(np.int64),
+                "tokens": batch.tokens.numpy(),
+                "token_ids": batch.token_ids.numpy().astype(np.int32),
+                "doc_embeddings": source.doc_embeddings()[positions],
+                "title_embeddings": np.stack(
+                    [t.embedding.numpy() if t is not None else np.zeros(dim, np.float32) for t in titles]
+                ).reshape(len(docs), dim),
+            }
+            rows = []
+            for doc, position in zip(docs, positions):
+                slots, truncated = source.slots(position)
+                rows.append(
+                    {
+                        "_id": doc["_id"],
+                        "title": doc.get("title"),
+                        "text": doc["text"],
+                        "spans": [[s.start, s.end] for s in slots],
+                        "truncated": truncated,
+                    }
+                )
+            yield name, rows, arrays
+
+    return encode_shards
+
+
+def save_shard(folder: Path, rows: list[dict], arrays: dict[str, np.ndarray], codec: TokenCodec | None) -> dict:
+    """Writes a shard folder atomically, compressed by `codec` (or exact without one); returns its
+    manifest entry's counts."""
+    stored = dict(arrays)
+    ids = arrays["token_ids"]
+    if not len(ids) or (ids.min() >= np.iinfo(np.int16).min and ids.max() <= np.iinfo(np.int16).max):
+        stored["token_ids"] = ids.astype(np.int16)
+    if codec is not None:
+        stored.update({name: arrays[name].astype(np.float16) for name in EMBEDDINGS})
+        stored["token_codes"] = codec.encode(stored.pop("tokens"))
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with open(tmp / "docs.jsonl", "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    for name, array in arrays.items():
+    for name, array in stored.items():
         np.save(tmp / f"{name}.npy", array, allow_pickle=False)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)  # a shard exists whole or not at all
@@ -234,5 +330,5 @@ def _clear(folder: Path) -> None:
     if not folder.exists():
         return
     for child in folder.iterdir():
-        if child.name.startswith("shard-") or child.name in ("bm25", MANIFEST, MANIFEST + ".tmp"):
+        if child.name.startswith("shard-") or child.name in ("bm25", CODEC_FILE, MANIFEST, MANIFEST + ".tmp"):
             shutil.rmtree(child) if child.is_dir() else child.unlink()
