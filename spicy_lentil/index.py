@@ -16,9 +16,8 @@ Layout of an index folder (format 3):
         title_embeddings.npy (docs, dim) float16 (float32 exact) embedding of the title; zeros where there is none
     bm25/                    bm25s index over "title text" (no pickle)
 
-A compact index (the default) stores about 25 KB per abstract, an exact one about 275 KB; the exact one
-gives the same scores as scoring the text itself, the compact one scores within the tolerance that
-BENCHMARKS.md ("Index cost") measures.
+A compact index (the default) is about a tenth of an exact one; the exact one gives the same scores as
+scoring the text itself, the compact one the scores BENCHMARKS.md ("Index cost") measures against it.
 
 This module reads an index (`CorpusIndex`); `index_builder` writes one. Building holds one shard
 in memory at a time, and `resume` skips the shards already written. A manifest that names another
@@ -369,6 +368,19 @@ class CorpusIndex:
             self._slot_matrices = [np.asarray(shard.slot_embeddings, dtype=np.float32) for shard in self._shards]
         for matrix, shard in zip(self._slot_matrices, self._shards):
             yield matrix, np.asarray(shard.doc_slots)
+
+    def slot_matrix(self, positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The given documents' (slots, dim) float32 slot embeddings, packed in order, and their
+        (len(positions) + 1,) slot offsets: a few documents' rows, without converting the whole corpus."""
+        parts, counts = [], []
+        for i in positions:
+            s, j = self._locate[int(i)]
+            shard = self._shards[s]
+            parts.append(shard.slot_embeddings[shard.doc_slots[j] : shard.doc_slots[j + 1]])
+            counts.append(len(parts[-1]))
+        dim = int(self.manifest["embedding_dim"])
+        matrix = np.concatenate(parts, dtype=np.float32) if parts else np.zeros((0, dim), np.float32)
+        return matrix, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def bm25(self):
         """The corpus's `bm25s.BM25` retriever over "title text" (loaded on the first call)."""

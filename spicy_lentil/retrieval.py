@@ -3,6 +3,12 @@
 Each signal is z-scored over the corpus before the weighted sum, so no signal wins by scale alone
 (the usual score-fusion recipe; rank fusion loses the margins that z-scores keep). The z-scores
 of each candidate are also handed to the reranker as its first-stage prior.
+
+The best-sentence cosine reads every sentence of the corpus, about ten vectors a document: it is what
+grows fastest with the corpus (BENCHMARKS.md, "Index cost"). From `approximate_from` documents on it is
+computed only for a pool (the documents best by BM25 and document cosine, which are exact and cheap) and
+for an evenly spaced sample of the corpus, which stands in for the corpus in its z-score; every other
+document cannot be a candidate.
 """
 
 from __future__ import annotations
@@ -22,15 +28,28 @@ class FirstStage:
     """Weighted z-score fusion of BM25, document cosine and best-slot cosine."""
 
     weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "dense_doc": 1.0, "dense_slot": 1.0})
+    approximate_from: int = 200_000  # corpus size from which the best-slot cosine is computed for a pool only
+    pool: int = 2_000  # documents, best by BM25 and document cosine fused, whose best-slot cosine is computed
+    sample: int = 4_096  # documents spread over the corpus that stand in for it in the best-slot z-score
 
     def signals(self, index: CorpusIndex, query: str, query_embedding: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw (docs,) scores of every signal, and `fusion`, for one query."""
+        """Raw (docs,) scores of every signal, and `fusion`, for one query (NaN where a signal was not
+        computed, and then a fusion of -inf: see the module's note on large corpora)."""
         raw = {
             "bm25": bm25_scores(index.bm25(), query, len(index)),
             "dense_doc": index.doc_embeddings() @ query_embedding,
-            "dense_slot": best_slot_cosine(index, query_embedding),
         }
-        raw["fusion"] = sum(self.weights[name] * zscore(raw[name]) for name in SIGNALS)
+        if len(index) < self.approximate_from:
+            raw["dense_slot"] = best_slot_cosine(index, query_embedding)
+        else:
+            partial = self.weights["bm25"] * zscore(raw["bm25"]) + self.weights["dense_doc"] * zscore(raw["dense_doc"])
+            pool = np.argpartition(-partial, min(self.pool, len(index)) - 1)[: self.pool]
+            spread = np.linspace(0, len(index) - 1, min(self.sample, len(index))).astype(np.int64)
+            known = np.union1d(pool, spread)
+            raw["dense_slot"] = np.full(len(index), np.nan, dtype=np.float32)
+            raw["dense_slot"][known] = best_slot_cosine(index, query_embedding, known)
+        fusion = sum(self.weights[name] * zscore(raw[name]) for name in SIGNALS)
+        raw["fusion"] = np.where(np.isnan(fusion), -np.inf, fusion)
         return raw
 
     def prior(self, signals: dict[str, np.ndarray], docs: np.ndarray) -> np.ndarray:
@@ -46,9 +65,11 @@ class FirstStage:
         return Candidates(docs, self.prior(signals, docs), signals)
 
     def candidates(self, signals: dict[str, np.ndarray], top_n: int) -> np.ndarray:
-        """Indices of the `top_n` best documents by fusion, best first."""
+        """Indices of the `top_n` best documents by fusion, best first (never one left out of the pool)."""
         fusion = signals["fusion"]
-        top_n = min(top_n, len(fusion))
+        top_n = min(top_n, int(np.isfinite(fusion).sum()))
+        if top_n == 0:
+            return np.zeros(0, dtype=np.int64)
         part = np.argpartition(-fusion, top_n - 1)[:top_n]
         return part[np.argsort(-fusion[part], kind="stable")]
 
@@ -63,8 +84,10 @@ def fusion_gap(prior: np.ndarray) -> np.ndarray:
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
-    std = float(scores.std())
-    return (scores - float(scores.mean())) / (std if std > 1e-12 else 1.0)
+    """Scores standardised by their mean and spread (over the known ones: NaN stays NaN)."""
+    known = scores[~np.isnan(scores)] if np.isnan(scores).any() else scores
+    std = float(known.std()) if len(known) else 0.0
+    return (scores - (float(known.mean()) if len(known) else 0.0)) / (std if std > 1e-12 else 1.0)
 
 
 @dataclass
@@ -103,10 +126,14 @@ def bm25_slot_scores(query: str, slots: list[str]) -> list[float]:
     return bm25_scores(retriever, query, len(slots)).tolist()
 
 
-def best_slot_cosine(index: CorpusIndex, query_embedding: np.ndarray) -> np.ndarray:
-    """(docs,) the highest cosine between the query and any slot of each document; -1 for empty documents."""
+def best_slot_cosine(
+    index: CorpusIndex, query_embedding: np.ndarray, positions: np.ndarray | None = None
+) -> np.ndarray:
+    """(docs,) the highest cosine between the query and any slot of each document (of the documents at
+    `positions` only, when given); -1 for empty documents."""
+    shards = index.shard_slots() if positions is None else [index.slot_matrix(positions)]
     scores = []
-    for slot_embeddings, doc_slots in index.shard_slots():
+    for slot_embeddings, doc_slots in shards:
         sims = slot_embeddings @ query_embedding  # (slots,)
         counts = np.diff(doc_slots)
         best = np.full(len(counts), -1.0, dtype=np.float32)

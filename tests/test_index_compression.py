@@ -164,3 +164,29 @@ def test_a_damaged_compact_index_is_refused_never_misread(compact, tmp_path, dam
     damage(folder)
     with pytest.raises(DamagedFileError, match=message):
         CorpusIndex.load(folder)
+
+
+def test_the_approximate_first_stage_is_exact_when_its_pool_holds_the_corpus(compact, lentil):
+    from spicy_lentil.retrieval import FirstStage
+
+    query = "Which genes control cell division?"
+    embedding = lentil.encode_query(query).embedding.numpy()
+    exact = FirstStage().retrieve(compact, query, embedding, 20)
+    pooled = FirstStage(approximate_from=1, pool=len(compact), sample=4).retrieve(compact, query, embedding, 20)
+    assert np.array_equal(exact.docs, pooled.docs)
+    assert np.allclose(exact.prior, pooled.prior, atol=1e-5)
+
+
+def test_the_approximate_first_stage_ranks_only_what_it_scored(compact, lentil):
+    from spicy_lentil.retrieval import FirstStage
+
+    query = "What does the immune system do against tumours?"
+    embedding = lentil.encode_query(query).embedding.numpy()
+    stage = FirstStage(approximate_from=1, pool=8, sample=5)
+    signals = stage.signals(compact, query, embedding)
+    scored = np.flatnonzero(~np.isnan(signals["dense_slot"]))
+    assert 8 <= len(scored) <= 13 and np.isinf(np.delete(signals["fusion"], scored)).all()
+    found = stage.retrieve(compact, query, embedding, 100)
+    assert sorted(found.docs.tolist()) == scored.tolist() and not np.isnan(found.prior).any()
+    # The pool holds the documents best by BM25 and document cosine, so the exact top 3 are in it.
+    assert set(FirstStage().retrieve(compact, query, embedding, 3).docs) <= set(found.docs)
