@@ -181,6 +181,8 @@ class CorpusIndex:
         self._codec = codec  # None: token vectors are stored exact
         self._slot_matrices: list[np.ndarray] | None = None
         self._locate = [(s, j) for s, shard in enumerate(shards) for j in range(len(shard.docs))]
+        self._doc_shard = np.array([s for s, _ in self._locate], dtype=np.int64)  # _locate as arrays, for
+        self._doc_local = np.array([j for _, j in self._locate], dtype=np.int64)  # vectorised lookups
         self.doc_ids = [doc["_id"] for shard in shards for doc in shard.docs]
         self.position = {doc_id: i for i, doc_id in enumerate(self.doc_ids)}
         self._bm25 = None
@@ -371,16 +373,21 @@ class CorpusIndex:
 
     def slot_matrix(self, positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The given documents' (slots, dim) float32 slot embeddings, packed in order, and their
-        (len(positions) + 1,) slot offsets: a few documents' rows, without converting the whole corpus."""
-        parts, counts = [], []
-        for i in positions:
-            s, j = self._locate[int(i)]
-            shard = self._shards[s]
-            parts.append(shard.slot_embeddings[shard.doc_slots[j] : shard.doc_slots[j + 1]])
-            counts.append(len(parts[-1]))
-        dim = int(self.manifest["embedding_dim"])
-        matrix = np.concatenate(parts, dtype=np.float32) if parts else np.zeros((0, dim), np.float32)
-        return matrix, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        (len(positions) + 1,) slot offsets: a few thousand documents' rows, gathered shard by shard."""
+        positions = np.asarray(positions, dtype=np.int64)
+        shard_of, local = self._doc_shard[positions], self._doc_local[positions]
+        counts = np.zeros(len(positions), dtype=np.int64)
+        for s in np.unique(shard_of):
+            mine = shard_of == s
+            doc_slots = self._shards[s].doc_slots
+            counts[mine] = doc_slots[local[mine] + 1] - doc_slots[local[mine]]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        matrix = np.empty((int(offsets[-1]), int(self.manifest["embedding_dim"])), dtype=np.float32)
+        for s in np.unique(shard_of):
+            mine = np.flatnonzero(shard_of == s)
+            source = _ranges(self._shards[s].doc_slots[local[mine]], counts[mine])
+            matrix[_ranges(offsets[mine], counts[mine])] = self._shards[s].slot_embeddings[source]
+        return matrix, offsets
 
     def bm25(self):
         """The corpus's `bm25s.BM25` retriever over "title text" (loaded on the first call)."""
@@ -439,6 +446,12 @@ class OpenedIndexes:
             index = CorpusIndex.load(folder, encoder, slotter)
             self._indexes[folder] = (manifest, index)
             return index
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The concatenated ranges [start, start + count) as one index array."""
+    ends = np.cumsum(counts)
+    return np.repeat(starts - (ends - counts), counts) + np.arange(int(ends[-1]) if len(ends) else 0)
 
 
 def read_manifest(folder: Path) -> dict | None:

@@ -30,7 +30,7 @@ class FirstStage:
     weights: dict[str, float] = field(default_factory=lambda: {"bm25": 1.0, "dense_doc": 1.0, "dense_slot": 1.0})
     approximate_from: int = 200_000  # corpus size from which the best-slot cosine is computed for a pool only
     pool: int = 2_000  # documents, best by BM25 and document cosine fused, whose best-slot cosine is computed
-    sample: int = 4_096  # documents spread over the corpus that stand in for it in the best-slot z-score
+    sample: int = 1_024  # documents spread over the corpus that stand in for it in the best-slot z-score
 
     def signals(self, index: CorpusIndex, query: str, query_embedding: np.ndarray) -> dict[str, np.ndarray]:
         """Raw (docs,) scores of every signal, and `fusion`, for one query (NaN where a signal was not
