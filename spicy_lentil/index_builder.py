@@ -71,6 +71,8 @@ def build_index(
     folder = Path(folder)
     corpus = Path(corpus)
     check_count(shard_size, "shard_size")
+    if token_codec is not None:
+        token_codec.check(encoder.dim)  # before anything is encoded
     if not corpus.is_file():
         raise FileNotFoundError(f"corpus file not found: {corpus}")
     settings = index_settings(encoder, slotter)

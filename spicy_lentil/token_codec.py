@@ -36,6 +36,14 @@ class CodecSpec:
     def to_dict(self) -> dict:
         return {"centroids": self.centroids, "code_bytes": self.code_bytes}
 
+    def check(self, dim: int) -> None:
+        """Raises ValueError when the spec cannot compress vectors of `dim` dimensions."""
+        if self.centroids < 1 or self.code_bytes < 1 or dim % self.code_bytes:
+            raise ValueError(
+                f"token codec: code_bytes={self.code_bytes} must divide the embedding dimension {dim} "
+                f"(and centroids={self.centroids} be positive)"
+            )
+
 
 class TokenCodec:
     """A trained faiss codec: token vectors in, `code_size` bytes per token out, and back."""
@@ -57,8 +65,7 @@ class TokenCodec:
         import faiss
 
         count, dim = tokens.shape
-        if dim % spec.code_bytes:
-            raise ValueError(f"code_bytes={spec.code_bytes} must divide the embedding dimension {dim}")
+        spec.check(dim)
         if count < POINTS_PER_CENTROID * PQ_CENTROIDS:
             return None
         rng = np.random.default_rng(seed)

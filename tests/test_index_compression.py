@@ -122,6 +122,20 @@ def test_too_few_tokens_to_train_a_codec_leave_the_index_exact(lentil, tmp_path)
         TokenCodec.train(tokens, CodecSpec(code_bytes=7))
 
 
+def test_the_command_line_chooses_exact_or_compact_and_refuses_a_codec_that_cannot_fit(tmp_path, capsys):
+    from spicy_lentil.cli import main
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"_id": "a", "text": "Rivers carry sediment. Deltas form at the mouth."}) + "\n")
+    assert main(["index", str(corpus), "--output", str(tmp_path / "exact"), "--exact"]) == 0
+    assert json.loads((tmp_path / "exact" / "manifest.json").read_text())["token_codec"] is None
+    capsys.readouterr()
+    assert main(["index", str(corpus), "--output", str(tmp_path / "odd"), "--code-bytes", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "code_bytes=7 must divide the embedding dimension 384" in err and "Traceback" not in err
+    assert not (tmp_path / "odd" / "manifest.json").exists()  # refused before anything was encoded
+
+
 def test_an_index_of_another_format_is_refused_with_the_command_that_rebuilds_it(exact, tmp_path):
     folder = tmp_path / "old"
     shutil.copytree(exact.folder, folder)
