@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from benchmarks.common import (
@@ -246,11 +247,7 @@ def main() -> None:
 
 def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
     """Slope and intercept of the least-squares line through (x, y) points."""
-    n = len(points)
-    mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
-    spread = sum((x - mx) ** 2 for x, _ in points)
-    slope = sum((x - mx) * (y - my) for x, y in points) / spread if spread else 0.0
-    return slope, my - slope * mx
+    return tuple(statistics.linear_regression([x for x, _ in points], [y for _, y in points]))
 
 
 def render(result: dict) -> str:

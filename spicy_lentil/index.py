@@ -116,28 +116,26 @@ class _Shard:
                     docs.append(doc)
         except (OSError, UnicodeDecodeError, ValueError) as error:
             raise DamagedFileError(f"{folder / 'docs.jsonl'}: {error}; the index is damaged, rebuild it") from error
-        maps = {}
-        dtypes = stored_dtypes(compressed)
-        for name, allowed in dtypes.items():
+        maps, files = {}, {}
+        for stem, allowed in stored_dtypes(compressed).items():
+            name = "tokens" if stem == "token_codes" else stem  # codes or vectors, the shard's `tokens` either way
+            files[name] = folder / f"{stem}.npy"
             try:
-                maps[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                maps[name] = np.load(files[name], mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError, EOFError) as error:
                 raise DamagedFileError(
-                    f"{folder / name}.npy: {error or 'empty file'}; the index is damaged, rebuild it"
+                    f"{files[name]}: {error or 'empty file'}; the index is damaged, rebuild it"
                 ) from error
             if maps[name].dtype not in allowed:
                 expected = " or ".join(np.dtype(t).name for t in allowed)
                 raise DamagedFileError(
-                    f"{folder / name}.npy holds {maps[name].dtype}, expected {expected}; rebuild the index"
+                    f"{files[name]} holds {maps[name].dtype}, expected {expected}; rebuild the index"
                 )
-        maps["tokens"] = maps.pop("token_codes" if compressed else "tokens")
         _check_shard(folder, docs, maps)
         # Plain ndarray views of the maps: slicing an np.memmap runs Python-level bookkeeping on every
         # slice, and a search slices a few hundred times.
         arrays = {name: array.view(np.ndarray) for name, array in maps.items()}
         offsets = {name: array.offset for name, array in maps.items()}
-        files = {name: folder / f"{name}.npy" for name in maps}
-        files["tokens"] = folder / ("token_codes.npy" if compressed else "tokens.npy")
         return cls(docs=docs, folder=folder, offsets=offsets, files=files, **arrays)
 
     def rows(self, name: str, start: int, stop: int) -> np.ndarray:
@@ -253,12 +251,13 @@ class CorpusIndex:
             "tokens": codec.code_size if codec else manifest.get("embedding_dim"),
             "slot_embeddings": manifest.get("embedding_dim"),
         }
-        for name, shard in ((n, shard) for shard in shards for n in widths):
-            if getattr(shard, name).shape[1:] != (widths[name],):
-                raise DamagedFileError(
-                    f"{shard.files[name]} rows are {getattr(shard, name).shape[1:]}, expected ({widths[name]},); "
-                    "rebuild the index"
-                )
+        for shard in shards:
+            for name, width in widths.items():
+                if getattr(shard, name).shape[1:] != (width,):
+                    raise DamagedFileError(
+                        f"{shard.files[name]} rows are {getattr(shard, name).shape[1:]}, expected ({width},); "
+                        "rebuild the index"
+                    )
         return cls(folder, manifest, shards, codec)
 
     @classmethod

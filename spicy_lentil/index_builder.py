@@ -175,7 +175,7 @@ def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[
     everything = encoder.encode(slot_texts + titles, use_cache=False) if slot_texts or titles else []
     encodings, title_encodings = everything[: len(slot_texts)], iter(everything[len(slot_texts) :])
     dim = encoder.dim
-    doc_slots = np.concatenate([[0], np.cumsum([len(slots) for slots, _ in split])]).astype(np.int64)
+    doc_slots = _offsets([len(slots) for slots, _ in split])
     slot_embeddings = (
         torch.stack([e.embedding for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float32)
     )
@@ -194,7 +194,7 @@ def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[
     arrays = {
         "doc_slots": doc_slots,
         "slot_embeddings": slot_embeddings.astype(np.float32),
-        "slot_tokens": np.concatenate([[0], np.cumsum(token_counts)]).astype(np.int64),
+        "slot_tokens": _offsets(token_counts),
         "tokens": torch.cat([e.tokens for e in encodings]).numpy() if encodings else np.zeros((0, dim), np.float16),
         "token_ids": (
             torch.cat([e.token_ids for e in encodings]).numpy().astype(np.int32) if encodings else np.zeros(0, np.int32)
@@ -202,17 +202,18 @@ def encode_shard(docs: list[dict], encoder: Encoder, slotter: Slotter) -> tuple[
         "doc_embeddings": doc_embeddings,
         "title_embeddings": title_embeddings,
     }
-    rows = [
-        {
-            "_id": doc["_id"],
-            "title": doc.get("title"),
-            "text": doc["text"],
-            "spans": [[s.start, s.end] for s in slots],
-            "truncated": truncated,
-        }
-        for doc, (slots, truncated) in zip(docs, split)
-    ]
-    return rows, arrays
+    return [_document_row(doc, slots, truncated) for doc, (slots, truncated) in zip(docs, split)], arrays
+
+
+def _document_row(doc: dict, slots: list[Slot], truncated: bool) -> dict:
+    """A document's `docs.jsonl` row."""
+    spans = [[s.start, s.end] for s in slots]
+    return {"_id": doc["_id"], "title": doc.get("title"), "text": doc["text"], "spans": spans, "truncated": truncated}
+
+
+def _offsets(counts) -> np.ndarray:
+    """(len(counts) + 1,) int64 start offsets of consecutive runs of the given lengths."""
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def stored_encodings(
@@ -243,9 +244,9 @@ def stored_encodings(
             titles = [source.title_encoding(p) for p in positions]
             dim = batch.slots.shape[1]
             arrays = {
-                "doc_slots": np.concatenate([[0], np.cumsum(slot_counts)]).astype(np.int64),
+                "doc_slots": _offsets(slot_counts),
                 "slot_embeddings": batch.slots.numpy(),
-                "slot_tokens": np.concatenate([[0], np.cumsum(slot_lengths)]).astype(np.int64),
+                "slot_tokens": _offsets(slot_lengths),
                 "tokens": batch.tokens.numpy(),
                 "token_ids": batch.token_ids.numpy().astype(np.int32),
                 "doc_embeddings": source.doc_embeddings()[positions],
@@ -253,18 +254,7 @@ def stored_encodings(
                     [t.embedding.numpy() if t is not None else np.zeros(dim, np.float32) for t in titles]
                 ).reshape(len(docs), dim),
             }
-            rows = []
-            for doc, position in zip(docs, positions):
-                slots, truncated = source.slots(position)
-                rows.append(
-                    {
-                        "_id": doc["_id"],
-                        "title": doc.get("title"),
-                        "text": doc["text"],
-                        "spans": [[s.start, s.end] for s in slots],
-                        "truncated": truncated,
-                    }
-                )
+            rows = [_document_row(doc, *source.slots(position)) for doc, position in zip(docs, positions)]
             yield name, rows, arrays
 
     return encode_shards

@@ -39,16 +39,18 @@ class FirstStage:
             "bm25": bm25_scores(index.bm25(), query, len(index)),
             "dense_doc": index.doc_embeddings() @ query_embedding,
         }
+        z = {name: zscore(raw[name]) for name in raw}
         if len(index) < self.approximate_from:
             raw["dense_slot"] = best_slot_cosine(index, query_embedding)
         else:
-            partial = self.weights["bm25"] * zscore(raw["bm25"]) + self.weights["dense_doc"] * zscore(raw["dense_doc"])
+            partial = self.weights["bm25"] * z["bm25"] + self.weights["dense_doc"] * z["dense_doc"]
             pool = np.argpartition(-partial, min(self.pool, len(index)) - 1)[: self.pool]
             spread = np.linspace(0, len(index) - 1, min(self.sample, len(index))).astype(np.int64)
             known = np.union1d(pool, spread)
             raw["dense_slot"] = np.full(len(index), np.nan, dtype=np.float32)
             raw["dense_slot"][known] = best_slot_cosine(index, query_embedding, known)
-        fusion = sum(self.weights[name] * zscore(raw[name]) for name in SIGNALS)
+        z["dense_slot"] = zscore(raw["dense_slot"])
+        fusion = sum(self.weights[name] * z[name] for name in SIGNALS)
         raw["fusion"] = np.where(np.isnan(fusion), -np.inf, fusion)
         return raw
 
