@@ -3,8 +3,8 @@
 `training_losses` is the multi-task objective, returned as a `TrainingLosses` named tuple:
 listwise ranking of each query's positive over its hard negatives, pointwise document BCE, slot
 BCE and listwise slot ranking, stance, and the router's auxiliary losses. The auxiliary losses are
-computed here, from the routing the model returns, so inference never pays for them. Every weight
-comes from `TrainingArguments`.
+computed here, from the routing the model returns, so inference never pays for them. The trainer
+passes the weights (`LossWeights`) from its `TrainingArguments`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from torch import nn
 
 if TYPE_CHECKING:
     from .model import ModelOutput
-    from .training import TrainingArguments
+
+
+class LossWeights(NamedTuple):
+    """Each term's weight in the total; the ranking and slot BCE terms weigh 1."""
+
+    document: float  # pointwise BCE on document logits
+    slot_ranking: float  # listwise CE over each labelled document's slots
+    stance: float  # CE of the stance-judging pathway's head
+    load_balancing: float  # Switch load balancing of the gate
+    z_loss: float  # ST-MoE router z-loss
 
 
 class LossTargets(NamedTuple):
@@ -43,7 +52,7 @@ class TrainingLosses(NamedTuple):
     z: torch.Tensor
 
 
-def training_losses(output: "ModelOutput", targets: LossTargets, args: "TrainingArguments") -> TrainingLosses:
+def training_losses(output: "ModelOutput", targets: LossTargets, weights: LossWeights) -> TrainingLosses:
     """The multi-task loss of one batch (every term a scalar tensor; terms without labels are 0)."""
     ranked, slot_mask = targets.ranked_rows, targets.slot_mask
     ranking = output.doc_logits.new_zeros(())
@@ -75,12 +84,12 @@ def training_losses(output: "ModelOutput", targets: LossTargets, args: "Training
     z = router_z_loss(routing.router_logits, row_weights)
     total = (
         ranking
-        + args.document_weight * document
+        + weights.document * document
         + slot
-        + args.slot_ranking_weight * slot_ranking
-        + args.stance_weight * stance
-        + args.load_balancing_weight * balance
-        + args.z_loss_weight * z
+        + weights.slot_ranking * slot_ranking
+        + weights.stance * stance
+        + weights.load_balancing * balance
+        + weights.z_loss * z
     )
     return TrainingLosses(total, ranking, document, slot, slot_ranking, stance, balance, z)
 

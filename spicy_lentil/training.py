@@ -33,7 +33,7 @@ from .data import RelevanceData
 from .engine import SpicyLentil
 from .evaluation import evaluate, slot_labels
 from .index import CorpusIndex
-from .losses import LossTargets, training_losses
+from .losses import LossTargets, LossWeights, training_losses
 from .model import SpicyLentilModel
 from .pathways.base import CorpusStatistics
 from .retrieval import FirstStage
@@ -73,6 +73,13 @@ class TrainingArguments:
     validation_queries: int = (
         200  # validation queries per dataset and epoch (the first by id): selection, not the report
     )
+
+    def loss_weights(self) -> LossWeights:
+        """The weights `losses.training_losses` gives its terms."""
+        return LossWeights(
+            self.document_weight, self.slot_ranking_weight, self.stance_weight,
+            self.load_balancing_weight, self.z_loss_weight,
+        )
 
 
 @dataclass
@@ -357,7 +364,7 @@ class Trainer:
             for step in progress:
                 batch = self._batch([self.examples[i] for i in step], rng)
                 output = self.model(batch["input"], batch["prior"])
-                losses = training_losses(output, batch["targets"], self.args)
+                losses = training_losses(output, batch["targets"], self.args.loss_weights())
                 self.optimizer.zero_grad()
                 self.accelerator.backward(losses.loss)
                 self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)

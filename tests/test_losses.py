@@ -29,7 +29,7 @@ def _output_and_targets():
 def test_total_is_the_weighted_sum_of_the_terms():
     output, targets, _ = _output_and_targets()
     args = TrainingArguments(output="unused")
-    losses = training_losses(output, targets, args)
+    losses = training_losses(output, targets, args.loss_weights())
     expected = (
         losses.ranking
         + args.document_weight * losses.document
@@ -41,13 +41,13 @@ def test_total_is_the_weighted_sum_of_the_terms():
     )
     assert torch.allclose(losses.loss, expected)
     assert all(torch.isfinite(v) for v in losses) and float(losses.ranking) > 0 and float(losses.slot_ranking) > 0
-    heavier = training_losses(output, targets, dataclasses.replace(args, z_loss_weight=1.0))
+    heavier = training_losses(output, targets, dataclasses.replace(args, z_loss_weight=1.0).loss_weights())
     assert float(heavier.loss - losses.loss) == pytest.approx((1.0 - args.z_loss_weight) * float(losses.z), rel=1e-4)
 
 
 def test_auxiliary_losses_come_from_the_routing_and_skip_padding():
     output, targets, x = _output_and_targets()
-    losses = training_losses(output, targets, TrainingArguments(output="unused"))
+    losses = training_losses(output, targets, TrainingArguments(output="unused").loss_weights())
     real = x.slot_mask.sum(-1)
     routing = output.routing
     assert torch.allclose(losses.balance, load_balancing_loss(routing.router_probs, routing.selected_pathways, 9, real))
