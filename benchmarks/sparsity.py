@@ -227,7 +227,6 @@ def time_query(model, batches, repeats: int, n_pathways: int):
 
     ks = (4, n_pathways)
     per_batch = {k: [[] for _ in batches] for k in ks}
-    previous = model.top_k
     gc.collect()
     gc.disable()
     try:
@@ -235,13 +234,11 @@ def time_query(model, batches, repeats: int, n_pathways: int):
             for repeat in range(repeats):
                 for i, batch in enumerate(batches):
                     for k in (ks if (i + repeat) % 2 == 0 else ks[::-1]):
-                        model.top_k = k
                         breakdown.k = k
                         start = time.perf_counter()
-                        model(batch)
+                        model(batch, k=k)
                         per_batch[k][i].append(time.perf_counter() - start)
     finally:
-        model.top_k = previous
         gc.enable()
     totals = {k: sum(statistics.median(t) for t in per_batch[k]) for k in ks}
     parts = {}
@@ -297,11 +294,8 @@ def routing(model, query_encodings: list) -> list[list[str]]:
     """The k=4 selection of every claim, highest weight first (the gate reads the query embedding only)."""
     import torch
 
-    previous = model.top_k
     with torch.inference_mode():
-        model.top_k = 4
-        selected = model.gate(torch.stack([e.embedding for e in query_encodings])).selected_pathways
-        model.top_k = previous
+        selected = model.gate(torch.stack([e.embedding for e in query_encodings]), 4).selected_pathways
     return [[model.pathway_names[j] for j in row] for row in selected.tolist()]
 
 
@@ -309,12 +303,9 @@ def warm_up(model, batch) -> None:
     """One batch at each k, twice."""
     import torch
 
-    previous = model.top_k
     with torch.inference_mode():
         for k in (4, len(model.pathway_names)) * 2:
-            model.top_k = k
-            model(batch)
-    model.top_k = previous
+            model(batch, k=k)
 
 
 def time_claims(model, lentil, inputs: Inputs, chosen: list[int], selections, repeats: int,

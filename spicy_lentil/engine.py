@@ -52,6 +52,8 @@ class SpicyLentil:
         self.scorer = Scorer(self.model, encoder, self.slotter)
         self.routing_statistics = self.scorer.routing_statistics
         self.special_ids = self.scorer.special_ids
+        # The k of calls that name none; the config's k stays what the model was trained and saved with.
+        self._pathways_per_query = model.config.pathways_per_query
         self._indexes = OpenedIndexes()  # a folder `search` opened stays open while its manifest is unchanged
 
     # ---- construction and persistence -------------------------------------------------------
@@ -117,17 +119,17 @@ class SpicyLentil:
     @property
     def pathways_per_query(self) -> int:
         """How many of the pathways each query is routed to (the gate's top-k)."""
-        return self.model.top_k
+        return self._pathways_per_query
 
     @pathways_per_query.setter
     def pathways_per_query(self, k: int) -> None:
-        self.model.top_k = self._call_k(k)
+        self._pathways_per_query = self._call_k(k)
 
     def _call_k(self, k: int | None) -> int:
         """A call's k: `pathways_per_query` when None, else checked. Passed per call, it leaves the
         shared default alone, so threads sharing this object may each use their own k."""
         if k is None:
-            return self.model.top_k
+            return self._pathways_per_query
         n = len(self.model.pathway_names)
         check_count(k, "pathways_per_query")
         if k > n:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -39,28 +36,13 @@ class Routing:
         return active.scatter(1, self.selected_pathways, True)
 
 
-# A per-call k: set around one call (and carried into its batch workers by `runtime.map_batches`),
-# so threads sharing a model can route with different k without touching the gate's own `top_k`.
-_CALL_TOP_K: ContextVar[int | None] = ContextVar("spicy_lentil_call_top_k", default=None)
-
-
-@contextmanager
-def routed_top_k(k: int | None) -> Iterator[None]:
-    """Within the block, every gate in this context selects `k` pathways (None: each gate's own `top_k`)."""
-    token = _CALL_TOP_K.set(k)
-    try:
-        yield
-    finally:
-        _CALL_TOP_K.reset(token)
-
-
 class Gate(nn.Module):
     """Noisy top-k gating (Shazeer et al. 2017) on the query embedding.
 
     Args:
         embedding_dim: width of the query embedding.
         num_pathways: number of pathways to route between.
-        top_k: pathways selected per query (settable later through `top_k`).
+        top_k: pathways selected per query where a call names no `k` (the config's `pathways_per_query`).
         noisy: add learned-scale Gaussian noise to the logits while training.
     """
 
@@ -73,14 +55,15 @@ class Gate(nn.Module):
         self.top_k = top_k
         self.noisy = noisy
 
-    def forward(self, query: torch.Tensor) -> Routing:
+    def forward(self, query: torch.Tensor, k: int | None = None) -> Routing:
+        """Routes each query `(batch, embedding_dim)` to its top `k` pathways (None: `top_k`)."""
         router_logits = self.router(query)  # (batch, pathways)
         if self.training and self.noisy:
             scale = nn.functional.softplus(self.noise(query)) + 1e-2
             router_logits = router_logits + torch.randn_like(router_logits) * scale
         # float32 softmax: routing decisions must not flip with half-precision rounding.
         router_probs = torch.softmax(router_logits, dim=-1, dtype=torch.float32)
-        k = _CALL_TOP_K.get() or self.top_k
+        k = k or self.top_k
         routing_weights, selected_pathways = torch.topk(router_probs, k, dim=-1)  # sorted, highest first
         routing_weights = routing_weights / routing_weights.sum(dim=-1, keepdim=True)
         return Routing(router_logits, router_probs, routing_weights, selected_pathways)

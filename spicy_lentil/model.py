@@ -128,14 +128,6 @@ class SpicyLentilModel(nn.Module):
         # head's own score in a corpus of any size. 0 leaves the head's score alone.
         self.register_buffer("first_stage_trust", torch.tensor([0.0]))
 
-    @property
-    def top_k(self) -> int:
-        return self.gate.top_k
-
-    @top_k.setter
-    def top_k(self, k: int) -> None:
-        self.gate.top_k = k
-
     def _pathways_by_row(
         self, x: PathwayInput, routing: Routing
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -203,12 +195,17 @@ class SpicyLentilModel(nn.Module):
         return bound * torch.tanh(correction / bound)
 
     def forward(
-        self, x: PathwayInput, prior: torch.Tensor | None = None, fusion_gap: torch.Tensor | None = None
+        self,
+        x: PathwayInput,
+        prior: torch.Tensor | None = None,
+        fusion_gap: torch.Tensor | None = None,
+        k: int | None = None,
     ) -> ModelOutput:
         """Scores a batch; `prior` is (batch, config.prior_features) first-stage features (NaN rows: none), or None;
-        `fusion_gap` is (batch,) how far each row's fusion stands below its query's best candidate, or None."""
+        `fusion_gap` is (batch,) how far each row's fusion stands below its query's best candidate, or None;
+        `k` the pathways each query is routed to (None: the config's `pathways_per_query`)."""
         batch, slots = x.slot_mask.shape
-        routing = self.gate(x.query)
+        routing = self.gate(x.query, k)
         z, attention, stance_logits, stance_rows = self._fuse(
             x, routing
         )  # (batch, slots, hidden), (batch, slots, pathways)

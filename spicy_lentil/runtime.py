@@ -23,7 +23,6 @@ The front ends (`spicy-lentil`, the app) call `configure` once at start; a Pytho
 
 from __future__ import annotations
 
-import contextvars
 import ctypes
 import ctypes.util
 import sys
@@ -110,9 +109,7 @@ def map_batches(fn: Callable[[T], R], batches: Iterable[T]) -> Iterator[R]:
     batches = list(batches)
     if batch_workers() < 2 or len(batches) < 2:
         return map(fn, batches)
-    # Each batch runs in a copy of the caller's context, so per-call settings (the gate's k) reach the workers.
-    context = contextvars.copy_context()
-    return _batch_pool().map(lambda batch: context.copy().run(fn, batch), batches)
+    return _batch_pool().map(fn, batches)
 
 
 def _batch_pool() -> ThreadPoolExecutor:

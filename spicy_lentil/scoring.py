@@ -13,7 +13,7 @@ import torch
 from .batching import DocumentEncoding, collate
 from .encoder import Encoder, Encoding
 from .errors import Document, as_document
-from .gate import Routing, RoutingStatistics, routed_top_k
+from .gate import Routing, RoutingStatistics
 from .model import SpicyLentilModel
 from .results import RelevanceField, ScoredDocument
 from .retrieval import fusion_gap
@@ -116,17 +116,16 @@ class Scorer:
         def run(rows: list[int]) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
             titles = [source.title(r) for r in rows]
             if prior is None:
-                return self._run_model(query_encoding, source.batch(rows), titles)
-            return self._run_model(query_encoding, source.batch(rows), titles, prior[rows], gap[rows])
+                return self._run_model(query_encoding, source.batch(rows), titles, k)
+            return self._run_model(query_encoding, source.batch(rows), titles, k, prior[rows], gap[rows])
 
-        with routed_top_k(k):
-            for rows, scored in zip(batches, map_batches(run, batches)):
-                for r, (doc_score, slot_scores, attention) in zip(rows, scored):
-                    results[r] = ScoredDocument(doc_score, slot_scores, attention, gate, active, results[r].document_id)
+        for rows, scored in zip(batches, map_batches(run, batches)):
+            for r, (doc_score, slot_scores, attention) in zip(rows, scored):
+                results[r] = ScoredDocument(doc_score, slot_scores, attention, gate, active, results[r].document_id)
         return results
 
     def _run_model(
-        self, query_encoding, documents, titles, prior=None, gap=None
+        self, query_encoding, documents, titles, k, prior=None, gap=None
     ) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
         """Per document (none empty): its score, slot scores `(slots,)` and pathway attention `(slots, pathways)`."""
         device = self.model.slot_head.weight.device
@@ -136,6 +135,7 @@ class Scorer:
                 batch,
                 None if prior is None else torch.as_tensor(prior, device=device),
                 None if gap is None else torch.as_tensor(gap, device=device),
+                k,
             )
         slot_scores, attention = output.field.cpu(), output.pathway_attention.cpu()
         doc_scores = output.score.cpu().tolist()
@@ -143,8 +143,8 @@ class Scorer:
         return [(doc_scores[row], slot_scores[row, :n], attention[row, :n]) for row, n in enumerate(counts)]
 
     def _gate(self, query_encoding: Encoding, k: int) -> Routing:
-        with torch.inference_mode(), routed_top_k(k):
-            return self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device))
+        with torch.inference_mode():
+            return self.model.gate(query_encoding.embedding.unsqueeze(0).to(self.model.slot_head.weight.device), k)
 
     def _summary(self, routing: Routing) -> QueryRouting:
         names = self.model.pathway_names

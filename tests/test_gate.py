@@ -93,3 +93,18 @@ def test_routing_statistics():
     summary = stats.as_dict()
     assert summary["queries"] == 10
     assert sum(p["selected_share"] for p in summary["pathways"].values()) == pytest.approx(2.0)
+
+
+def test_k_is_an_argument_of_the_call_and_the_gate_keeps_its_own():
+    torch.manual_seed(0)
+    gate = Gate(8, 9, top_k=4).eval()
+    query = torch.randn(3, 8)
+    two = gate(query, 2)
+    assert two.selected_pathways.shape == (3, 2)
+    assert torch.equal(two.selected_pathways, gate(query).selected_pathways[:, :2])  # the same order, cut at 2
+    assert gate(query).selected_pathways.shape == (3, 4) and gate.top_k == 4
+    model = SpicyLentilModel(SpicyLentilConfig(pathways_per_query=4)).eval()
+    x = make_input(batch=2, slots=3)
+    with torch.no_grad():
+        assert model(x, k=9).routing.selected_pathways.shape == (2, 9)
+        assert model(x).routing.selected_pathways.shape == (2, 4)
