@@ -53,16 +53,16 @@ class Workbench:
 
     def __init__(self, queries: int) -> None:
         from spicy_lentil import SpicyLentil
-        from spicy_lentil.data import load_data
-        from spicy_lentil.index import CorpusIndex
-        from spicy_lentil.training import first_queries
+        from spicy_lentil.corpus.builder import cached_index
+        from spicy_lentil.training.data import load_data
+        from spicy_lentil.training.trainer import first_queries
 
         default = SpicyLentil.from_pretrained()
         self.encoder, self.encoder_config = default.encoder, default.config
         self.splits = []
         for name in DATASETS:
             train = load_data(DATA / name, "train")
-            index = CorpusIndex.for_corpus(train.corpus_path, self.encoder, default.slotter, CACHE_DIR)
+            index = cached_index(train.corpus_path, self.encoder, default.slotter, CACHE_DIR)
             self.splits.append((train, first_queries(load_data(DATA / name, "val"), queries), index))
         self.examples = None
 
@@ -71,8 +71,8 @@ class Workbench:
         import torch
 
         from spicy_lentil import SpicyLentil
-        from spicy_lentil.model import SpicyLentilModel
-        from spicy_lentil.training import Trainer, TrainingSet, selection_score
+        from spicy_lentil.network.model import SpicyLentilModel
+        from spicy_lentil.training.trainer import Trainer, TrainingSet, selection_score
 
         started = time.perf_counter()
         config = dataclasses.replace(self.encoder_config, **overrides)
@@ -99,7 +99,7 @@ class Workbench:
 
 
 def training_arguments(args: argparse.Namespace, output: str):
-    from spicy_lentil.training import TrainingArguments
+    from spicy_lentil.training.trainer import TrainingArguments
 
     return TrainingArguments(
         output=output,

@@ -68,8 +68,7 @@ def synthetic_corpus(path: Path, n: int) -> Path:
 # ---- index build throughput --------------------------------------------------------------------------
 
 def bench_index(lentil: SpicyLentil) -> dict:
-    from spicy_lentil.index import CorpusIndex
-    from spicy_lentil.index_builder import document_slots
+    from spicy_lentil.corpus.builder import build_index, document_slots
     from spicy_lentil.runtime import configure
 
     corpus = Path(tempfile.mkdtemp()) / f"first{INDEX_DOCUMENTS}.jsonl"
@@ -82,7 +81,7 @@ def bench_index(lentil: SpicyLentil) -> dict:
 
     def build() -> None:
         shutil.rmtree(out, ignore_errors=True)
-        CorpusIndex.build(corpus, out, lentil.encoder, lentil.slotter, show_progress_bar=False)
+        build_index(corpus, out, lentil.encoder, lentil.slotter, show_progress_bar=False)
 
     def encode_alone() -> None:
         configure(parallel_batches=False)  # sentence-transformers' own way: intra-op threads on every core
@@ -103,7 +102,7 @@ def render_index(result: dict) -> str:
     return "\n".join([
         f"## Index build throughput (first {INDEX_DOCUMENTS:,} SciFact abstracts)",
         "",
-        f"{result['slots']} slots. `index` = `CorpusIndex.build` (slotting, one encoder pass over slots and titles "
+        f"{result['slots']} slots. `index` = `builder.build_index` (slotting, one encoder pass over slots and titles "
         "batched by token count, token embeddings and ids, document vectors, shards, BM25), encoder batches side by "
         "side on one thread each (the runtime's default); `encode` = sentence-transformers `encode` of the same slot "
         "texts alone, on torch's intra-op threads. Interleaved, 2 runs each.",
@@ -133,7 +132,7 @@ def search_settings() -> dict:
 
 def on_the_fly_seconds(lentil: SpicyLentil, index, queries: list[str]) -> list[float]:
     """Seconds to rerank each query's first-stage top 100 with `fields`, encoding their slots (cold encoder cache)."""
-    from spicy_lentil.retrieval import FirstStage
+    from spicy_lentil.corpus.first_stage import FirstStage
 
     first_stage = FirstStage()
     seconds = []
@@ -150,11 +149,11 @@ def on_the_fly_seconds(lentil: SpicyLentil, index, queries: list[str]) -> list[f
 def bench_search(lentil: SpicyLentil) -> dict:
     import numpy as np
 
-    from spicy_lentil.data import load_data
-    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.corpus.builder import cached_index
     from spicy_lentil.runtime import batch_workers, configure
+    from spicy_lentil.training.data import load_data
 
-    index = CorpusIndex.for_corpus(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
+    index = cached_index(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
     claims = list(load_data(SCIFACT_DIR, "val").queries.values())
     warm_up, queries = claims[30:30 + WARM_UP_QUERIES], claims[:30]
 
@@ -226,7 +225,7 @@ def _score_subprocess(corpus: Path, out: Path) -> tuple[float, int]:
     # forked copy of the parent from before exec (a benchmark process holding a whole index).
     code = (
         "import re, time\n"
-        "from spicy_lentil.cli import main\n"
+        "from spicy_lentil.frontends.cli import main\n"
         "t = time.perf_counter()\n"
         f"main(['score', '--query', 'how did the river change', {str(corpus)!r}, '--out', {str(out)!r}])\n"
         "seconds = time.perf_counter() - t\n"

@@ -26,7 +26,7 @@ TRUST_CANDIDATES = 30  # first-stage documents reranked per query, as the shippe
 
 
 def head_reports(examples, slot_scaling, doc_scaling, given_document: bool) -> dict:
-    from spicy_lentil.calibration import example_probabilities, threshold_report
+    from spicy_lentil.training.calibration import example_probabilities, threshold_report
 
     slot_p, slot_y, doc_p, doc_y = example_probabilities(examples, slot_scaling, doc_scaling, given_document)
     return {"slot": threshold_report(slot_p, slot_y), "document": threshold_report(doc_p, doc_y)}
@@ -34,7 +34,7 @@ def head_reports(examples, slot_scaling, doc_scaling, given_document: bool) -> d
 
 def leave_one_out(per_split: dict) -> dict:
     """mode -> held-out dataset -> head reports, the scalings fitted on the other datasets; "all" fitted on all."""
-    from spicy_lentil.calibration import fit_scaling
+    from spicy_lentil.training.calibration import fit_scaling
 
     out = {}
     for mode, given in MODES.items():
@@ -53,8 +53,8 @@ def everyday(lentil) -> dict:
     F1 of sentences kept at 0.5 over both paragraphs of every case, and its own encoder's cosine."""
     import numpy as np
 
-    from spicy_lentil.calibration import threshold_report
-    from spicy_lentil.evaluation import answer_case_metrics, read_answer_cases
+    from spicy_lentil.training.calibration import threshold_report
+    from spicy_lentil.training.evaluation import answer_case_metrics, read_answer_cases
 
     cases = read_answer_cases(EVERYDAY)
     fields = {}
@@ -80,7 +80,7 @@ def everyday(lentil) -> dict:
 
 def query_half(data, half: int):
     """The split's queries at even (0) or odd (1) positions by id, with their judgements."""
-    from spicy_lentil.training import query_subset
+    from spicy_lentil.training.trainer import query_subset
 
     return query_subset(data, sorted(data.queries)[half::2])
 
@@ -88,8 +88,8 @@ def query_half(data, half: int):
 def trust_halves(lentil, data, index) -> dict:
     """The first-stage trust fitted on one half of the claims, nDCG@10 of the reranked search and of the
     first stage alone on the other half; both ways. The model's own trust is restored after."""
-    from spicy_lentil.calibration import fit_first_stage_trust
-    from spicy_lentil.evaluation import evaluate
+    from spicy_lentil.training.calibration import fit_first_stage_trust
+    from spicy_lentil.training.evaluation import evaluate
 
     shipped = lentil.model.first_stage_trust.clone()
     out = {}
@@ -111,17 +111,17 @@ def trust_halves(lentil, data, index) -> dict:
 
 def val_split(lentil, name: str):
     """A dataset's `val` split and its corpus index over `lentil`'s encoder (cached)."""
-    from spicy_lentil.data import load_data
-    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.corpus.builder import cached_index
+    from spicy_lentil.training.data import load_data
 
     val = load_data(SHARED_DATA / name, "val")
-    return val, CorpusIndex.for_corpus(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
+    return val, cached_index(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
 
 
 def measure(model: str | None) -> dict:
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.calibration import calibration_examples
-    from spicy_lentil.training import TrainingArguments
+    from spicy_lentil.training.calibration import calibration_examples
+    from spicy_lentil.training.trainer import TrainingArguments
 
     lentil = SpicyLentil.from_pretrained(model)
     splits = {name: val_split(lentil, name) for name in DOMAINS}
@@ -140,8 +140,8 @@ def held_out_model(folder: str, name: str) -> dict:
     """A whole model trained and calibrated without dataset `name`, on the documents the shipped model's
     first stage picks for `name`'s `val` questions, scored from their text with the model's own encoder."""
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.calibration import example_documents, score_examples
-    from spicy_lentil.training import TrainingArguments
+    from spicy_lentil.training.calibration import example_documents, score_examples
+    from spicy_lentil.training.trainer import TrainingArguments
 
     shipped = SpicyLentil.from_pretrained()
     val, index = val_split(shipped, name)

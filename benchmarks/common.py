@@ -262,8 +262,8 @@ def cosine_scores(encoder) -> Callable[[str, Sequence[str]], list[float]]:
 def cosine_row(encoder) -> dict:
     """Slot MAP / MRR of the encoder's cosine over the labelled (question, document) pairs of every `val`
     (`DOMAINS`), and the everyday set's answer metrics: what an encoder gives the pathways to build on."""
-    from spicy_lentil.data import load_data
-    from spicy_lentil.evaluation import answer_case_metrics, read_answer_cases, slot_metrics
+    from spicy_lentil.training.data import load_data
+    from spicy_lentil.training.evaluation import answer_case_metrics, read_answer_cases, slot_metrics
 
     scores = cosine_scores(encoder)
     row = {}
@@ -290,7 +290,7 @@ def scifact_val_by_document_novelty() -> dict[str, dict[str, dict[str, int]]]:
     A reranker trained on `train` can learn which abstracts tend to be cited; only the `unseen`
     part shows what carries over to documents it never saw judged, as on other data.
     """
-    from spicy_lentil.data import load_data
+    from spicy_lentil.training.data import load_data
 
     train = load_data(SCIFACT_DIR, "train")
     val = load_data(SCIFACT_DIR, "val")
@@ -302,7 +302,7 @@ def scifact_val_by_document_novelty() -> dict[str, dict[str, dict[str, int]]]:
 def ndcg_by_document_novelty(run: dict[str, dict[str, float]],
                              parts: dict[str, dict[str, dict[str, int]]]) -> dict[str, float]:
     """nDCG@10 of one run on each part of `scifact_val_by_document_novelty()`."""
-    from spicy_lentil.evaluation import ranking_metrics
+    from spicy_lentil.training.evaluation import ranking_metrics
 
     return {name: ranking_metrics(qrels, {q: run[q] for q in qrels if q in run})["ndcg@10"]
             for name, qrels in parts.items()}

@@ -49,7 +49,7 @@ def reproduce() -> dict:
     `build_seconds`, the epochs' logged seconds and the calibration file's time; `other` is the rest
     (loading data, mining negatives, validation between epochs).
     """
-    from spicy_lentil.checkpoint import DEFAULT_MODEL_DIR
+    from spicy_lentil.network.checkpoint import DEFAULT_MODEL_DIR
 
     load_before = contention_probe()
     with tempfile.TemporaryDirectory(prefix="default-model-") as scratch:
@@ -57,7 +57,7 @@ def reproduce() -> dict:
         arguments = shlex.split(COMMAND)[1:]
         arguments[arguments.index("--output") + 1] = str(output)
         started = time.time()
-        subprocess.run([sys.executable, "-m", "spicy_lentil.cli", *arguments, "--cache-dir", str(cache)],
+        subprocess.run([sys.executable, "-m", "spicy_lentil", *arguments, "--cache-dir", str(cache)],
                        check=True, cwd=REPO_ROOT)
         total = time.time() - started
         log = [json.loads(line) for line in (output / "training_log.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -82,7 +82,7 @@ def reproduce() -> dict:
 
 def read_calibration() -> dict:
     """The shipped model's calibration, as its `calibration.json` records it."""
-    from spicy_lentil.checkpoint import DEFAULT_MODEL_DIR
+    from spicy_lentil.network.checkpoint import DEFAULT_MODEL_DIR
 
     calibration = json.loads((DEFAULT_MODEL_DIR / "calibration.json").read_text(encoding="utf-8"))
     return {

@@ -19,10 +19,10 @@ SECTION = "encoder-tuning"
 
 
 def measure() -> dict:
-    from spicy_lentil.baselines import SentenceBiEncoder
-    from spicy_lentil.config import BUNDLED_ENCODER
-    from spicy_lentil.data import load_data
-    from spicy_lentil.encoder import Encoder
+    from spicy_lentil.network.config import BUNDLED_ENCODER
+    from spicy_lentil.network.encoder import Encoder
+    from spicy_lentil.training.baselines import SentenceBiEncoder
+    from spicy_lentil.training.data import load_data
 
     trains = [load_data(SHARED_DATA / name, "train") for name in DOMAINS]
     rows = {"untuned": cosine_row(Encoder(BUNDLED_ENCODER, device="cpu"))}

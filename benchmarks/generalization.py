@@ -34,16 +34,16 @@ K_SWEEP = (1, 2, 4, 9)
 def baseline_rows() -> dict[str, dict]:
     """BM25, cosine and fusion on every val split and the everyday set."""
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.data import load_data
-    from spicy_lentil.evaluation import answer_case_metrics, evaluate, read_answer_cases
-    from spicy_lentil.index import CorpusIndex
-    from spicy_lentil.retrieval import bm25_slot_scores
+    from spicy_lentil.corpus.builder import cached_index
+    from spicy_lentil.corpus.first_stage import bm25_slot_scores
+    from spicy_lentil.training.data import load_data
+    from spicy_lentil.training.evaluation import answer_case_metrics, evaluate, read_answer_cases
 
     carrier = SpicyLentil.new()  # the bundled encoder; its untrained head's own row is not reported
     rows: dict[str, dict] = {name: {} for name in ("bm25", "dense", "fusion")}
     for name in DOMAINS:
         val = load_data(SHARED_DATA / name, "val")
-        index = CorpusIndex.for_corpus(val.corpus_path, carrier.encoder, carrier.slotter, CACHE_DIR)
+        index = cached_index(val.corpus_path, carrier.encoder, carrier.slotter, CACHE_DIR)
         candidates = 100 if name in RANKED else 1
         result = evaluate(carrier, val, index, candidates, baselines=True)
         for row in rows:
@@ -59,17 +59,21 @@ def model_row(folder: str) -> dict:
     """One trained model on every val split (slot metrics, nDCG@10 where ranked, slot ECE) and the everyday set."""
 
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.calibration import calibration_examples, example_probabilities, expected_calibration_error
-    from spicy_lentil.data import load_data
-    from spicy_lentil.evaluation import answer_case_metrics, evaluate, read_answer_cases
-    from spicy_lentil.index import CorpusIndex
-    from spicy_lentil.training import TrainingArguments
+    from spicy_lentil.corpus.builder import cached_index
+    from spicy_lentil.training.calibration import (
+        calibration_examples,
+        example_probabilities,
+        expected_calibration_error,
+    )
+    from spicy_lentil.training.data import load_data
+    from spicy_lentil.training.evaluation import answer_case_metrics, evaluate, read_answer_cases
+    from spicy_lentil.training.trainer import TrainingArguments
 
     lentil = SpicyLentil.from_pretrained(folder)
     row = {}
     for name in DOMAINS:
         val = load_data(SHARED_DATA / name, "val")
-        index = CorpusIndex.for_corpus(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
+        index = cached_index(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
         metrics = evaluate(lentil, val, index, 100 if name in RANKED else 1, show_progress_bar=False).model
         row[name] = {k: metrics[k] for k in ("slot_map", "slot_mrr", "ndcg@10")
                      if k in metrics and (k != "ndcg@10" or name in RANKED)}
@@ -98,10 +102,10 @@ def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
     """Slot MAP per dataset of one trained model with the gate's k set at inference, on the first `queries`
     val queries of each dataset: which k earns its place across the domains."""
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.data import load_data
-    from spicy_lentil.evaluation import evaluate
-    from spicy_lentil.index import CorpusIndex
-    from spicy_lentil.training import first_queries
+    from spicy_lentil.corpus.builder import cached_index
+    from spicy_lentil.training.data import load_data
+    from spicy_lentil.training.evaluation import evaluate
+    from spicy_lentil.training.trainer import first_queries
 
     lentil = SpicyLentil.from_pretrained(folder)
     sweep = {}
@@ -110,7 +114,7 @@ def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
         sweep[str(k)] = {}
         for name in DOMAINS:
             val = first_queries(load_data(SHARED_DATA / name, "val"), queries)
-            index = CorpusIndex.for_corpus(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
+            index = cached_index(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
             sweep[str(k)][name] = evaluate(lentil, val, index, 1, show_progress_bar=False).model["slot_map"]
     return sweep
 
@@ -129,7 +133,7 @@ def cached(name: str, fresh: bool, compute, carried: dict[str, str]) -> dict:
 
 def summarise(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict | None, sweep_queries: int) -> dict:
     """The rows with what the section adds to them: each model's slot MAP against cosine, the sweep's means."""
-    from spicy_lentil.training import TrainingArguments
+    from spicy_lentil.training.trainer import TrainingArguments
 
     cosine = rows["dense"]
     return {
@@ -223,9 +227,9 @@ def main() -> None:
         folder, _, datasets = rest.partition(":")
         folders[name], trained[name] = folder, set(filter(None, datasets.split("+")))
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.baselines import SentenceBiEncoder
-    from spicy_lentil.config import BUNDLED_ENCODER
-    from spicy_lentil.data import load_data
+    from spicy_lentil.network.config import BUNDLED_ENCODER
+    from spicy_lentil.training.baselines import SentenceBiEncoder
+    from spicy_lentil.training.data import load_data
 
     def probe_bi_encoder():
         trains = [load_data(SHARED_DATA / name, "train") for name in DOMAINS]

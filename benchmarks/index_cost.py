@@ -6,7 +6,7 @@
 Quality: every `val` split is evaluated (first stage, rerank, labelled slots) over the exact index of
 its corpus (token vectors float16, embeddings float32) and over the compact one (token vectors as
 faiss IVF-PQ codes, embeddings float16). The compact index is built from the exact one's stored
-encodings (`index_builder.stored_encodings`), so the two differ only by compression.
+encodings (`builder.stored_encodings`), so the two differ only by compression.
 
 Cost curves: compact indexes of the first 1,000 and 5,000 SciFact abstracts, and of SciFact repeated
 ten times with distinct ids (51,830 documents). The 1,000 one is built from text (the encoder runs);
@@ -49,21 +49,20 @@ def folder_bytes(folder: Path) -> int:
 
 
 def exact_index(lentil, corpus: Path):
-    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.corpus.builder import build_index, cache_folder
 
-    folder = CorpusIndex.cache_folder(corpus, lentil.encoder, CACHE_DIR, kind="index-exact")
-    return CorpusIndex.build(corpus, folder, lentil.encoder, lentil.slotter, resume=True, token_codec=None)
+    folder = cache_folder(corpus, lentil.encoder, CACHE_DIR, kind="index-exact")
+    return build_index(corpus, folder, lentil.encoder, lentil.slotter, resume=True, token_codec=None)
 
 
 def compact_index(lentil, corpus: Path, folder: Path, source=None, source_id=None):
     """A compact index of `corpus`, encoded afresh, or from `source`'s stored encodings."""
-    from spicy_lentil.index import CorpusIndex
-    from spicy_lentil.index_builder import stored_encodings
+    from spicy_lentil.corpus.builder import build_index, stored_encodings
 
     encode = None
     if source is not None:
         encode = stored_encodings(source, source_id) if source_id else stored_encodings(source)
-    return CorpusIndex.build(corpus, folder, lentil.encoder, lentil.slotter, resume=True, encode_shards=encode)
+    return build_index(corpus, folder, lentil.encoder, lentil.slotter, resume=True, encode_shards=encode)
 
 
 def search_latency(lentil, index, queries: list[str]) -> dict:
@@ -72,7 +71,7 @@ def search_latency(lentil, index, queries: list[str]) -> dict:
 
     import numpy as np
 
-    from spicy_lentil.retrieval import FirstStage
+    from spicy_lentil.corpus.first_stage import FirstStage
 
     lentil.search(index, queries[0], top_k=10)  # loads BM25 and the in-memory matrices
     whole, first = [], []
@@ -99,7 +98,7 @@ def approximate_first_stage(lentil, index, queries: list[str]) -> dict:
 
     import numpy as np
 
-    from spicy_lentil.retrieval import FirstStage, bm25_scores
+    from spicy_lentil.corpus.first_stage import FirstStage, bm25_scores
 
     stages = {"exact": FirstStage(), "approximate": FirstStage(approximate_from=1)}
     times = {name: [] for name in [*stages, "every_document"]}
@@ -127,15 +126,15 @@ def approximate_first_stage(lentil, index, queries: list[str]) -> dict:
 
 def quality(lentil) -> dict:
     """Per domain: the `val` evaluation over the exact and the compact index, and both indexes' bytes."""
-    from spicy_lentil.data import load_data
-    from spicy_lentil.evaluation import evaluate
-    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.corpus.builder import cache_folder
+    from spicy_lentil.training.data import load_data
+    from spicy_lentil.training.evaluation import evaluate
 
     rows = {}
     for name in DOMAINS:
         data = load_data(SHARED_DATA / name, "val")
         exact = exact_index(lentil, data.corpus_path)
-        folder = CorpusIndex.cache_folder(data.corpus_path, lentil.encoder, CACHE_DIR)
+        folder = cache_folder(data.corpus_path, lentil.encoder, CACHE_DIR)
         compact = compact_index(lentil, data.corpus_path, folder, exact)
         row = {"documents": len(exact)}
         for kind, index in (("exact", exact), ("compact", compact)):
@@ -151,11 +150,12 @@ def latency_ratio(lentil, queries: list[str]) -> dict:
     """SciFact's exact and compact indexes searched in alternation, query by query."""
     import time
 
-    from spicy_lentil.index import CorpusIndex
+    from spicy_lentil.corpus.builder import cache_folder
+    from spicy_lentil.corpus.index import CorpusIndex
 
     corpus = SHARED_DATA / "scifact" / "corpus.jsonl"
     indexes = {"exact": exact_index(lentil, corpus)}
-    indexes["compact"] = CorpusIndex.load(CorpusIndex.cache_folder(corpus, lentil.encoder, CACHE_DIR))
+    indexes["compact"] = CorpusIndex.load(cache_folder(corpus, lentil.encoder, CACHE_DIR))
     times = {kind: [] for kind in indexes}
     for index in indexes.values():
         lentil.search(index, queries[0], top_k=10)
@@ -230,7 +230,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.data import load_data
+    from spicy_lentil.training.data import load_data
 
     probe = start_timing(args.threads)
     lentil = SpicyLentil.from_pretrained()

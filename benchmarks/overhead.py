@@ -59,7 +59,7 @@ PIECES = {  # the breakdown's rows: the label of each piece of a `fields` run
 @contextmanager
 def instrumented(lentil, titles: set[str], query: str):
     """Wraps the pipeline's pieces with timers for the duration; yields the dict of seconds per piece."""
-    import spicy_lentil.scoring as scoring
+    import spicy_lentil.network.scoring as scoring
 
     seconds: dict[str, float] = defaultdict(float)
     texts: dict[str, int] = defaultdict(int)
@@ -230,7 +230,7 @@ def main() -> None:
     timing_arguments(parser, THREADS)
     args = parser.parse_args()
     probe_before = start_timing(args.threads)
-    from spicy_lentil.engine import SpicyLentil
+    from spicy_lentil.frontends.engine import SpicyLentil
     from spicy_lentil.runtime import batch_workers
 
     started = time.perf_counter()

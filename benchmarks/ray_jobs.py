@@ -35,8 +35,8 @@ def corpus(path: Path) -> Path:
 def run(name: str, source: Path, out: Path) -> tuple[float, float]:
     """Wall seconds of one job (model loads included) and the driver's CPU seconds."""
     from spicy_lentil import SpicyLentil, distributed
+    from spicy_lentil.frontends.jobs import score_job
     from spicy_lentil.io import Rejects, read_documents
-    from spicy_lentil.jobs import score_job
 
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import torch
 
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.index import CorpusIndex
-    from spicy_lentil.retrieval import FirstStage
+    from spicy_lentil.corpus.first_stage import FirstStage
+    from spicy_lentil.corpus.index import CorpusIndex
 
 SECTION = "reference-reranker"
 NEGATIVE_POOL = 50  # hard negatives come from the fusion's top 50, as in `spicy-lentil train`
@@ -47,7 +47,7 @@ def interaction_reranker(dim: int = 384, hidden: int = 128, dropout: float = 0.1
     import torch
     from torch import nn
 
-    from spicy_lentil.retrieval import PRIOR_FEATURES
+    from spicy_lentil.corpus.first_stage import PRIOR_FEATURES
 
     class InteractionReranker(nn.Module):
         def __init__(self) -> None:
@@ -78,7 +78,7 @@ def candidates(split: str, lentil: SpicyLentil, index: CorpusIndex, first_stage:
     import numpy as np
     import torch
 
-    from spicy_lentil.data import load_data
+    from spicy_lentil.training.data import load_data
 
     data = load_data(SCIFACT_DIR, split)
     ids = list(data.queries)
@@ -163,13 +163,13 @@ def measure(epochs: int, seed: int) -> dict:
     import torch
 
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.index import CorpusIndex
-    from spicy_lentil.retrieval import FirstStage
+    from spicy_lentil.corpus.builder import cached_index
+    from spicy_lentil.corpus.first_stage import FirstStage
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     lentil = SpicyLentil.from_pretrained()
-    index = CorpusIndex.for_corpus(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
+    index = cached_index(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
     first_stage = FirstStage()
     train = candidates("train", lentil, index, first_stage, NEGATIVE_POOL)
     val = candidates("val", lentil, index, first_stage, CANDIDATES)

@@ -37,7 +37,7 @@ TARGET_ENCODE_SHARE = 0.10
 
 
 def run_eval(model: str | None, output: Path, runs: Path | None = None) -> dict:
-    command = [sys.executable, "-m", "spicy_lentil.cli", "eval", str(SCIFACT_DIR), "--split", "val", "--baselines",
+    command = [sys.executable, "-m", "spicy_lentil", "eval", str(SCIFACT_DIR), "--split", "val", "--baselines",
                "--output", str(output), "--cache-dir", str(CACHE_DIR)]
     if model:
         command += ["--model", model]
@@ -49,7 +49,7 @@ def run_eval(model: str | None, output: Path, runs: Path | None = None) -> dict:
 
 def novelty(runs: Path) -> dict:
     """Claims per part of val, and nDCG@10 per part of each system's run (Spicy Lentil first)."""
-    from spicy_lentil.evaluation import read_run
+    from spicy_lentil.training.evaluation import read_run
 
     parts = scifact_val_by_document_novelty()
     paths = sorted(runs.glob("*.run"), key=lambda p: (p.stem != "spicy_lentil", p.stem))

@@ -69,7 +69,7 @@ def select_slots(lentil, corpus: Path, num_slots: int):
 
     Returns [(title or None, [slot text, ...]), ...].
     """
-    from spicy_lentil.errors import as_document
+    from spicy_lentil.documents import as_document
 
     selected, total = [], 0
     with open(corpus, encoding="utf-8") as handle:
@@ -102,7 +102,7 @@ def _pack(prefix: str, encodings) -> dict[str, torch.Tensor]:
 def _unpack(prefix: str, tensors: dict[str, torch.Tensor]):
     import torch
 
-    from spicy_lentil.encoder import Encoding
+    from spicy_lentil.network.encoder import Encoding
 
     lengths = tensors[f"{prefix}_lengths"].tolist()
     tokens = torch.split(tensors[f"{prefix}_tokens"], lengths)
@@ -150,7 +150,7 @@ def cached_encodings(lentil, groups: dict[str, list[str]], cache_path: Path) -> 
 
 def build_batches(lentil, query_encoding, selected, slot_encodings, title_encodings):
     """`PathwayInput` batches of BATCH_DOCS documents, collated exactly as `SpicyLentil.fields` does."""
-    from spicy_lentil.batching import collate
+    from spicy_lentil.network.batching import collate
 
     per_doc, offset = [], 0
     for _, texts in selected:
@@ -170,7 +170,7 @@ def for_query(lentil, batches, query_encoding, filler):
 
     The query fields come from `collate` itself (they depend on the query encodings alone).
     """
-    from spicy_lentil.batching import collate
+    from spicy_lentil.network.batching import collate
 
     out, made = [], {}
     for batch in batches:
@@ -396,7 +396,7 @@ per-pathway costs below for all {result['all_claims']} SciFact claims: median {p
 - Inputs: the first {result['documents']} SciFact abstracts (`corpus.jsonl` in order, titles kept) cut by \
 `lentil.slotter` into exactly {result['slots']:,} slots (the last document cut), mean \
 {result['mean_tokens']:.1f} tokens per slot, in {result['batches']} batches of {BATCH_DOCS} documents collated by \
-`spicy_lentil.batching.collate` (tokens packed without padding, as `collate` lays them out: \
+`spicy_lentil.network.batching.collate` (tokens packed without padding, as `collate` lays them out: \
 {result['token_rows']:,} token rows for {result['tokens']:,} tokens). Bundled default model \
 (`SpicyLentil.from_pretrained()`, null-point fusion), CPU, `torch.set_num_threads({result['threads']})`.
 - Timed: `lentil.model(batch)` under `torch.inference_mode()` over all batches: gate, active pathways, null point, \
@@ -439,7 +439,7 @@ def main() -> None:
     timing_arguments(parser, THREADS)
     args = parser.parse_args()
     probe_before = start_timing(args.threads)
-    from spicy_lentil.engine import SpicyLentil
+    from spicy_lentil.frontends.engine import SpicyLentil
 
     started = time.perf_counter()
     model = (lentil := SpicyLentil.from_pretrained()).model.eval()

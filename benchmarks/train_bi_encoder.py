@@ -14,9 +14,9 @@ from benchmarks.common import CACHE_DIR, SCIFACT_DIR
 
 
 def main() -> None:
-    from spicy_lentil.baselines import FineTunedBiEncoder
-    from spicy_lentil.config import BUNDLED_ENCODER
-    from spicy_lentil.data import load_data
+    from spicy_lentil.network.config import BUNDLED_ENCODER
+    from spicy_lentil.training.baselines import FineTunedBiEncoder
+    from spicy_lentil.training.data import load_data
 
     train = load_data(SCIFACT_DIR, "train")
     model = FineTunedBiEncoder(train, BUNDLED_ENCODER, CACHE_DIR)

@@ -1,8 +1,8 @@
 """Spicy Lentil: which parts of these texts matter for this query, and why."""
 
-from .config import SpicyLentilConfig
-from .engine import SpicyLentil
 from .errors import ModelLoadError, SpicyLentilError
+from .frontends.engine import SpicyLentil
+from .network.config import SpicyLentilConfig
 from .results import ANSWER_THRESHOLD, CompressedContext, PrunedDocument, RelevanceField
 from .slots import Slot, Slotter
 

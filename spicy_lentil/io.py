@@ -11,7 +11,8 @@ from typing import Iterator
 
 from tqdm.auto import tqdm
 
-from .errors import ID_KEYS, DamagedFileError, document_id, invalid_json, surrogate_at
+from .documents import ID_KEYS, document_id
+from .errors import DamagedFileError, invalid_json, surrogate_at
 
 
 def file_sha256(path: str | Path) -> str:

@@ -6,8 +6,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from spicy_lentil.batching import collate  # noqa: E402
-from spicy_lentil.encoder import Encoding  # noqa: E402
+from spicy_lentil.network.batching import collate  # noqa: E402
+from spicy_lentil.network.encoder import Encoding  # noqa: E402
 
 
 @pytest.fixture(scope="session")

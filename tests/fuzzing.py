@@ -15,9 +15,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from spicy_lentil.errors import as_document
+from spicy_lentil.documents import as_document
+from spicy_lentil.frontends.jobs import score_job
 from spicy_lentil.io import Rejects, read_documents
-from spicy_lentil.jobs import score_job
 
 TRIED: Counter = Counter()
 

@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "spicy_lentil.cli"]  # the command line, in a child process
+CLI = [sys.executable, "-m", "spicy_lentil"]  # the command line, in a child process
 
 
 def kill_after_rows(command: list[str], out: Path, rows: int = 20, env: dict | None = None) -> list[str]:

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from spicy_lentil import SpicyLentil
-from spicy_lentil.index import CorpusIndex
+from spicy_lentil.corpus.builder import build_index
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "demo_corpus.jsonl"
@@ -41,7 +41,7 @@ def compute() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
         corpus.write_text("".join(json.dumps(d) + "\n" for d in documents))
-        index = CorpusIndex.build(corpus, Path(tmp) / "index", lentil.encoder, lentil.slotter, show_progress_bar=False)
+        index = build_index(corpus, Path(tmp) / "index", lentil.encoder, lentil.slotter, show_progress_bar=False)
         for query in queries:
             entry = {"query": query}
             for k in (None, 2, 9):

@@ -37,7 +37,7 @@ def test_the_app_listens_on_loopback_only_by_default(tmp_path):
         port = sock.getsockname()[1]
     log = (tmp_path / "app.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "spicy_lentil.cli", "app", "--port", str(port)],
+        [sys.executable, "-m", "spicy_lentil", "app", "--port", str(port)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

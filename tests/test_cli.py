@@ -6,11 +6,11 @@ import warnings
 
 import pytest
 
-from spicy_lentil.cli import main
+from spicy_lentil.frontends.cli import main
 
 
 def test_help_lists_every_command(capsys):
-    from spicy_lentil.cli import build_parser
+    from spicy_lentil.frontends.cli import build_parser
 
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
     assert sorted(commands) == ["app", "eval", "index", "score", "search", "serve", "train"]
@@ -58,7 +58,7 @@ def test_score_txt_and_jsonl_with_rejects(tmp_path, capsys):
 def test_score_stdin_clean_exit():
     rows = json.dumps({"_id": "s1", "text": "Vitamin D and bones."}) + "\n"
     proc = subprocess.run(
-        [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "bones", "-"],
+        [sys.executable, "-m", "spicy_lentil", "score", "--query", "bones", "-"],
         input=rows,
         capture_output=True,
         text=True,
@@ -142,7 +142,7 @@ def test_the_progress_bar_counts_documents_and_reject_messages_have_their_own_li
     good = [json.dumps({"_id": f"d{i}", "text": f"Document {i} is about rivers."}) for i in range(4)]
     rows.write_text("\n".join([good[0], "{oops", *good[1:3], "[1]", good[3], "{x"]) + "\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "spicy_lentil.cli", "score", "--query", "rivers", str(rows)],
+        [sys.executable, "-m", "spicy_lentil", "score", "--query", "rivers", str(rows)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spicy_lentil.cli import main
+from spicy_lentil.frontends.cli import main
 from tests.processes import CLI
 from tests.test_jobs import BAD_LINES, kill_and_resume, write_corpus
 
@@ -126,11 +126,11 @@ def _scores_of_every_path(tmp_path, address, lentil, query: str, documents: list
     from langchain_core.documents import Document as LangChainDocument
     from llama_index.core.schema import NodeWithScore, TextNode
 
-    from spicy_lentil.integrations import Judge
-    from spicy_lentil.integrations.haystack import SpicyLentilRanker
-    from spicy_lentil.integrations.langchain import SpicyLentilCompressor
-    from spicy_lentil.integrations.llama_index import SpicyLentilPostprocessor
-    from spicy_lentil.server import create_app
+    from spicy_lentil.frontends.integrations import Judge
+    from spicy_lentil.frontends.integrations.haystack import SpicyLentilRanker
+    from spicy_lentil.frontends.integrations.langchain import SpicyLentilCompressor
+    from spicy_lentil.frontends.integrations.llama_index import SpicyLentilPostprocessor
+    from spicy_lentil.frontends.server import create_app
 
     ids = [d["_id"] for d in documents]
     texts = [d.get("text") or " ".join(d["sentences"]) for d in documents]

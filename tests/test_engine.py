@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from spicy_lentil import ModelLoadError, SpicyLentil
-from spicy_lentil.encoder import EncoderCalls
+from spicy_lentil.network.encoder import EncoderCalls
 
 QUERY = "Does vitamin D deficiency weaken bones?"
 DOCS = [
@@ -262,7 +262,7 @@ def test_encoder_batches_by_token_count_but_keeps_input_order(lentil):
 
 
 def test_balanced_batches_cap_rows_and_tokens_and_share_the_work():
-    from spicy_lentil.scheduling import balanced_batches
+    from spicy_lentil.network.scheduling import balanced_batches
 
     tokens = [10, 10, 20, 30, 30, 40, 50, 500]  # sorted, as the engine sorts them
     batches = balanced_batches(list(range(len(tokens))), tokens.__getitem__, batch_size=3, max_tokens=100, workers=2)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from spicy_lentil.evaluation import Evaluation, ranking_metrics, read_run, slot_metrics
+from spicy_lentil.training.evaluation import Evaluation, ranking_metrics, read_run, slot_metrics
 
 
 def test_ranking_metrics_on_a_hand_checked_example():

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from spicy_lentil.cli import main
-from spicy_lentil.engine import DEFAULT_MODEL_DIR
-from spicy_lentil.index import CorpusIndex, StaleIndexError
+from spicy_lentil.corpus.index import CorpusIndex, StaleIndexError
+from spicy_lentil.frontends.cli import main
+from spicy_lentil.frontends.engine import DEFAULT_MODEL_DIR
 
 CORPUS = [
     {"_id": "marie", "title": "Marie Curie", "text": "Marie Curie discovered polonium and radium. She won two prizes."},

@@ -5,8 +5,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from spicy_lentil.cli import main
-from spicy_lentil.server import create_app
+from spicy_lentil.frontends.cli import main
+from spicy_lentil.frontends.server import create_app
 
 QUERY = "How long does the battery take to charge?"
 TEXT = "A full charge takes about 4.5 hours."

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from spicy_lentil.config import FUSIONS, SpicyLentilConfig
-from spicy_lentil.fusion import NullPoint, build_fusion
-from spicy_lentil.gate import Gate
-from spicy_lentil.model import SpicyLentilModel
+from spicy_lentil.network.config import FUSIONS, SpicyLentilConfig
+from spicy_lentil.network.fusion import NullPoint, build_fusion
+from spicy_lentil.network.gate import Gate
+from spicy_lentil.network.model import SpicyLentilModel
 from tests.conftest import make_input
 
 
@@ -127,9 +127,9 @@ def test_rows_routed_alike_are_fused_packed_like_padded(fusion):
 
 
 def test_the_document_head_reads_as_many_prior_features_as_the_first_stage_makes():
-    from spicy_lentil.config import SpicyLentilConfig
-    from spicy_lentil.model import SpicyLentilModel
-    from spicy_lentil.retrieval import PRIOR_FEATURES
+    from spicy_lentil.corpus.first_stage import PRIOR_FEATURES
+    from spicy_lentil.network.config import SpicyLentilConfig
+    from spicy_lentil.network.model import SpicyLentilModel
 
     config = SpicyLentilConfig()
     assert config.prior_features == PRIOR_FEATURES

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from spicy_lentil.config import SpicyLentilConfig
-from spicy_lentil.gate import Gate, RoutingStatistics
-from spicy_lentil.losses import load_balancing_loss, router_z_loss
-from spicy_lentil.model import SpicyLentilModel
+from spicy_lentil.network.config import SpicyLentilConfig
+from spicy_lentil.network.gate import Gate, RoutingStatistics
+from spicy_lentil.network.losses import load_balancing_loss, router_z_loss
+from spicy_lentil.network.model import SpicyLentilModel
 from tests.conftest import make_input
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from spicy_lentil.corpus.builder import build_index, stored_encodings
+from spicy_lentil.corpus.index import CorpusIndex, StaleIndexError
+from spicy_lentil.corpus.token_codec import POINTS_PER_CENTROID, PQ_CENTROIDS, CodecSpec, TokenCodec
 from spicy_lentil.errors import DamagedFileError
-from spicy_lentil.index import CorpusIndex, StaleIndexError
-from spicy_lentil.index_builder import stored_encodings
-from spicy_lentil.token_codec import POINTS_PER_CENTROID, PQ_CENTROIDS, CodecSpec, TokenCodec
 from tests.reference_outputs import REPO
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
@@ -31,7 +31,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exact(corpus, lentil, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exact")
-    return CorpusIndex.build(
+    return build_index(
         corpus, folder, lentil.encoder, lentil.slotter, shard_size=40, token_codec=None, show_progress_bar=False
     )
 
@@ -39,7 +39,7 @@ def exact(corpus, lentil, tmp_path_factory):
 @pytest.fixture(scope="module")
 def compact(corpus, exact, lentil, tmp_path_factory):
     folder = tmp_path_factory.mktemp("compact")
-    return CorpusIndex.build(
+    return build_index(
         corpus,
         folder,
         lentil.encoder,
@@ -95,7 +95,7 @@ def test_shards_arriving_out_of_order_get_the_codec_of_the_first(corpus, exact, 
         yield from reversed(list(encode(shards)))
 
     folder = tmp_path / "backwards"
-    CorpusIndex.build(
+    build_index(
         corpus,
         folder,
         lentil.encoder,
@@ -116,14 +116,14 @@ def test_too_few_tokens_to_train_a_codec_leave_the_index_exact(lentil, tmp_path)
     assert TokenCodec.train(tokens, CodecSpec()) is None
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"_id": "a", "text": "Rivers carry sediment. Deltas form at the mouth."}) + "\n")
-    index = CorpusIndex.build(corpus, tmp_path / "index", lentil.encoder, lentil.slotter, show_progress_bar=False)
+    index = build_index(corpus, tmp_path / "index", lentil.encoder, lentil.slotter, show_progress_bar=False)
     assert index.manifest["compressed"] is False and (tmp_path / "index" / "shard-00000" / "tokens.npy").exists()
     with pytest.raises(ValueError, match="must divide"):
         TokenCodec.train(tokens, CodecSpec(code_bytes=7))
 
 
 def test_the_command_line_chooses_exact_or_compact_and_refuses_a_codec_that_cannot_fit(tmp_path, capsys):
-    from spicy_lentil.cli import main
+    from spicy_lentil.frontends.cli import main
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(json.dumps({"_id": "a", "text": "Rivers carry sediment. Deltas form at the mouth."}) + "\n")
@@ -181,7 +181,7 @@ def test_a_damaged_compact_index_is_refused_never_misread(compact, tmp_path, dam
 
 
 def test_the_approximate_first_stage_is_exact_when_its_pool_holds_the_corpus(compact, lentil):
-    from spicy_lentil.retrieval import FirstStage
+    from spicy_lentil.corpus.first_stage import FirstStage
 
     query = "Which genes control cell division?"
     embedding = lentil.encode_query(query).embedding.numpy()
@@ -192,7 +192,7 @@ def test_the_approximate_first_stage_is_exact_when_its_pool_holds_the_corpus(com
 
 
 def test_the_approximate_first_stage_ranks_only_what_it_scored(compact, lentil):
-    from spicy_lentil.retrieval import FirstStage
+    from spicy_lentil.corpus.first_stage import FirstStage
 
     query = "What does the immune system do against tumours?"
     embedding = lentil.encode_query(query).embedding.numpy()

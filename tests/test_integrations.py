@@ -3,7 +3,7 @@ Spicy Lentil. The answering document must come first, scores must be the model's
 
 import pytest
 
-from spicy_lentil.integrations import Judge
+from spicy_lentil.frontends.integrations import Judge
 
 QUERY = "How long does the battery take to charge?"
 ANSWER = (
@@ -38,9 +38,9 @@ def test_judge_validates_its_arguments(lentil):
 @pytest.mark.parametrize("component", ["langchain", "llama_index"])
 def test_components_take_the_judges_settings_or_a_judge_never_both(lentil, component):
     if component == "langchain":
-        from spicy_lentil.integrations.langchain import SpicyLentilCompressor as Component
+        from spicy_lentil.frontends.integrations.langchain import SpicyLentilCompressor as Component
     else:
-        from spicy_lentil.integrations.llama_index import SpicyLentilPostprocessor as Component
+        from spicy_lentil.frontends.integrations.llama_index import SpicyLentilPostprocessor as Component
     made = Component(lentil=lentil, top_n=2, threshold=0.05, pathways_per_query=3)
     assert (made.judge.lentil, made.judge.top_n, made.judge.threshold, made.judge.pathways_per_query) == (
         lentil,
@@ -64,7 +64,7 @@ def test_langchain_compressor_in_a_retrieval_chain(lentil, expected):
     from langchain_core.runnables import RunnableLambda, RunnablePassthrough
     from langchain_core.vectorstores import InMemoryVectorStore
 
-    from spicy_lentil.integrations.langchain import SpicyLentilCompressor
+    from spicy_lentil.frontends.integrations.langchain import SpicyLentilCompressor
 
     store = InMemoryVectorStore(DeterministicFakeEmbedding(size=16))
     store.add_documents([Document(page_content=t, metadata={"n": i}) for i, t in enumerate(TEXTS)])
@@ -92,7 +92,7 @@ def test_llama_index_postprocessor_in_a_query_engine(lentil, expected):
     from llama_index.core.response_synthesizers.no_text import NoText
     from llama_index.core.schema import TextNode
 
-    from spicy_lentil.integrations.llama_index import SpicyLentilPostprocessor
+    from spicy_lentil.frontends.integrations.llama_index import SpicyLentilPostprocessor
 
     index = SummaryIndex([TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)])
     engine = RetrieverQueryEngine(
@@ -114,7 +114,7 @@ def test_llama_index_postprocessor_in_a_query_engine(lentil, expected):
 def test_llama_index_keeps_the_sentences_out_of_what_the_llm_and_embedder_see(lentil):
     from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 
-    from spicy_lentil.integrations.llama_index import SpicyLentilPostprocessor
+    from spicy_lentil.frontends.integrations.llama_index import SpicyLentilPostprocessor
 
     node = TextNode(text=ANSWER, metadata={"source": "manual.pdf"}, excluded_llm_metadata_keys=["source"])
     (kept,) = SpicyLentilPostprocessor(judge=Judge(lentil, threshold=0.05)).postprocess_nodes(
@@ -130,7 +130,7 @@ def test_haystack_ranker_in_a_pipeline(lentil, expected):
     from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
     from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-    from spicy_lentil.integrations.haystack import SpicyLentilRanker
+    from spicy_lentil.frontends.integrations.haystack import SpicyLentilRanker
 
     store = InMemoryDocumentStore()
     store.write_documents([Document(content=t, meta={"n": i}) for i, t in enumerate(TEXTS)])
@@ -151,14 +151,14 @@ def test_haystack_ranker_is_saved_with_its_pipeline_and_loads_its_model_in_warm_
     from haystack import Document, Pipeline
 
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.integrations.haystack import SpicyLentilRanker
+    from spicy_lentil.frontends.integrations.haystack import SpicyLentilRanker
 
     loaded = []
     monkeypatch.setattr(SpicyLentil, "from_pretrained", lambda path=None: loaded.append(path) or lentil)
     pipeline = Pipeline()
     pipeline.add_component("ranker", SpicyLentilRanker(top_k=2, threshold=None, pathways_per_query=4))
     assert loaded == []  # nothing loads before warm_up
-    restored = Pipeline.loads(pipeline.dumps(), allowed_modules=["spicy_lentil.integrations.haystack"])
+    restored = Pipeline.loads(pipeline.dumps(), allowed_modules=["spicy_lentil.frontends.integrations.haystack"])
     ranker = restored.get_component("ranker")
     assert (ranker.model, ranker.top_k, ranker.pathways_per_query) == (None, 2, 4)
     documents = restored.run({"ranker": {"query": QUERY, "documents": [Document(content=t) for t in TEXTS]}})

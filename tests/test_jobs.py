@@ -3,8 +3,8 @@ import subprocess
 
 import pyarrow.parquet as pq
 
-from spicy_lentil.cli import main
-from spicy_lentil.jobs import _cut_torn_tail
+from spicy_lentil.frontends.cli import main
+from spicy_lentil.frontends.jobs import _cut_torn_tail
 from tests.processes import CLI, kill_after_rows
 
 BAD_LINES = {7: "{oops", 19: json.dumps({"_id": "no-text"}), 150: "[1, 2]"}
@@ -88,8 +88,8 @@ def test_torn_last_line_is_cut(tmp_path):
 
 def test_score_job_leaves_the_slot_cache_alone(tmp_path, lentil):
     """A one-pass job over distinct documents leaves the encoder's cache alone (else memory grows with the input)."""
+    from spicy_lentil.frontends.jobs import score_job
     from spicy_lentil.io import Rejects
-    from spicy_lentil.jobs import score_job
 
     lentil.encoder.clear_cache()
     documents = [

@@ -13,7 +13,10 @@ def _layout() -> str:
 
 def test_every_package_module_is_in_the_layout():
     layout = _layout()
-    modules = {p.name for p in (ROOT / "spicy_lentil").glob("*.py") if p.name != "__init__.py"}
+    modules = {
+        p.name for folder in ("spicy_lentil", "pathways", "app") for p in (ROOT / folder).rglob("*.py")
+        if p.name != "__init__.py"
+    }
     missing = sorted(name for name in modules if not re.search(rf"\b{re.escape(name)}\b", layout))
     assert not missing, f"README layout misses {missing}"
 
@@ -24,7 +27,7 @@ def test_the_layout_names_only_what_exists():
     top = {
         p.name
         for folder in ("spicy_lentil", "pathways", "app", "scripts", "tests", "benchmarks")
-        for p in (ROOT / folder).glob("*.py")
+        for p in (ROOT / folder).rglob("*.py")
     }
     assert named <= top, f"README layout names {sorted(named - top)}, which do not exist"
     for folder in re.findall(r"^([a-z_]+/)", layout, flags=re.MULTILINE):

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from spicy_lentil.config import SpicyLentilConfig
-from spicy_lentil.losses import LossTargets, load_balancing_loss, router_z_loss, training_losses
-from spicy_lentil.model import SpicyLentilModel
-from spicy_lentil.training import TrainingArguments
+from spicy_lentil.network.config import SpicyLentilConfig
+from spicy_lentil.network.losses import LossTargets, load_balancing_loss, router_z_loss, training_losses
+from spicy_lentil.network.model import SpicyLentilModel
+from spicy_lentil.training.trainer import TrainingArguments
 from tests.conftest import make_input
 
 

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from spicy_lentil import SpicyLentil
-from spicy_lentil.config import SpicyLentilConfig
-from spicy_lentil.data import load_data
-from spicy_lentil.encoder_tuning import ENCODER_WEIGHTS_NAME, EncoderTuningArguments, sentence_triplets, tune_encoder
+from spicy_lentil.corpus.builder import build_index
 from spicy_lentil.errors import ModelLoadError
-from spicy_lentil.index import CorpusIndex
-from spicy_lentil.training import Trainer, TrainingSet, parse_mix, selection_score
+from spicy_lentil.network.config import SpicyLentilConfig
+from spicy_lentil.network.encoder import ENCODER_WEIGHTS_NAME
+from spicy_lentil.training.data import load_data
+from spicy_lentil.training.encoder_tuning import EncoderTuningArguments, sentence_triplets, tune_encoder
+from spicy_lentil.training.trainer import Trainer, TrainingSet, parse_mix, selection_score
 from tests.synthetic import OTHER_TOPICS, tiny_training, write_dataset
 
 
@@ -26,7 +27,7 @@ def two_datasets(tmp_path_factory, lentil):
         ),
     }
     indexes = {
-        name: CorpusIndex.build(
+        name: build_index(
             folder / "corpus.jsonl", folder / "index", lentil.encoder, lentil.slotter, show_progress_bar=False
         )
         for name, folder in folders.items()
@@ -116,7 +117,7 @@ def test_a_bad_mix_is_refused_with_the_reason(spec, message):
 
 
 def test_train_command_reports_a_bad_mix_in_one_line(two_datasets, tmp_path, capsys):
-    from spicy_lentil.cli import main
+    from spicy_lentil.frontends.cli import main
 
     folders, _ = two_datasets
     code = main(
@@ -188,7 +189,7 @@ def test_tuned_encoder_weights_travel_with_the_model_and_keep_its_scores(two_dat
     assert again.score == pytest.approx(tuned_field.score, abs=1e-6)
     assert [s.score for s in again.slots] == pytest.approx([s.score for s in tuned_field.slots], abs=1e-6)
     # The sentence-level yardstick over the same weights ranks slots by exactly the tuned encoder's cosine.
-    from spicy_lentil.baselines import SentenceBiEncoder
+    from spicy_lentil.training.baselines import SentenceBiEncoder
 
     yardstick = SentenceBiEncoder(lentil.encoder.name, path)
     slots = [s.text for s in tuned_field.slots]

@@ -11,8 +11,8 @@ import dataclasses
 import pytest
 import torch
 
-from spicy_lentil.batching import collate
-from spicy_lentil.encoder import Encoding
+from spicy_lentil.network.batching import collate
+from spicy_lentil.network.encoder import Encoding
 from spicy_lentil.pathways import build_pathways
 
 DIM, HIDDEN = 384, 144

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from spicy_lentil.batching import collate
+from spicy_lentil.network.batching import collate
 from spicy_lentil.pathways import PATHWAY_NAMES, build_pathways
 from spicy_lentil.pathways.base import CorpusStatistics, segment_max, segment_sum, token_products
 from tests.conftest import fake_encoding, make_input

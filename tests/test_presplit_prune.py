@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from spicy_lentil.cli import main
+from spicy_lentil.frontends.cli import main
 
 QUERY = "How long does the battery take to charge?"
 SENTENCES = ["Dr. Smith designed the V7 vacuum.", "A full charge takes about 4.5 hours.", "The dock mounts on a wall."]

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spicy_lentil.data import load_data
-from spicy_lentil.index import CorpusIndex
-from spicy_lentil.retrieval import bm25_scores, bm25_tokenize
+from spicy_lentil.corpus.builder import build_index
+from spicy_lentil.corpus.first_stage import bm25_scores, bm25_tokenize
+from spicy_lentil.training.data import load_data
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 QUERIES = 60  # the first 60 val claims by id
@@ -33,7 +33,7 @@ def slice_index(lentil, tmp_path_factory):
     with open(folder / "corpus.jsonl", "w", encoding="utf-8") as handle:
         for i in sorted(keep):
             handle.write(json.dumps(corpus[i]) + "\n")
-    index = CorpusIndex.build(
+    index = build_index(
         folder / "corpus.jsonl", folder / "index", lentil.encoder, lentil.slotter, show_progress_bar=False
     )
     return val, query_ids, index
@@ -53,9 +53,9 @@ def test_shipped_model_ranks_cited_abstracts_first_at_least_as_often_as_bm25(len
 
 
 def test_shipped_model_ranks_rationale_sentences_first_more_often_than_cosine_and_bm25(lentil, slice_index):
-    from spicy_lentil.encoder import Encoder
-    from spicy_lentil.evaluation import slot_labels
-    from spicy_lentil.retrieval import bm25_slot_scores
+    from spicy_lentil.corpus.first_stage import bm25_slot_scores
+    from spicy_lentil.network.encoder import Encoder
+    from spicy_lentil.training.evaluation import slot_labels
 
     val, query_ids, index = slice_index
     plain = Encoder()  # the bundled MiniLM, untuned
@@ -81,7 +81,7 @@ EVERYDAY = Path(__file__).resolve().parents[1] / "data" / "everyday.jsonl"
 
 
 def test_shipped_model_finds_the_answering_sentence_on_everyday_text(lentil):
-    from spicy_lentil.evaluation import answer_case_metrics, read_answer_cases
+    from spicy_lentil.training.evaluation import answer_case_metrics, read_answer_cases
 
     cases = read_answer_cases(EVERYDAY)
     fields = {}

@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from spicy_lentil.server import Limits, create_app
+from spicy_lentil.frontends.server import Limits, create_app
 
 # Cohere's documented rerank example (docs.cohere.com, "Rerank" API reference).
 COHERE_EXAMPLE = {

@@ -6,13 +6,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from spicy_lentil import SpicyLentil
-from spicy_lentil.calibration import expected_calibration_error, fit_calibration, fit_first_stage_trust, platt
-from spicy_lentil.data import DataError, load_data
-from spicy_lentil.encoder import EncoderCalls
-from spicy_lentil.evaluation import evaluate
-from spicy_lentil.index import CorpusIndex, StaleIndexError
-from spicy_lentil.retrieval import FirstStage
-from spicy_lentil.training import Trainer, TrainingSet
+from spicy_lentil.corpus.builder import build_index
+from spicy_lentil.corpus.first_stage import FirstStage
+from spicy_lentil.corpus.index import CorpusIndex, StaleIndexError
+from spicy_lentil.errors import DataError
+from spicy_lentil.network.encoder import EncoderCalls
+from spicy_lentil.training.calibration import expected_calibration_error, fit_calibration, fit_first_stage_trust, platt
+from spicy_lentil.training.data import load_data
+from spicy_lentil.training.evaluation import evaluate
+from spicy_lentil.training.trainer import Trainer, TrainingSet
 from tests.synthetic import tiny_training, write_dataset
 
 
@@ -23,7 +25,7 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def index(dataset, lentil, tmp_path_factory):
-    return CorpusIndex.build(
+    return build_index(
         dataset / "corpus.jsonl",
         tmp_path_factory.mktemp("index"),
         lentil.encoder,
@@ -193,7 +195,7 @@ def test_index_staleness(dataset, index, lentil, tmp_path):
     with pytest.raises(StaleIndexError, match="encoder"):
         CorpusIndex.load(folder, lentil.encoder, lentil.slotter)
     # Building over a stale folder rebuilds it instead of trusting it.
-    rebuilt = CorpusIndex.build(
+    rebuilt = build_index(
         dataset / "corpus.jsonl", folder, lentil.encoder, lentil.slotter, show_progress_bar=False
     )
     assert rebuilt.manifest["encoder"] == lentil.encoder.name and len(rebuilt) == len(index)
@@ -282,8 +284,8 @@ def test_pairs_file_becomes_a_dataset(tmp_path):
 
 
 def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
-    from spicy_lentil.cli import main
-    from spicy_lentil.evaluation import ranking_metrics, read_run
+    from spicy_lentil.frontends.cli import main
+    from spicy_lentil.training.evaluation import ranking_metrics, read_run
 
     code = main(
         [
@@ -313,7 +315,7 @@ def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
 
 
 def test_train_command_sets_the_hidden_size_and_rejects_a_bad_one(dataset, tmp_path, capsys):
-    from spicy_lentil.cli import main
+    from spicy_lentil.frontends.cli import main
 
     common = [str(dataset), "--epochs", "1", "--queries-per-step", "4", "--cache-dir", str(tmp_path / "cache")]
     assert main(["train", *common, "--output", str(tmp_path / "bad"), "--hidden-dim", "100"]) == 2

@@ -1,0 +1,4 @@
+"""Layer 2, the corpus index: its format and reader, its builder, the token codec and the first stage.
+
+Imports the network (to encode and score) and the shared bottom, never training or the front ends.
+"""

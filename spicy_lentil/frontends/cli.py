@@ -1,0 +1,594 @@
+"""The `spicy-lentil` command line: a thin front end over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..corpus.token_codec import CodecSpec
+from ..errors import ModelLoadError, SpicyLentilError, check_count
+from ..io import Rejects, holds_rows, read_documents
+from ..network.config import BUNDLED_ENCODER as BUNDLED
+from ..network.config import TUNING_NEGATIVES, SpicyLentilConfig
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .engine import SpicyLentil
+    from .jobs import claimed_output, rejects_path, score_job
+
+    out_path = Path(args.out) if args.out else None
+    job = {
+        "query": args.query,
+        "pathways_per_query": args.pathways_per_query,
+        "model": str(Path(args.model).resolve()) if args.model else None,
+    }
+    # Claimed before the model loads: a second writer, a clash with an input or another job's output is
+    # refused at once.
+    with claimed_output(out_path, args.files, resume=args.resume, overwrite=args.overwrite, job=job):
+        rejects = Rejects(rejects_path(out_path) if out_path else None, resume=args.resume)
+        try:
+            total = None
+            if all(p != "-" for p in args.files):
+                total = sum(_count_rows(p) for p in args.files)
+            documents = read_documents(args.files, rejects)
+            options = dict(
+                output_format=args.format,
+                resume=args.resume,
+                batch_size=args.batch_size,
+                total=total,
+                pathways_per_query=args.pathways_per_query,
+            )
+            if args.engine == "ray":
+                from . import distributed
+
+                distributed.connect(args.address)
+                summary = distributed.score_job(
+                    args.query,
+                    documents,
+                    out_path,
+                    rejects,
+                    model=args.model,
+                    concurrency=args.concurrency,
+                    cpus_per_actor=args.cpus_per_actor,
+                    **options,
+                )
+            else:
+                lentil = SpicyLentil.from_pretrained(args.model)
+                summary = score_job(lentil, args.query, documents, out_path, rejects, **options)
+        finally:
+            rejects.close()
+    print(
+        f"scored {summary['scored']} document(s), skipped {summary['skipped_already_done']} already done, "
+        f"rejected {summary['rejected']} row(s)",
+        file=sys.stderr,
+    )
+    return 1 if rejects.count else 0
+
+
+def _count_rows(path: str) -> int:
+    """The documents and rejects a file gives: its non-blank lines, or one (a text file, or one it cannot read)."""
+    if not holds_rows(path):
+        return 1
+    try:
+        with open(path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return 1
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from ..corpus.builder import build_index
+    from .engine import SpicyLentil
+
+    output = Path(args.output)
+    token_codec = None if args.exact else CodecSpec(code_bytes=args.code_bytes)
+    rejects = Rejects(output / "rejects.jsonl", resume=args.resume)
+    try:
+        if args.engine == "ray":
+            from . import distributed
+
+            distributed.connect(args.address)
+            index = distributed.build_index(
+                args.corpus,
+                output,
+                args.model,
+                shard_size=args.shard_size,
+                resume=args.resume,
+                rejects=rejects,
+                concurrency=args.concurrency,
+                cpus_per_actor=args.cpus_per_actor,
+                token_codec=token_codec,
+            )
+        else:
+            lentil = SpicyLentil.from_pretrained(args.model)
+            index = build_index(
+                args.corpus,
+                output,
+                lentil.encoder,
+                lentil.slotter,
+                shard_size=args.shard_size,
+                resume=args.resume,
+                rejects=rejects,
+                token_codec=token_codec,
+            )
+    finally:
+        rejects.close()
+    print(f"indexed {len(index)} document(s) into {output}, rejected {rejects.count} row(s)", file=sys.stderr)
+    return 1 if rejects.count else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .engine import SpicyLentil
+    from .jobs import jsonl_line
+
+    lentil = SpicyLentil.from_pretrained(args.model)
+    results = lentil.search(
+        args.index, args.query, top_k=args.top_k, candidates=args.candidates, pathways_per_query=args.pathways_per_query
+    )
+    for rank, result in enumerate(results, start=1):
+        row = {
+            "rank": rank,
+            "_id": result["document_id"],
+            "score": result["score"],
+            "first_stage": result["first_stage"],
+            "title": result["title"],
+            "active": result["field"].active,
+            "slots": [s.to_dict() for s in result["field"].slots],
+        }
+        sys.stdout.write(jsonl_line(row))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..corpus.builder import cached_index
+    from ..network.encoder import ENCODER_WEIGHTS_NAME
+    from ..training.data import load_data
+    from ..training.encoder_tuning import EncoderTuningArguments, tune_encoder
+    from ..training.trainer import Trainer, TrainingArguments, TrainingSet, parse_mix
+    from .engine import SpicyLentil
+
+    trains = [load_data(source, args.split, args.cache_dir) for source in args.data]
+    names = [t.name for t in trains]
+    weights = parse_mix(args.mix, names)
+    ranking = (
+        set(names) if args.rank_documents is None else set(parse_names(args.rank_documents, names, "--rank-documents"))
+    )
+    validations = [
+        load_data(source, args.validation_split, args.cache_dir) if args.validation_split else None
+        for source in args.data
+    ]
+    encoder_weights = None
+    if args.tune_encoder:
+        if args.init:
+            raise ValueError("--tune-encoder starts a fresh model; it cannot be combined with --init")
+        encoder_weights = Path(args.output) / ENCODER_WEIGHTS_NAME
+        if not (args.resume and encoder_weights.is_file()):
+            print(f"tuning the encoder on the sentence labels of {', '.join(names)}", file=sys.stderr)
+            tuning = EncoderTuningArguments(epochs=args.tune_epochs, seed=args.seed, negatives=args.tune_negatives)
+            tune_encoder(args.encoder, trains, args.output, tuning)
+    if args.init:
+        lentil = SpicyLentil.from_pretrained(args.init)
+    else:
+        lentil = SpicyLentil.new(
+            SpicyLentilConfig(
+                encoder=args.encoder,
+                pathways_per_query=args.pathways_per_query,
+                fusion=args.fusion,
+                hidden_dim=args.hidden_dim,
+            ),
+            seed=args.seed,
+            encoder_weights=encoder_weights,
+        )
+    sets = [
+        TrainingSet(
+            train,
+            cached_index(train.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir),
+            validation,
+            weights[train.name],
+            train.name in ranking,
+        )
+        for train, validation in zip(trains, validations)
+    ]
+    training_args = TrainingArguments(
+        output=args.output,
+        epochs=args.epochs,
+        seed=args.seed,
+        train_encoder=args.train_encoder,
+        queries_per_step=args.queries_per_step,
+        learning_rate=args.learning_rate,
+        **{
+            k: v
+            for k, v in (("negatives", args.negatives), ("validation_queries", args.validation_queries))
+            if v is not None
+        },
+    )
+    state = Trainer(lentil, training_args, sets).train(resume=args.resume)
+    print(
+        f"best epoch {state['best_epoch']} (validation selection score {state['best']:.4f}) saved to {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def parse_names(spec: str, names: list[str], flag: str) -> list[str]:
+    """A comma-separated list of dataset names, each one of `names`."""
+    chosen = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise ValueError(f"{flag}: unknown dataset(s) {unknown}; the datasets are {names}")
+    return chosen
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..corpus.builder import cached_index
+    from ..training.data import load_data
+    from ..training.evaluation import evaluate
+    from .engine import SpicyLentil
+
+    data = load_data(args.data, args.split, args.cache_dir)
+    lentil = SpicyLentil.from_pretrained(args.model)
+    lentil.pathways_per_query = args.pathways_per_query
+    import time
+
+    started = time.perf_counter()
+    index = cached_index(data.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir)
+    index_seconds = time.perf_counter() - started
+    bi_encoder = sentence_bi_encoder = None
+    if args.baselines:
+        from ..training.baselines import FineTunedBiEncoder, SentenceBiEncoder
+
+        bi_encoder = FineTunedBiEncoder(
+            load_data(args.data, args.baseline_train_split, args.cache_dir), lentil.encoder.name, args.cache_dir
+        )
+        sources = args.sentence_baseline_data or [args.data]
+        splits = [load_data(source, args.baseline_train_split, args.cache_dir) for source in sources]
+        if any(split.slot_qrels for split in splits):
+            sentence_bi_encoder = SentenceBiEncoder.trained(splits, lentil.encoder.name, args.cache_dir)
+    result = evaluate(
+        lentil,
+        data,
+        index,
+        candidates=args.candidates,
+        baselines=args.baselines,
+        bi_encoder=bi_encoder,
+        sentence_bi_encoder=sentence_bi_encoder,
+    )
+    result.seconds["index"] = index_seconds
+    result.seconds["total"] = time.perf_counter() - started
+    print(result.table())
+    if args.runs:
+        result.write_runs(args.runs)
+    payload = json.dumps(result.to_dict(), indent=2)
+    if args.output:
+        Path(args.output).write_text(payload + "\n", encoding="utf-8")
+    else:
+        print(payload)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .engine import SpicyLentil
+    from .server import serve
+    from .service_limits import Limits
+
+    lentil = SpicyLentil.from_pretrained(args.model)
+    lentil.pathways_per_query = args.pathways_per_query
+    limits = Limits(args.max_body_bytes, args.max_documents, args.max_document_chars, args.max_request_seconds)
+    serve(
+        lentil,
+        Path(args.model).name if args.model else "spicy-lentil-default",
+        args.host,
+        args.port,
+        limits,
+        args.api_key,
+    )
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    command, env = app_command(args, os.environ)
+    os.execve(sys.executable, command, env)  # become streamlit, so signals reach it directly
+    return 0
+
+
+def app_command(args: argparse.Namespace, environ: dict) -> tuple[list[str], dict]:
+    """The streamlit command line and environment of `spicy-lentil app`.
+
+    Visitors choose only among the bundled model and the folders named here (each checked now), and
+    Streamlit refuses uploads over the app's file limit before reading them.
+    """
+    from ..app import documents
+    from ..app.documents import MAX_FILE_BYTES
+    from ..app.service import MODEL_DIRS_ENV, MODEL_ENV
+
+    # Found through the import system: the app's folder is repo/app in a checkout, spicy_lentil/app installed.
+    script = Path(documents.__file__).resolve().with_name("streamlit_app.py")
+
+    folders = [str(Path(folder).resolve()) for folder in [*([args.model] if args.model else []), *args.model_dir]]
+    for folder in folders:
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelLoadError(f"{folder} is not a Spicy Lentil model folder: config.json is missing")
+    env = {key: value for key, value in environ.items() if key not in (MODEL_ENV, MODEL_DIRS_ENV)}
+    if args.model:
+        env[MODEL_ENV] = folders[0]
+    if folders:
+        env[MODEL_DIRS_ENV] = os.pathsep.join(dict.fromkeys(folders))
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.address",
+        args.host,
+        "--server.port",
+        str(args.port),
+        "--server.maxUploadSize",
+        str(max(1, MAX_FILE_BYTES // (1024 * 1024))),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    return command, env
+
+
+def _positive(text: str) -> int:
+    try:
+        return check_count(int(text), "value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return seconds
+
+
+def _shared_flags() -> dict[str, argparse.ArgumentParser]:
+    """Parent parsers of the flags several commands share, each flag defined once."""
+    flags = {name: argparse.ArgumentParser(add_help=False) for name in ("model", "k", "engine", "cache", "host")}
+    flags["model"].add_argument("--model", default=None, help="model folder (default: the bundled model)")
+    flags["k"].add_argument("--pathways-per-query", type=_positive, default=4, help="the gate's top-k, 1..9")
+    engine = flags["engine"]
+    engine.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: actors on a Ray cluster (needs the [ray] extra)",
+    )
+    engine.add_argument(
+        "--address",
+        default=None,
+        metavar="auto|HOST:PORT",
+        help="Ray cluster to join (default: RAY_ADDRESS, else a cluster started on this machine)",
+    )
+    engine.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="Ray actors, each loading the model once (default: one per --cpus-per-actor cluster CPUs)",
+    )
+    engine.add_argument(
+        "--cpus-per-actor", type=_positive, default=1, metavar="N", help="CPUs (and threads) of each Ray actor"
+    )
+    flags["cache"].add_argument("--cache-dir", default="cache", help="where corpus indexes and baselines are kept")
+    flags["host"].add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: loopback only; 0.0.0.0 for every interface)"
+    )
+    return flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spicy-lentil", description="Relevance fields: which parts of these texts matter for this query, and why."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    flags = _shared_flags()
+    model, k, engine, cache, host = (flags[name] for name in ("model", "k", "engine", "cache", "host"))
+
+    score = commands.add_parser(
+        "score",
+        parents=[model, k, engine],
+        help='score documents (.txt/.md files, JSONL rows {"_id","text"} in .jsonl/.ndjson, or - for stdin)',
+    )
+    score.add_argument("--query", required=True, help="the query text")
+    score.add_argument(
+        "files", nargs="+", metavar="FILE", help=".txt/.md or .jsonl/.ndjson files, or - for JSONL on stdin"
+    )
+    score.add_argument("--out", default=None, help="output JSONL (default: stdout); rejects go to OUT.rejects.jsonl")
+    score.add_argument("--batch-size", type=_positive, default=32)
+    score.add_argument(
+        "--format", choices=("jsonl", "parquet"), default="jsonl", help="output format (parquet needs --out)"
+    )
+    score.add_argument(
+        "--resume", action="store_true", help="continue an existing --out: skip the _ids it already holds"
+    )
+    score.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (without this or --resume, it is refused)"
+    )
+    score.add_argument("--threads", type=int, default=0, help="CPU cores to use (default: all physical cores)")
+    score.set_defaults(handler=cmd_score)
+
+    index = commands.add_parser(
+        "index", parents=[model, engine], help="index a JSONL corpus once: slots, embeddings, BM25 (resumable)"
+    )
+    index.add_argument("corpus", metavar="CORPUS.jsonl")
+    index.add_argument("--output", required=True, help="index folder")
+    index.add_argument("--shard-size", type=_positive, default=1000, help="documents per shard")
+    index.add_argument("--resume", action="store_true", help="continue an interrupted build")
+    index.add_argument(
+        "--code-bytes",
+        type=_positive,
+        default=CodecSpec().code_bytes,
+        help="bytes of each compressed token vector's residual (must divide the embedding dimension)",
+    )
+    index.add_argument(
+        "--exact",
+        action="store_true",
+        help="store token vectors uncompressed: the same scores as scoring the text, about ten times the bytes",
+    )
+    index.set_defaults(handler=cmd_index)
+
+    search = commands.add_parser(
+        "search", parents=[model, k], help="search an indexed corpus: first stage, then rerank with relevance fields"
+    )
+    search.add_argument("index", metavar="INDEX", help="index folder written by `spicy-lentil index`")
+    search.add_argument("--query", required=True)
+    search.add_argument("--top-k", type=_positive, default=10)
+    search.add_argument("--candidates", type=_positive, default=100, help="first-stage documents reranked")
+    search.set_defaults(handler=cmd_search)
+
+    train = commands.add_parser(
+        "train", parents=[k, cache], help="train on one or more BEIR folders, pairs files or hub names"
+    )
+    train.add_argument(
+        "data", metavar="DATA", nargs="+", help="BEIR folder, .jsonl/.csv/.parquet pairs file, or hub name"
+    )
+    train.add_argument("--output", required=True, help="folder for the best model and checkpoints")
+    train.add_argument(
+        "--mix",
+        default=None,
+        metavar="NAME=W,...",
+        help="sampling weight of each dataset (its folder or file name), e.g. scifact=1,wikiqa=2; default 1 each",
+    )
+    train.add_argument(
+        "--rank-documents",
+        default=None,
+        metavar="NAME,...",
+        help="datasets whose validation nDCG@10 counts in picking the kept epoch (default: all); "
+        "slot MAP counts for every dataset",
+    )
+    train.add_argument("--split", default="train")
+    train.add_argument("--validation-split", default="val", help="split that picks the best epoch ('' for none)")
+    train.add_argument("--epochs", type=_positive, default=8)
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    train.add_argument(
+        "--tune-encoder",
+        action="store_true",
+        help="first tune the encoder on the datasets' sentence labels (written to OUTPUT/encoder.safetensors)",
+    )
+    train.add_argument("--tune-epochs", type=_positive, default=2, help="epochs of --tune-encoder")
+    train.add_argument(
+        "--tune-negatives",
+        choices=TUNING_NEGATIVES,
+        default="random",
+        help="each --tune-encoder triplet's negative: a random other sentence of the document, or the one the "
+        "untuned encoder ranks closest to the query",
+    )
+    train.add_argument(
+        "--train-encoder", action="store_true", help="fine-tune the whole encoder with the head (meant for a GPU)"
+    )
+    train.add_argument("--init", default=None, help="start from this model folder instead of a fresh head")
+    train.add_argument("--encoder", default=BUNDLED, help="sentence-transformers encoder of a fresh head")
+    train.add_argument("--fusion", default="null_point")
+    train.add_argument(
+        "--hidden-dim",
+        type=_positive,
+        default=SpicyLentilConfig.hidden_dim,
+        help="width of a fresh head's pathways, a multiple of 9 (BENCHMARKS.md measures the trade-off)",
+    )
+    train.add_argument("--queries-per-step", type=_positive, default=8)
+    train.add_argument(
+        "--negatives", type=_positive, default=None, help="hard negatives per query and step (default 15)"
+    )
+    train.add_argument(
+        "--validation-queries",
+        type=_positive,
+        default=None,
+        help="validation queries per dataset and epoch, the first by id (default 200)",
+    )
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "eval", parents=[model, k, cache], help="rank a split over the whole corpus and score labelled slots"
+    )
+    evaluate.add_argument("data", metavar="DATA")
+    evaluate.add_argument("--split", required=True)
+    evaluate.add_argument(
+        "--baselines", action="store_true", help="also BM25, dense, fusion and a fine-tuned bi-encoder"
+    )
+    evaluate.add_argument(
+        "--baseline-train-split", default="train", help="split the bi-encoder baselines are trained on"
+    )
+    evaluate.add_argument(
+        "--sentence-baseline-data",
+        nargs="+",
+        default=None,
+        metavar="DATA",
+        help="datasets whose sentence labels tune the sentence-level bi-encoder baseline (default: DATA)",
+    )
+    evaluate.add_argument("--candidates", type=_positive, default=100)
+    evaluate.add_argument("--output", default=None, help="metrics JSON (default: stdout)")
+    evaluate.add_argument(
+        "--runs", default=None, metavar="DIR", help="also write each system's ranking as DIR/<system>.run (TREC format)"
+    )
+    evaluate.set_defaults(handler=cmd_eval)
+
+    serve = commands.add_parser(
+        "serve", parents=[model, k, host], help="HTTP service: Cohere and TEI rerank, highlight, prune (docs at /docs)"
+    )
+    serve.add_argument("--port", type=_positive, default=8000)
+    from .service_limits import API_KEY_ENV, Limits
+
+    defaults = Limits()
+    for flag, default, what in (
+        ("--max-body-bytes", defaults.max_body_bytes, "largest request body"),
+        ("--max-documents", defaults.max_documents, "documents per request"),
+        ("--max-document-chars", defaults.max_document_chars, "characters per document"),
+    ):
+        serve.add_argument(flag, type=_positive, default=default, help=f"{what} (default: %(default)s)")
+    serve.add_argument(
+        "--max-request-seconds",
+        type=_positive_seconds,
+        default=defaults.max_request_seconds,
+        help="scoring time per request, the wait for the model included; past it, a 503 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--api-key",
+        default=None,
+        help=f"require this key (Authorization: Bearer KEY or X-API-Key); default: ${API_KEY_ENV}, unset = open",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    app = commands.add_parser("app", parents=[host], help="open the Streamlit app on the demo corpus")
+    app.add_argument("--model", default=None, help="model folder selected first (default: the bundled model)")
+    app.add_argument(
+        "--model-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="another model folder visitors may choose (repeat for more); visitors never type a path",
+    )
+    app.add_argument("--port", type=_positive, default=8501)
+    app.set_defaults(handler=cmd_app)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..runtime import configure
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command != "app":  # the app's own process configures itself
+            configure(threads=getattr(args, "threads", 0), parallel_batches=args.command != "train")
+        return args.handler(args)
+    except (SpicyLentilError, ValueError, TypeError, OSError) as error:
+        print(f"spicy-lentil {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+

@@ -1,0 +1,403 @@
+"""Calibration of the slot and document scores, fitted on held-out data after training.
+
+Training leaves the logits' level loosely tied to probability: the listwise losses only fix
+differences, and hard negatives are far rarer among training rows than among the documents a user
+scores. Platt scaling (Platt 1999; fitted on the validation split, as temperature scaling is in
+Guo et al. 2017, "On Calibration of Modern Neural Networks") maps a logit through
+`sigmoid(scale * logit + shift)`, the scale kept positive, so no ranking the scaling reads changes.
+
+What a score is a probability of: among the documents a user hands over with a question (the one
+asked of, a related page that does not answer, an unrelated page), a document score is the
+probability that the document answers; a slot score, that the slot answers. The slot score is
+factored (`model.slot_probability`) as the document's probability times the slot's probability of
+answering within an answering document, the second read from the slot's margin over the rest of its
+document. The head's ranking within a document transfers across domains; the level of its
+slot logits does not, so one Platt scaling of the raw slot logit keeps a domain's base rate and a
+threshold of 0.5 that holds on the fitted domains fails on others (`benchmarks/calibration_transfer.py`
+measures both, each domain left out of the fit in turn).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..corpus.first_stage import FirstStage
+from ..corpus.index import CorpusIndex
+from ..network.model import slot_margins, slot_probability
+from ..network.scoring import fusion_gap
+from .data import RelevanceData
+from .evaluation import ranking_metrics
+
+_LOGIT_LIMIT = 16.0  # float32 sigmoid saturates beyond this; inverted scores are clipped here
+# First-stage trust weights tried, in units of the candidates' logit spread per unit of fusion spread.
+TRUST_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+@dataclass
+class Calibration:
+    """The fitted scaling of each head and what it did on the data it was fitted on."""
+
+    slot: tuple[float, float]  # (scale, shift) of slot logits
+    document: tuple[float, float]  # (scale, shift) of document logits
+    slot_examples: int  # labelled slots of the examples (`calibration_examples`)
+    document_examples: int  # (query, document) examples
+    # expected calibration error of slot scores (identity scalings, fitted ones), mean over datasets
+    slot_ece: tuple[float, float]
+    document_ece: tuple[float, float]  # the same for document scores
+    # dataset -> head -> `threshold_report` of the calibrated scores on the examples it was fitted on
+    per_dataset: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    first_stage_trust: "FirstStageTrust | None" = None  # fitted before the scaling, where a corpus ranking counts
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FirstStageTrust:
+    """How far reranked document scores follow the first stage (`SpicyLentilModel.first_stage_trust`)."""
+
+    weight: float  # raw-logit units lost per unit of fusion below the query's best candidate
+    ndcg_at_10: tuple[float, float]  # mean over the fit's splits: (the head alone, with the trust)
+    per_dataset: dict[str, tuple[float, float]] = field(default_factory=dict)  # dataset -> the same
+
+
+def fit_first_stage_trust(
+    lentil,
+    splits: list[tuple[RelevanceData, CorpusIndex]],
+    candidates: int = 30,
+    first_stage: FirstStage | None = None,
+) -> FirstStageTrust:
+    """Fits and installs the weight of the first-stage fusion in `lentil`'s document logits.
+
+    Each query's first-stage top `candidates` is reranked once; the weight is the one of `TRUST_GRID`
+    (scaled by the spread of the head's logits over that of the fusion) with the best mean nDCG@10
+    over the splits, the smallest on a tie.
+
+    Args:
+        lentil: the `SpicyLentil` whose trust is fitted, changed in place (its other weights are not).
+        splits: (held-out split, its corpus index) per dataset whose corpus ranking counts.
+        candidates: first-stage documents reranked per query.
+    """
+    first_stage = first_stage or FirstStage()
+    trust = lentil.model.first_stage_trust
+    trust.zero_()
+    reranked = []  # per split: {query: (doc ids, head logits, fusion gaps)}
+    for data, index in splits:
+        queries = {}
+        for query_id, query in data.queries.items():
+            encoding = lentil.encode_query(query)
+            found = first_stage.retrieve(index, query, encoding.embedding.numpy(), candidates)
+            fields = lentil.rerank_indexed(encoding, index, found.docs, found.prior)
+            ids = [index.doc_ids[int(d)] for d in found.docs]
+            queries[query_id] = (ids, _head_logits(lentil, fields), fusion_gap(found.prior).astype(np.float64))
+        reranked.append((data, queries))
+    logits = np.concatenate([q[1] for _, queries in reranked for q in queries.values()])
+    gaps = np.concatenate([q[2] for _, queries in reranked for q in queries.values()])
+    # A head whose logits do not vary (it says nothing) still gets a unit: any trust then ranks by the fusion.
+    unit = max(float(logits.std()), 1e-3) / max(float(gaps.std()), 1e-9)
+
+    def ndcg(weight: float) -> dict[str, float]:
+        return {
+            data.name: ranking_metrics(
+                data.qrels,
+                {q: dict(zip(ids, (head - weight * gap).tolist())) for q, (ids, head, gap) in queries.items()},
+            )["ndcg@10"]
+            for data, queries in reranked
+        }
+
+    scores = {t: ndcg(t * unit) for t in TRUST_GRID}
+    best = max(TRUST_GRID, key=lambda t: (np.mean(list(scores[t].values())), -t))
+    trust.fill_(best * unit)
+    return FirstStageTrust(
+        best * unit,
+        (float(np.mean(list(scores[0.0].values()))), float(np.mean(list(scores[best].values())))),
+        {name: (scores[0.0][name], scores[best][name]) for name in scores[best]},
+    )
+
+
+def _head_logits(lentil, fields) -> np.ndarray:
+    """The uncalibrated document logits behind reranked fields (scores under the model's document scaling)."""
+    scale, shift = lentil.model.doc_calibration.tolist()
+    return (np.array([_logit(f.score) for f in fields]) - shift) / scale
+
+
+def platt(logits: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, float]:
+    """(scale, shift) minimising the (weighted) log loss of `sigmoid(scale * logit + shift)` against 0/1 labels.
+
+    Returns the identity (1, 0) when the labels hold one class only, or when the best scale is not
+    positive (the logits carry no usable signal there, and a negative scale would invert rankings).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.min(initial=1) == labels.max(initial=0):
+        return 1.0, 0.0
+    fit = LogisticRegression(C=1e4, max_iter=1000).fit(
+        np.asarray(logits, dtype=np.float64).reshape(-1, 1), labels, sample_weight=sample_weight
+    )
+    scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+    return (scale, shift) if scale > 0 else (1.0, 0.0)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Share-weighted mean |accuracy - confidence| over equal-width probability bins (Naeini et al. 2015)."""
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if probabilities.size == 0:
+        return 0.0
+    which = np.minimum((probabilities * bins).astype(np.int64), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(labels[members].mean() - probabilities[members].mean())
+    return float(error)
+
+
+@dataclass
+class ScoredExample:
+    """One document as calibration sees it: the raw (uncalibrated) logits of a query's document, and labels."""
+
+    kind: str  # one of EXAMPLE_KINDS: how the document came to the query
+    relevant: bool  # the document answers the query (qrels)
+    doc_logit: float  # the document head's raw logit
+    slot_logits: np.ndarray  # (slots,) raw slot logits
+    slot_labels: np.ndarray | None  # (slots,) 0/1 answer labels; None where a relevant document has none
+
+
+# The documents a user hands over with a question: the one asked of, a related page the first stage finds
+# that does not answer, an unrelated page, and (where a dataset has them) pages asked a question they
+# do not answer.
+EXAMPLE_KINDS = ("asked", "related", "unrelated", "unanswerable")
+
+
+@contextmanager
+def _raw_scores(model):
+    """Within the block the model's scores are sigmoids of its raw logits (identity scaling, slot
+    scores not factored), so `_logit` of a score reads the raw logit back."""
+    saved = model.slot_calibration.clone(), model.doc_calibration.clone(), model.config.slot_given_document
+    model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
+    model.doc_calibration.copy_(torch.tensor([1.0, 0.0]))
+    model.config.slot_given_document = False
+    try:
+        yield
+    finally:
+        model.slot_calibration.copy_(saved[0])
+        model.doc_calibration.copy_(saved[1])
+        model.config.slot_given_document = saved[2]
+
+
+def example_documents(
+    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 3, first_stage: FirstStage | None = None
+) -> list[tuple[str, str, str, str]]:
+    """The documents a user meets with one split's questions: `(kind, query id, query, document id)`.
+
+    Per query: its relevant documents ("asked"), the best non-relevant document among the first stage's
+    top `candidates` ("related"), and one document outside them drawn at random, seeded by the query id
+    ("unrelated"); then the split's unanswerable pairs.
+    """
+    first_stage = first_stage or FirstStage()
+    picked = []
+    for query_id in sorted(data.queries):
+        query = data.queries[query_id]
+        relevant = {d for d, rel in data.qrels.get(query_id, {}).items() if rel > 0}
+        found = first_stage.retrieve(index, query, lentil.encode_query(query).embedding.numpy(), candidates)
+        shown = {index.doc_ids[int(p)] for p in found.docs}
+        related = [index.doc_ids[int(p)] for p in found.docs if index.doc_ids[int(p)] not in relevant][:1]
+        draw = random.Random(query_id).sample(range(len(index)), min(len(index), len(shown) + len(relevant) + 1))
+        unrelated = [index.doc_ids[p] for p in draw if index.doc_ids[p] not in shown | relevant][:1]
+        picked += [("asked", query_id, query, d) for d in sorted(relevant) if d in index.position]
+        picked += [("related", query_id, query, d) for d in related]
+        picked += [("unrelated", query_id, query, d) for d in unrelated]
+    picked += [("unanswerable", q, query, d) for q, query, d in data.unanswerable if d in index.position]
+    return picked
+
+
+def score_examples(
+    lentil, data: RelevanceData, documents: list[tuple[str, str, str, str]], index: CorpusIndex | None = None
+) -> list[ScoredExample]:
+    """Raw logits and labels of `example_documents`, each document scored alone as `field` scores it: from
+    `index` (built with `lentil`'s encoder) when given, else from the corpus text and its sentences.
+
+    Slot labels come from the slot qrels where the document's own sentences are its slots (relevant
+    documents without them get None) and are 0 on every slot of a document that is not relevant.
+    """
+    examples = []
+    with _raw_scores(lentil.model):
+        # One model call per query: `example_documents` lists each query's documents together.
+        for (query_id, query), group in itertools.groupby(documents, key=lambda d: (d[1], d[2])):
+            group = list(group)
+            if index is not None:
+                positions = [index.position[doc_id] for *_, doc_id in group]
+                fields = lentil.rerank_indexed(lentil.encode_query(query), index, positions)
+            else:
+                rows = [data.corpus[doc_id] for *_, doc_id in group]
+                given = [{k: r[k] for k in ("text", "title", "sentences") if k in r} for r in rows]
+                fields = lentil.fields(query, given, show_progress_bar=False)
+            for (kind, _, _, doc_id), scored in zip(group, fields):
+                slots = np.array([_logit(s.score) for s in scored.slots])
+                labels = np.zeros(len(slots), dtype=np.int64)
+                if kind == "asked":
+                    answers = data.slot_qrels.get((query_id, doc_id))
+                    lined_up = len(data.corpus[doc_id].get("sentences") or []) == len(slots)  # the slotter kept them
+                    labels = np.array([int(i in answers) for i in range(len(slots))]) if answers and lined_up else None
+                examples.append(ScoredExample(kind, kind == "asked", _logit(scored.score), slots, labels))
+    return examples
+
+
+def calibration_examples(
+    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 3, first_stage: FirstStage | None = None
+) -> list[ScoredExample]:
+    """`score_examples` of `example_documents`: what calibration is fitted and judged on."""
+    return score_examples(lentil, data, example_documents(lentil, data, index, candidates, first_stage), index)
+
+
+def fit_scaling(
+    per_split: dict[str, list[ScoredExample]], given_document: bool
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The (slot, document) Platt scalings of examples pooled over splits, every split weighing the same.
+
+    The document scaling is fitted on every example's document logit, each document counting once.
+    Slot scaling: with `given_document`, on the labelled slots of relevant documents, reading each slot's
+    margin over the rest of its document (`model.slot_margins`); without, on the raw logits of every
+    labelled slot. Either way each document's slots together weigh as one document.
+    """
+    doc_x, doc_y, doc_w, slot_x, slot_y, slot_w = [], [], [], [], [], []
+    for examples in per_split.values():
+        if not examples:
+            continue
+        doc_x += [e.doc_logit for e in examples]
+        doc_y += [int(e.relevant) for e in examples]
+        doc_w += [1.0 / len(examples)] * len(examples)
+        slotted = [e for e in examples if e.slot_labels is not None and len(e.slot_logits)]
+        if given_document:
+            slotted = [e for e in slotted if e.relevant]
+        for e in slotted:
+            raw = torch.as_tensor(e.slot_logits).unsqueeze(0)
+            margins = slot_margins(raw, torch.ones_like(raw, dtype=torch.bool))[0].clamp(max=_LOGIT_LIMIT).numpy()
+            slot_x.append(margins if given_document else e.slot_logits)
+            slot_y.append(e.slot_labels)
+            slot_w.append(np.full(len(e.slot_logits), 1.0 / len(e.slot_logits) / len(slotted)))
+    if not doc_x:
+        return (1.0, 0.0), (1.0, 0.0)
+    slot = platt(*(np.concatenate(a) for a in (slot_x, slot_y, slot_w))) if slot_x else (1.0, 0.0)
+    return slot, platt(np.array(doc_x), np.array(doc_y), np.array(doc_w))
+
+
+def example_probabilities(
+    examples: list[ScoredExample], slot_scaling, doc_scaling, given_document: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated (slot scores, their labels, document scores, their labels) of examples, as the model
+    computes them; slots of relevant documents without labels are left out."""
+    slot_p, slot_y, doc_p = [], [], []
+    for e in examples:
+        doc_logit = doc_scaling[0] * e.doc_logit + doc_scaling[1]
+        doc_p.append(_sigmoid(doc_logit))
+        if e.slot_labels is None or not len(e.slot_logits):
+            continue
+        raw = torch.as_tensor(e.slot_logits, dtype=torch.float64).unsqueeze(0)
+        mask = torch.ones_like(raw, dtype=torch.bool)
+        scaling = torch.tensor(slot_scaling, dtype=torch.float64)
+        slot_p.append(slot_probability(raw, mask, torch.tensor([doc_logit]), scaling, given_document)[0].numpy())
+        slot_y.append(e.slot_labels)
+    labels = np.array([int(e.relevant) for e in examples])
+    if not slot_p:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), np.array(doc_p), labels
+    return np.concatenate(slot_p), np.concatenate(slot_y), np.array(doc_p), labels
+
+
+def threshold_report(probabilities: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """ECE; F1, precision and recall at `threshold`; the best F1 over every threshold with the threshold that
+    gives it."""
+    from sklearn.metrics import f1_score, precision_recall_curve, precision_score, recall_score
+
+    labels = np.asarray(labels, dtype=np.int64)
+    report = {"ece": expected_calibration_error(probabilities, labels), "examples": int(len(labels))}
+    if labels.min(initial=0) == labels.max(initial=0):
+        return {**report, "f1_at_threshold": 0.0, "precision_at_threshold": 0.0, "recall_at_threshold": 0.0,
+                "best_f1": 0.0, "best_threshold": threshold}
+    precision, recall, thresholds = precision_recall_curve(labels, probabilities)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1[:-1]))
+    return {
+        **report,
+        "f1_at_threshold": float(f1_score(labels, probabilities >= threshold, zero_division=0)),
+        "precision_at_threshold": float(precision_score(labels, probabilities >= threshold, zero_division=0)),
+        "recall_at_threshold": float(recall_score(labels, probabilities >= threshold, zero_division=0)),
+        "best_f1": float(f1[best]),
+        "best_threshold": float(thresholds[best]),
+    }
+
+
+def fit_calibration(
+    lentil,
+    splits: list[tuple[RelevanceData, CorpusIndex]],
+    candidates: int = 3,
+    first_stage: FirstStage | None = None,
+    ranked: Sequence[str] = (),
+    ranking_candidates: int = 30,
+) -> Calibration:
+    """Fits and installs the scaling of `lentil`'s slot and document heads on held-out splits of one or more datasets.
+
+    The examples are the documents a user meets (`calibration_examples`), every dataset weighing the
+    same however many examples it has: one scaling whose 0.5 means the same on each of them. Where a
+    split's corpus ranking counts, the first-stage trust is fitted first (`fit_first_stage_trust`);
+    otherwise the model's trust is kept.
+
+    Args:
+        lentil: the `SpicyLentil` to calibrate, changed in place.
+        splits: (held-out split, its corpus index) per dataset.
+        candidates: first-stage documents per query among which the related non-answering one is found.
+        ranked: names of the datasets whose corpus ranking counts.
+        ranking_candidates: first-stage documents reranked per query to fit the trust.
+    """
+    model = lentil.model
+    ranked_splits = [(data, index) for data, index in splits if data.name in ranked]
+    trust = None
+    if ranked_splits:
+        trust = fit_first_stage_trust(lentil, ranked_splits, ranking_candidates, first_stage)
+    per_split = {
+        data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits
+    }
+    given_document = model.config.slot_given_document
+    slot_scaling, doc_scaling = fit_scaling(per_split, given_document)
+    model.slot_calibration.copy_(torch.tensor(slot_scaling))
+    model.doc_calibration.copy_(torch.tensor(doc_scaling))
+
+    def reports(slot, doc) -> dict[str, dict[str, dict[str, float]]]:
+        out = {}
+        for name, examples in per_split.items():
+            slot_p, slot_y, doc_p, doc_y = example_probabilities(examples, slot, doc, given_document)
+            out[name] = {"slot": threshold_report(slot_p, slot_y), "document": threshold_report(doc_p, doc_y)}
+        return out
+
+    before, after = reports((1.0, 0.0), (1.0, 0.0)), reports(slot_scaling, doc_scaling)
+
+    def mean_ece(report, head: str) -> float:
+        return float(np.mean([r[head]["ece"] for r in report.values()]))
+
+    return Calibration(
+        slot_scaling,
+        doc_scaling,
+        sum(r["slot"]["examples"] for r in after.values()),
+        sum(r["document"]["examples"] for r in after.values()),
+        (mean_ece(before, "slot"), mean_ece(after, "slot")),
+        (mean_ece(before, "document"), mean_ece(after, "document")),
+        after,
+        trust,
+    )
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _logit(probability: float) -> float:
+    p = min(max(probability, 1e-12), 1.0 - 1e-12)
+    return float(np.clip(np.log(p) - np.log1p(-p), -_LOGIT_LIMIT, _LOGIT_LIMIT))
