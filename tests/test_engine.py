@@ -180,11 +180,10 @@ def test_encoder_calls_count_batches_and_reset(lentil):
 def restore_runtime():
     from spicy_lentil import runtime
 
-    threads, workers = torch.get_num_threads(), runtime._workers
+    threads, workers = torch.get_num_threads(), runtime.batch_workers()
     yield runtime
-    runtime.configure(threads=threads, parallel_batches=False)
-    runtime._workers = workers
-    torch.set_num_threads(threads)
+    runtime.configure(threads=workers)  # as many batch workers as before
+    torch.set_num_threads(threads)  # and the caller's intra-op threads
 
 
 def test_runtime_configure_sets_threads_workers_blas_and_keeps_freed_memory_on_glibc(restore_runtime):
@@ -217,8 +216,8 @@ def test_runtime_configure_sets_threads_workers_blas_and_keeps_freed_memory_on_g
 def test_batch_workers_run_one_thread_each_in_order_and_leave_the_caller_alone(restore_runtime):
     import threading
 
-    restore_runtime.configure(threads=2, parallel_batches=False)
-    restore_runtime._workers = 2  # two workers while the caller keeps two intra-op threads
+    restore_runtime.configure(threads=2)  # two batch workers
+    torch.set_num_threads(2)  # while the caller keeps two intra-op threads
     seen = restore_runtime.map_batches(
         lambda b: (b, torch.get_num_threads(), threading.current_thread().name), range(6)
     )

@@ -1,11 +1,12 @@
 import pytest
 import torch
 
+from spicy_lentil.network.batching import collate
 from spicy_lentil.network.config import FUSIONS, SpicyLentilConfig
 from spicy_lentil.network.fusion import NullPoint, build_fusion
 from spicy_lentil.network.gate import Gate
 from spicy_lentil.network.model import SpicyLentilModel
-from tests.conftest import make_input
+from tests.conftest import fake_encoding, make_input
 
 
 def test_null_point_attention_shape_and_masking():
@@ -90,40 +91,73 @@ def test_null_point_same_result_for_shared_and_mixed_routing():
         assert torch.allclose(attention[0], mixed_attention[row], atol=1e-6)
 
 
-def test_null_point_attention_is_multihead_attention():
-    """The broadcast attention over k pathway states computes what nn.MultiheadAttention does with its weights."""
+def null_point_by_definition(module, active, routing):
+    """The null point as its docstring defines it, with `nn.MultiheadAttention` itself over each slot's k states
+    and the synthesizer on the concatenation of all nine pathways' states (inactive ones zero)."""
+    batch, slots, k, hidden = active.shape
+    selected = routing.selected_pathways
+    h = torch.einsum("bskh,bkhg->bskg", active, module.projection[selected]) + module.identity[selected][:, None]
+    flat = h.reshape(batch * slots, k, hidden)
+    attended, attention = module.attention(flat, flat, flat, need_weights=True, average_attn_weights=True)
+    h = module.norm(h + attended.reshape(batch, slots, k, hidden))
+    received = attention.reshape(batch, slots, k, k).mean(2)  # the attention each pathway receives
+    weights = torch.zeros(batch, slots, 9).scatter(2, selected[:, None, :].expand(batch, slots, k), received)
+    dense = torch.zeros(batch, slots, 9, hidden).scatter(
+        2, selected[:, None, :, None].expand(batch, slots, k, hidden), h
+    )
+    synth = dense.reshape(batch, slots, 9 * hidden) @ module.synth_in.reshape(9 * hidden, -1) + module.synth_bias
+    return module.out_norm(module.synthesizer(synth) + active.sum(2)), weights
+
+
+@pytest.mark.parametrize("routed", ["per_row", "alike"])
+def test_null_point_computes_its_definition_with_multihead_attention(routed):
+    """Its broadcast attention over the k pathway states and its blockwise synthesizer compute what
+    `nn.MultiheadAttention` and the synthesizer over all nine states do (rows routed alike take other branches)."""
     torch.manual_seed(0)
     null_point = NullPoint(9, 144, dropout=0.0).eval()
-    h = torch.randn(2, 5, 4, 144)  # (batch, slots, k, hidden)
     with torch.no_grad():
-        attended, weights = null_point._attend(h)
-        flat = h.reshape(10, 4, 144)
-        expected, expected_weights = null_point.attention(
-            flat, flat, flat, need_weights=True, average_attn_weights=True
-        )
-    assert torch.allclose(attended, expected.reshape(2, 5, 4, 144), atol=1e-5)
-    assert torch.allclose(weights, expected_weights.reshape(2, 5, 4, 4), atol=1e-6)
+        for parameter in null_point.parameters():  # away from the identity projections and zero biases of a fresh one
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+        queries = torch.randn(2, 384)
+        if routed == "alike":
+            queries[1] = queries[0]
+        routing = Gate(384, 9, 4).eval()(queries)
+        assert torch.equal(routing.selected_pathways[0], routing.selected_pathways[1]) == (routed == "alike")
+        active = torch.randn(2, 5, 4, 144)  # (batch, slots, k, hidden)
+        z, weights = null_point(active, routing)
+        expected, expected_weights = null_point_by_definition(null_point, active, routing)
+    assert torch.allclose(z, expected, atol=1e-5)
+    assert torch.allclose(weights, expected_weights, atol=1e-6)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_rows_routed_alike_are_fused_packed_like_padded(fusion):
-    """One query over many documents fuses only the real slots, packed; the result is the padded, per-row path's."""
+    """One query over many documents fuses only the real slots, packed; the model's output is that of the padded,
+    per-row path, which the same rows take in a batch where another query is routed otherwise."""
     torch.manual_seed(0)
     model = SpicyLentilModel(SpicyLentilConfig(fusion=fusion)).eval()
-    x = make_input()  # row 1 is padded after 3 slots
-    for name in ("query", "query_tokens", "query_token_mask", "query_ids"):
-        setattr(x, name, getattr(x, name)[:1].expand(3, *getattr(x, name).shape[1:]))  # one query on every row
+    g = torch.Generator().manual_seed(0)
+    query, other = fake_encoding(4, generator=g), fake_encoding(4, generator=g)
+    documents = [[fake_encoding(7 - (i % 3), generator=g) for i in range(n)] for n in (5, 3, 5, 4)]  # rows 1, 3 padded
+    titles = [fake_encoding(3, generator=g), None, None, None]
+    special = [0, 100, 101, 102, 103]
+    alike = collate([query] * 3, documents[:3], titles[:3], special_ids=special)
+    mixed = collate([query] * 3 + [other], documents, titles, special_ids=special)
+    fused = []  # the shape of the states each call hands the fusion
+    model.fusion.register_forward_hook(lambda module, args, output: fused.append(tuple(args[0].shape[:2])))
     with torch.no_grad():
-        routing = model.gate(x.query)
-        z, attention, stance, _ = model._fuse(x, routing)  # routed alike: packed
-        active, by_row_stance, _ = model._pathways_by_row(x, routing)
-        padded_z, padded_attention = model.fusion(active, routing)
-    mask = x.slot_mask
-    assert torch.allclose(z[mask], padded_z[mask], atol=1e-5)
-    assert torch.allclose(attention[mask], padded_attention[mask], atol=1e-6)
-    assert (z[~mask] == 0).all() and (attention[~mask] == 0).all()
-    assert stance is not None  # reprehension is among this query's pathways: its stance head reads the same states
-    assert torch.allclose(stance[mask], by_row_stance[mask], atol=1e-5)
+        packed, padded = model(alike), model(mixed)
+    mask = alike.slot_mask
+    assert not torch.equal(padded.routing.selected_pathways[0], padded.routing.selected_pathways[3])
+    assert fused == [(1, int(mask.sum())), (4, 5)]  # packed: one row of the 13 real slots; then padded, per row
+    assert torch.allclose(packed.slot_logits[mask], padded.slot_logits[:3][mask], atol=1e-5)
+    assert torch.allclose(packed.doc_logits, padded.doc_logits[:3], atol=1e-5)
+    assert torch.allclose(packed.pathway_attention[mask], padded.pathway_attention[:3][mask], atol=1e-6)
+    assert (packed.pathway_attention[~mask] == 0).all() and (padded.pathway_attention[:3][~mask] == 0).all()
+    # reprehension is among this query's pathways: its stance head reads the same states either way
+    assert packed.stance_logits is not None and padded.stance_logits is not None
+    assert padded.stance_rows.tolist()[:3] == [0, 1, 2] == packed.stance_rows.tolist()
+    assert torch.allclose(packed.stance_logits[mask], padded.stance_logits[:3][mask], atol=1e-5)
 
 
 def test_the_document_head_reads_as_many_prior_features_as_the_first_stage_makes():

@@ -4,7 +4,7 @@ import subprocess
 import pyarrow.parquet as pq
 
 from spicy_lentil.frontends.cli import main
-from spicy_lentil.frontends.jobs import _cut_torn_tail
+from spicy_lentil.frontends.jobs import JsonlSink
 from tests.processes import CLI, kill_after_rows
 
 BAD_LINES = {7: "{oops", 19: json.dumps({"_id": "no-text"}), 150: "[1, 2]"}
@@ -77,13 +77,18 @@ def test_resume_refuses_another_jobs_output(tmp_path, capsys):
     assert main([*job, "--query", "topic 4", "--resume"]) == 0
 
 
-def test_torn_last_line_is_cut(tmp_path):
+def test_torn_last_line_is_cut_on_resume(tmp_path):
     path = tmp_path / "o.jsonl"
     path.write_text('{"_id": "a"}\n{"_id": "b"}\n{"_id": "c", "sco')
-    _cut_torn_tail(path)
+    sink = JsonlSink(path, resume=True)
+    sink.close()
+    assert sink.done == {"a", "b"}  # the torn row is not counted as written: it will be scored again
     assert path.read_text() == '{"_id": "a"}\n{"_id": "b"}\n'
-    _cut_torn_tail(path)
+    JsonlSink(path, resume=True).close()  # a whole last line is kept
     assert path.read_text() == '{"_id": "a"}\n{"_id": "b"}\n'
+    path.write_text('{"_id": "a", "sco')
+    JsonlSink(path, resume=True).close()  # the only line, torn
+    assert path.read_text() == ""
 
 
 def test_score_job_leaves_the_slot_cache_alone(tmp_path, lentil):

@@ -60,7 +60,7 @@ def test_each_query_draws_negatives_and_prior_from_its_own_corpus(two_datasets, 
     unanswered = [e for e in trainer.examples if "unanswered" in e]
     assert len(unanswered) == len(OTHER_TOPICS) and all(e["set"] == 1 for e in unanswered)
     # A batch of unanswered questions asks every slot of their documents to score low.
-    batch = trainer._batch(unanswered[:2], np.random.default_rng(0))
+    batch = trainer.batch(unanswered[:2], np.random.default_rng(0))
     targets = batch["targets"]
     assert targets.ranked_rows == 0
     assert bool((targets.slot_weight[targets.slot_mask] > 0).all()) and float(targets.slot_target.sum()) == 0
@@ -69,7 +69,7 @@ def test_each_query_draws_negatives_and_prior_from_its_own_corpus(two_datasets, 
 def test_mix_weights_decide_how_often_each_dataset_is_drawn(two_datasets, tmp_path):
     trainer = mixture_trainer(two_datasets, tmp_path / "run", weights=(3.0, 1.0))
     trainer.steps_per_epoch = 400  # many draws, so the shares are measured tightly
-    steps, _ = trainer._epoch_steps(1)
+    steps, _ = trainer.epoch_steps(1)
     counts = collections.Counter(trainer.examples[step[0]]["set"] for step in steps)
     assert all(len({trainer.examples[i]["set"] for i in step}) == 1 for step in steps)  # one dataset per step
     assert 0.69 < counts[0] / len(steps) < 0.81

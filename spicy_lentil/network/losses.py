@@ -69,7 +69,10 @@ def training_losses(output: "ModelOutput", targets: LossTargets, weights: LossWe
     slot_ranking = logits.new_zeros(())
     if labelled.any():
         target = targets.slot_target[labelled]
-        log_probs = torch.log_softmax(output.slot_logits[labelled], dim=-1).masked_fill(~slot_mask[labelled], 0.0)
+        real = slot_mask[labelled]
+        # Softmax over real slots only, whatever the logits on padding (the model's are -inf, but the mask decides).
+        scores = output.slot_logits[labelled].masked_fill(~real, float("-inf"))
+        log_probs = torch.log_softmax(scores, dim=-1).masked_fill(~real, 0.0)
         slot_ranking = -((log_probs * target).sum(-1) / target.sum(-1).clamp(min=1)).mean()
     stance = logits.new_zeros(())
     if output.stance_logits is not None:

@@ -251,11 +251,12 @@ class Trainer:
         for module in fitted:
             module.fit(statistics)
 
-    def _epoch_steps(self, epoch: int) -> tuple[list[list[int]], np.random.Generator]:
+    def epoch_steps(self, epoch: int) -> tuple[list[list[int]], np.random.Generator]:
         """The epoch's steps (example indices), each from one dataset drawn by the mixture's weights.
 
         Each dataset's examples are dealt without replacement, reshuffled whenever they run out, so a
-        dataset drawn more often than its size repeats examples only after using them all.
+        dataset drawn more often than its size repeats examples only after using them all. Also returns
+        the epoch's random generator, which `batch` goes on drawing from.
         """
         rng = np.random.default_rng([self.args.seed, epoch])
         by_set = [[i for i, e in enumerate(self.examples) if e["set"] == s] for s in range(len(self.sets))]
@@ -275,9 +276,10 @@ class Trainer:
             steps.append(step)
         return steps, rng
 
-    def _batch(self, examples: list[dict], rng: np.random.Generator) -> dict:
+    def batch(self, examples: list[dict], rng: np.random.Generator) -> dict:
         """One step's batch, all from one dataset: per answerable query its positive first, then sampled
-        hard negatives; then the documents of unanswerable pairs."""
+        hard negatives; then the documents of unanswerable pairs. `{"input": PathwayInput, "prior": (rows,
+        prior features), "targets": LossTargets}`, on the accelerator's device."""
         set_id = examples[0]["set"]
         index, train, targets = self.sets[set_id].index, self.sets[set_id].train, self.slot_targets[set_id]
         ranked = [e for e in examples if "positives" in e]
@@ -355,13 +357,13 @@ class Trainer:
         self.output.mkdir(parents=True, exist_ok=True)
         for epoch in range(state["epoch"] + 1, self.args.epochs + 1):
             self.model.train()
-            steps, rng = self._epoch_steps(epoch)
+            steps, rng = self.epoch_steps(epoch)
             shard = steps[self.accelerator.process_index :: self.accelerator.num_processes]
             progress = tqdm(shard, desc=f"epoch {epoch}", disable=not self.accelerator.is_main_process)
             sums: dict[str, float] = {}
             started = time.perf_counter()
             for step in progress:
-                batch = self._batch([self.examples[i] for i in step], rng)
+                batch = self.batch([self.examples[i] for i in step], rng)
                 output = self.model(batch["input"], batch["prior"])
                 losses = training_losses(output, batch["targets"], self.args.loss_weights())
                 self.optimizer.zero_grad()
