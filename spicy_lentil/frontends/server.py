@@ -436,7 +436,7 @@ def _docs_page(schema: dict) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
         f"<h1>{title}</h1><p>{html.escape(schema.get('info', {}).get('description', ''))}</p>"
         "<p>The request and response shapes: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3), "
-        "for a client generator or an API tool; README.md, \"Over HTTP\", has examples.</p>"
+        "for a client generator or an API tool; docs/reference.md, \"Over HTTP\", has examples.</p>"
         "<table><tr><th>endpoint</th><th>what</th><th>body fields (? optional)</th></tr>"
         f"{''.join(rows)}</table></body></html>"
     )
