@@ -325,3 +325,34 @@ def test_train_command_sets_the_hidden_size_and_rejects_a_bad_one(dataset, tmp_p
     assert json.loads((tmp_path / "run" / "config.json").read_text())["hidden_dim"] == 36
     model = SpicyLentil.from_pretrained(tmp_path / "run").model
     assert model.slot_head.in_features == 36 and model.fusion.out_norm.normalized_shape == (36,)
+
+
+def test_the_train_command_runs_the_recipe_its_flags_describe():
+    from spicy_lentil.frontends.cli import build_parser, recipe_from_args
+    from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
+    from spicy_lentil.training.recipe import Recipe
+    from spicy_lentil.training.trainer import TrainingArguments
+
+    parser = build_parser()
+    bare = recipe_from_args(parser.parse_args(["train", "a", "b", "--output", "out"]))
+    assert bare == Recipe(data=["a", "b"], training=TrainingArguments(output="out"))  # no default drifts
+    flagged = recipe_from_args(parser.parse_args([
+        "train", "a", "--output", "out", "--tune-encoder", "--tune-negatives", "mined", "--epochs", "3",
+        "--rank-documents", "a, b", "--validation-split", "", "--negatives", "5", "--fusion", "gated_unit",
+    ]))
+    assert flagged.tune_encoder == EncoderTuningArguments(negatives="mined")
+    assert (flagged.training.epochs, flagged.training.negatives, flagged.model.fusion) == (3, 5, "gated_unit")
+    assert flagged.rank_documents == ["a", "b"] and flagged.validation_split is None
+
+
+def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path):
+    from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
+    from spicy_lentil.training.recipe import Recipe, train
+    from spicy_lentil.training.trainer import TrainingArguments
+
+    training = TrainingArguments(output=str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="cannot be combined with init"):
+        train(Recipe([str(dataset)], training, tune_encoder=EncoderTuningArguments(), init="somewhere"), SpicyLentil)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        train(Recipe([str(dataset)], training, rank_documents=["nowhere"]), SpicyLentil)
+    assert not (tmp_path / "out").exists()

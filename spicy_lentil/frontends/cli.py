@@ -12,7 +12,10 @@ from ..corpus.token_codec import CodecSpec
 from ..errors import ModelLoadError, SpicyLentilError, check_count
 from ..io import Rejects, holds_rows, read_documents
 from ..network.config import BUNDLED_ENCODER as BUNDLED
-from ..network.config import TUNING_NEGATIVES, SpicyLentilConfig
+from ..network.config import FUSIONS, TUNING_NEGATIVES, SpicyLentilConfig
+from ..training.encoder_tuning import EncoderTuningArguments
+from ..training.recipe import Recipe
+from ..training.trainer import TrainingArguments
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -142,84 +145,49 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_from_args(args: argparse.Namespace):
+    """The `training.recipe.Recipe` that `spicy-lentil train` runs; a flag left out keeps the dataclasses' default."""
+    return Recipe(
+        data=args.data,
+        training=TrainingArguments(
+            output=args.output,
+            epochs=args.epochs,
+            seed=args.seed,
+            train_encoder=args.train_encoder,
+            queries_per_step=args.queries_per_step,
+            learning_rate=args.learning_rate,
+            negatives=args.negatives,
+            validation_queries=args.validation_queries,
+        ),
+        model=SpicyLentilConfig(
+            encoder=args.encoder,
+            pathways_per_query=args.pathways_per_query,
+            fusion=args.fusion,
+            hidden_dim=args.hidden_dim,
+        ),
+        split=args.split,
+        validation_split=args.validation_split or None,
+        mix=args.mix,
+        rank_documents=None if args.rank_documents is None else [n.strip() for n in args.rank_documents.split(",")],
+        tune_encoder=EncoderTuningArguments(epochs=args.tune_epochs, negatives=args.tune_negatives)
+        if args.tune_encoder
+        else None,
+        init=args.init,
+        cache_dir=args.cache_dir,
+        resume=args.resume,
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..corpus.builder import cached_index
-    from ..network.encoder import ENCODER_WEIGHTS_NAME
-    from ..training.data import load_data
-    from ..training.encoder_tuning import EncoderTuningArguments, tune_encoder
-    from ..training.trainer import Trainer, TrainingArguments, TrainingSet, parse_mix
+    from ..training.recipe import train
     from .engine import SpicyLentil
 
-    trains = [load_data(source, args.split, args.cache_dir) for source in args.data]
-    names = [t.name for t in trains]
-    weights = parse_mix(args.mix, names)
-    ranking = (
-        set(names) if args.rank_documents is None else set(parse_names(args.rank_documents, names, "--rank-documents"))
-    )
-    validations = [
-        load_data(source, args.validation_split, args.cache_dir) if args.validation_split else None
-        for source in args.data
-    ]
-    encoder_weights = None
-    if args.tune_encoder:
-        if args.init:
-            raise ValueError("--tune-encoder starts a fresh model; it cannot be combined with --init")
-        encoder_weights = Path(args.output) / ENCODER_WEIGHTS_NAME
-        if not (args.resume and encoder_weights.is_file()):
-            print(f"tuning the encoder on the sentence labels of {', '.join(names)}", file=sys.stderr)
-            tuning = EncoderTuningArguments(epochs=args.tune_epochs, seed=args.seed, negatives=args.tune_negatives)
-            tune_encoder(args.encoder, trains, args.output, tuning)
-    if args.init:
-        lentil = SpicyLentil.from_pretrained(args.init)
-    else:
-        lentil = SpicyLentil.new(
-            SpicyLentilConfig(
-                encoder=args.encoder,
-                pathways_per_query=args.pathways_per_query,
-                fusion=args.fusion,
-                hidden_dim=args.hidden_dim,
-            ),
-            seed=args.seed,
-            encoder_weights=encoder_weights,
-        )
-    sets = [
-        TrainingSet(
-            train,
-            cached_index(train.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir),
-            validation,
-            weights[train.name],
-            train.name in ranking,
-        )
-        for train, validation in zip(trains, validations)
-    ]
-    training_args = TrainingArguments(
-        output=args.output,
-        epochs=args.epochs,
-        seed=args.seed,
-        train_encoder=args.train_encoder,
-        queries_per_step=args.queries_per_step,
-        learning_rate=args.learning_rate,
-        **{
-            k: v
-            for k, v in (("negatives", args.negatives), ("validation_queries", args.validation_queries))
-            if v is not None
-        },
-    )
-    state = Trainer(lentil, training_args, sets).train(resume=args.resume)
+    state = train(recipe_from_args(args), SpicyLentil)
     print(
         f"best epoch {state['best_epoch']} (validation selection score {state['best']:.4f}) saved to {args.output}",
         file=sys.stderr,
     )
     return 0
-
-
-def parse_names(spec: str, names: list[str], flag: str) -> list[str]:
-    """A comma-separated list of dataset names, each one of `names`."""
-    chosen = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in names]
-    if unknown:
-        raise ValueError(f"{flag}: unknown dataset(s) {unknown}; the datasets are {names}")
-    return chosen
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -357,7 +325,12 @@ def _shared_flags() -> dict[str, argparse.ArgumentParser]:
     """Parent parsers of the flags several commands share, each flag defined once."""
     flags = {name: argparse.ArgumentParser(add_help=False) for name in ("model", "k", "engine", "cache", "host")}
     flags["model"].add_argument("--model", default=None, help="model folder (default: the bundled model)")
-    flags["k"].add_argument("--pathways-per-query", type=_positive, default=4, help="the gate's top-k, 1..9")
+    flags["k"].add_argument(
+        "--pathways-per-query",
+        type=_positive,
+        default=SpicyLentilConfig.pathways_per_query,
+        help="the gate's top-k, 1..9",
+    )
     engine = flags["engine"]
     engine.add_argument(
         "--engine",
@@ -381,7 +354,9 @@ def _shared_flags() -> dict[str, argparse.ArgumentParser]:
     engine.add_argument(
         "--cpus-per-actor", type=_positive, default=1, metavar="N", help="CPUs (and threads) of each Ray actor"
     )
-    flags["cache"].add_argument("--cache-dir", default="cache", help="where corpus indexes and baselines are kept")
+    flags["cache"].add_argument(
+        "--cache-dir", default=Recipe.cache_dir, help="where corpus indexes and baselines are kept"
+    )
     flags["host"].add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: loopback only; 0.0.0.0 for every interface)"
     )
@@ -468,20 +443,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="datasets whose validation nDCG@10 counts in picking the kept epoch (default: all); "
         "slot MAP counts for every dataset",
     )
-    train.add_argument("--split", default="train")
-    train.add_argument("--validation-split", default="val", help="split that picks the best epoch ('' for none)")
-    train.add_argument("--epochs", type=_positive, default=8)
+    train.add_argument("--split", default=Recipe.split)
+    train.add_argument(
+        "--validation-split", default=Recipe.validation_split, help="split that picks the best epoch ('' for none)"
+    )
+    train.add_argument("--epochs", type=_positive, default=TrainingArguments.epochs)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
     train.add_argument(
         "--tune-encoder",
         action="store_true",
         help="first tune the encoder on the datasets' sentence labels (written to OUTPUT/encoder.safetensors)",
     )
-    train.add_argument("--tune-epochs", type=_positive, default=2, help="epochs of --tune-encoder")
+    train.add_argument(
+        "--tune-epochs", type=_positive, default=EncoderTuningArguments.epochs, help="epochs of --tune-encoder"
+    )
     train.add_argument(
         "--tune-negatives",
         choices=TUNING_NEGATIVES,
-        default="random",
+        default=EncoderTuningArguments.negatives,
         help="each --tune-encoder triplet's negative: a random other sentence of the document, or the one the "
         "untuned encoder ranks closest to the query",
     )
@@ -490,25 +469,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--init", default=None, help="start from this model folder instead of a fresh head")
     train.add_argument("--encoder", default=BUNDLED, help="sentence-transformers encoder of a fresh head")
-    train.add_argument("--fusion", default="null_point")
+    train.add_argument("--fusion", choices=FUSIONS, default=SpicyLentilConfig.fusion)
     train.add_argument(
         "--hidden-dim",
         type=_positive,
         default=SpicyLentilConfig.hidden_dim,
         help="width of a fresh head's pathways, a multiple of 9 (BENCHMARKS.md measures the trade-off)",
     )
-    train.add_argument("--queries-per-step", type=_positive, default=8)
+    train.add_argument("--queries-per-step", type=_positive, default=TrainingArguments.queries_per_step)
     train.add_argument(
-        "--negatives", type=_positive, default=None, help="hard negatives per query and step (default 15)"
+        "--negatives", type=_positive, default=TrainingArguments.negatives, help="hard negatives per query and step"
     )
     train.add_argument(
         "--validation-queries",
         type=_positive,
-        default=None,
-        help="validation queries per dataset and epoch, the first by id (default 200)",
+        default=TrainingArguments.validation_queries,
+        help="validation queries per dataset and epoch, the first by id",
     )
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--learning-rate", type=float, default=TrainingArguments.learning_rate)
+    train.add_argument("--seed", type=int, default=TrainingArguments.seed)
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser(

@@ -21,7 +21,7 @@ from .trainer import Trainer, TrainingArguments, TrainingSet, parse_mix
 
 @dataclass
 class Recipe:
-    """Everything one training run does, as data; every default is the shipped default model's."""
+    """Everything one training run does, as data (`spicy-lentil train` without flags is `Recipe(data, training)`)."""
 
     data: list[str]  # BEIR folders, .jsonl/.csv/.parquet pairs files or hub names: one dataset each
     training: TrainingArguments  # the trainer's arguments; `training.output` is the model folder
