@@ -356,3 +356,19 @@ def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path)
     with pytest.raises(ValueError, match="unknown dataset"):
         train(Recipe([str(dataset)], training, rank_documents=["nowhere"]), SpicyLentil)
     assert not (tmp_path / "out").exists()
+
+
+def test_retrieve_and_rerank_scores_the_candidates_then_the_asked_documents_they_missed(lentil, index):
+    query = "Does caffeine act on adenosine receptors?"
+    encoding = lentil.encode_query(query)
+    found, positions, fields = lentil.retrieve_and_rerank(encoding, index, query, 3)
+    missed = next(p for p in range(len(index)) if p not in positions)
+    again, asked, asked_fields = lentil.retrieve_and_rerank(encoding, index, query, 3, also=[positions[1], missed])
+    assert positions == found.docs.tolist() and asked == positions + [missed]  # a candidate is not scored twice
+    reranked = lentil.rerank_indexed(encoding, index, found.docs, found.prior)  # candidates read their prior
+    assert [f.score for f in asked_fields[:3]] == pytest.approx([f.score for f in reranked], abs=1e-6)
+    bare = lentil.rerank_indexed(encoding, index, [missed])[0]  # a missed document is scored as a bare one
+    assert asked_fields[3].score == pytest.approx(bare.score, abs=1e-6)
+    assert [s.score for s in asked_fields[3].slots] == pytest.approx([s.score for s in bare.slots], abs=1e-6)
+    search = lentil.search(index, query, top_k=3, candidates=3)
+    assert sorted(r["corpus_id"] for r in search) == sorted(positions)

@@ -23,7 +23,7 @@ from ..results import CompressedContext, PrunedDocument, RelevanceField, Selecti
 from ..slots import Slotter
 
 if TYPE_CHECKING:
-    from ..corpus.first_stage import FirstStage
+    from ..corpus.first_stage import Candidates, FirstStage
     from ..corpus.index import CorpusIndex
 
 PROGRESS_THRESHOLD = 256  # documents; `show_progress_bar=None` shows a bar from this many on
@@ -288,7 +288,8 @@ class SpicyLentil:
             StaleIndexError: the index was built with another encoder or slotter setting.
         """
         from ..corpus.first_stage import FirstStage
-        from ..corpus.index import CorpusIndex, IndexedDocuments
+        from ..corpus.index import CorpusIndex
+        from ..corpus.rerank import rerank
 
         check_query(query)
         for name, value in (("top_k", top_k), ("candidates", candidates), ("batch_size", batch_size)):
@@ -296,27 +297,66 @@ class SpicyLentil:
         k = self._call_k(pathways_per_query)
         if not isinstance(index, CorpusIndex):
             index = self._indexes.open(index, self.encoder, self.slotter)
-        first_stage = first_stage or FirstStage()
         query_encoding, routing = self.scorer.encode_and_route(query, k)
-        found = first_stage.retrieve(index, query, query_encoding.embedding.numpy(), max(candidates, top_k))
-        docs = found.docs.tolist()
-        scored = self.scorer.score(query_encoding, IndexedDocuments(index, docs), batch_size, k, routing, found.prior)
+        reranked = rerank(
+            self.scorer, index, query, query_encoding, k, first_stage or FirstStage(), max(candidates, top_k),
+            batch_size=batch_size, routing=routing,
+        )
+        fusion = reranked.candidates.signals["fusion"]
         results = []
-        for r in sorted(range(len(docs)), key=lambda r: -scored[r].score)[:top_k]:
-            doc = index.document(docs[r])
-            field = scored[r].field(index.slots(docs[r]), self.model.pathway_names)
+        for r in sorted(range(len(reranked.positions)), key=lambda r: -reranked.scored[r].score)[:top_k]:
+            position = reranked.positions[r]
+            doc = index.document(position)
+            field = reranked.field(index, r, self.model.pathway_names)
             results.append(
                 {
-                    "corpus_id": docs[r],
+                    "corpus_id": position,
                     "document_id": doc["_id"],
                     "score": field.score,
                     "text": doc["text"],
                     "title": doc["title"],
-                    "first_stage": float(found.signals["fusion"][docs[r]]),
+                    "first_stage": float(fusion[position]),
                     "field": field,
                 }
             )
         return results
+
+    def retrieve_and_rerank(
+        self,
+        query_encoding: Encoding,
+        index: "CorpusIndex",
+        query: str,
+        candidates: int,
+        first_stage: "FirstStage | None" = None,
+        also=(),
+        pathways_per_query: int | None = None,
+    ) -> tuple["Candidates", list[int], list[RelevanceField]]:
+        """`corpus.rerank.rerank` with this model: what `search` runs, for callers that need every candidate.
+
+        Args:
+            query_encoding: from `encode_query`.
+            index: the corpus index.
+            query: the query text.
+            candidates: first-stage documents reranked.
+            first_stage: fusion weights; default equal weights.
+            also: index positions scored too where the first stage missed them (say, labelled answers).
+            pathways_per_query: this call's k; None = the `pathways_per_query` attribute.
+
+        Returns:
+            The first stage's output, the positions scored (the candidates in first-stage order, then the
+            missed ones) and their relevance fields.
+        """
+        from ..corpus.first_stage import FirstStage
+        from ..corpus.rerank import rerank
+
+        reranked = rerank(
+            self.scorer, index, query, query_encoding, self._call_k(pathways_per_query),
+            first_stage or FirstStage(), candidates, also,
+        )
+        names = self.model.pathway_names
+        return reranked.candidates, reranked.positions, [
+            reranked.field(index, r, names) for r in range(len(reranked.positions))
+        ]
 
     def encode_query(self, query: str, pathways_per_query: int | None = None) -> Encoding:
         """The query's encoding (sentence and token embeddings), as `rerank_indexed` takes it; its routing

@@ -92,10 +92,10 @@ def fit_first_stage_trust(
     for data, index in splits:
         queries = {}
         for query_id, query in data.queries.items():
-            encoding = lentil.encode_query(query)
-            found = first_stage.retrieve(index, query, encoding.embedding.numpy(), candidates)
-            fields = lentil.rerank_indexed(encoding, index, found.docs, found.prior)
-            ids = [index.doc_ids[int(d)] for d in found.docs]
+            found, positions, fields = lentil.retrieve_and_rerank(
+                lentil.encode_query(query), index, query, candidates, first_stage
+            )
+            ids = [index.doc_ids[p] for p in positions]
             queries[query_id] = (ids, _head_logits(lentil, fields), fusion_gap(found.prior).astype(np.float64))
         reranked.append((data, queries))
     logits = np.concatenate([q[1] for _, queries in reranked for q in queries.values()])

@@ -165,25 +165,22 @@ def evaluate(
         "dense": {},
         "bi_encoder_sentences": {},
     }
-    seconds = {"encode_queries": 0.0, "first_stage": 0.0, "rerank": 0.0}
+    seconds = {"encode_queries": 0.0, "retrieve_and_rerank": 0.0}
     start = time.perf_counter()
     for query_id, query in tqdm(data.queries.items(), desc="eval", unit="query", disable=not show_progress_bar):
         t0 = time.perf_counter()
         query_encoding = lentil.encode_query(query)
         q = query_encoding.embedding.numpy()
         t1 = time.perf_counter()
-        found = first_stage.retrieve(index, query, q, candidates)
-        docs, signals = found.docs, found.signals
-        t2 = time.perf_counter()
-        fields = lentil.rerank_indexed(query_encoding, index, docs, found.prior)
-        runs["spicy_lentil"][query_id] = {index.doc_ids[int(d)]: f.score for d, f in zip(docs, fields)}
-        ranked = set(docs.tolist())
-        extra = [index.position[d] for d in labelled.get(query_id, []) if index.position[d] not in ranked]
-        extra_fields = lentil.rerank_indexed(query_encoding, index, np.array(extra, dtype=np.int64)) if extra else []
-        by_doc = {index.doc_ids[int(d)]: f for d, f in zip(list(docs) + extra, list(fields) + extra_fields)}
+        asked = [index.position[d] for d in labelled.get(query_id, [])]
+        found, positions, fields = lentil.retrieve_and_rerank(
+            query_encoding, index, query, candidates, first_stage, asked
+        )
+        signals, shown = found.signals, len(found.docs)  # the missed labelled documents follow the candidates
+        runs["spicy_lentil"][query_id] = {index.doc_ids[p]: f.score for p, f in zip(positions[:shown], fields)}
+        by_doc = {index.doc_ids[p]: f for p, f in zip(positions, fields)}
         seconds["encode_queries"] += t1 - t0
-        seconds["first_stage"] += t2 - t1
-        seconds["rerank"] += time.perf_counter() - t2
+        seconds["retrieve_and_rerank"] += time.perf_counter() - t1
         for doc_id in labelled.get(query_id, []):
             key = f"{query_id}|{doc_id}"
             slot_scores["spicy_lentil"][key] = [s.score for s in by_doc[doc_id].slots]
