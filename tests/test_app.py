@@ -223,7 +223,8 @@ def test_uploads_over_the_limits_are_refused_before_they_are_read():
 
 
 def test_app_command_binds_loopback_and_passes_the_limits(tmp_path):
-    from spicy_lentil.frontends.cli import app_command, build_parser
+    from spicy_lentil.frontends.cli import build_parser
+    from spicy_lentil.frontends.commands import app_command
 
     (tmp_path / "m1").mkdir()
     (tmp_path / "m1" / "config.json").write_text("{}")

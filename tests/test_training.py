@@ -328,7 +328,8 @@ def test_train_command_sets_the_hidden_size_and_rejects_a_bad_one(dataset, tmp_p
 
 
 def test_the_train_command_runs_the_recipe_its_flags_describe():
-    from spicy_lentil.frontends.cli import build_parser, recipe_from_args
+    from spicy_lentil.frontends.cli import build_parser
+    from spicy_lentil.frontends.commands import recipe_from_args
     from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
     from spicy_lentil.training.recipe import Recipe
     from spicy_lentil.training.trainer import TrainingArguments
