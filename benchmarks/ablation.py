@@ -54,8 +54,7 @@ class Workbench:
     def __init__(self, queries: int) -> None:
         from spicy_lentil import SpicyLentil
         from spicy_lentil.corpus.builder import cached_index
-        from spicy_lentil.training.data import load_data
-        from spicy_lentil.training.trainer import first_queries
+        from spicy_lentil.training.data import first_queries, load_data
 
         default = SpicyLentil.from_pretrained()
         self.encoder, self.encoder_config = default.encoder, default.config
@@ -72,7 +71,8 @@ class Workbench:
 
         from spicy_lentil import SpicyLentil
         from spicy_lentil.network.model import SpicyLentilModel
-        from spicy_lentil.training.trainer import Trainer, TrainingSet, selection_score
+        from spicy_lentil.training.mixture import TrainingSet, selection_score
+        from spicy_lentil.training.trainer import Trainer
 
         started = time.perf_counter()
         config = dataclasses.replace(self.encoder_config, **overrides)
@@ -99,7 +99,7 @@ class Workbench:
 
 
 def training_arguments(args: argparse.Namespace, output: str):
-    from spicy_lentil.training.trainer import TrainingArguments
+    from spicy_lentil.training.arguments import TrainingArguments
 
     return TrainingArguments(
         output=output,

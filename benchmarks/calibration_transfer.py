@@ -80,7 +80,7 @@ def everyday(lentil) -> dict:
 
 def query_half(data, half: int):
     """The split's queries at even (0) or odd (1) positions by id, with their judgements."""
-    from spicy_lentil.training.trainer import query_subset
+    from spicy_lentil.training.data import query_subset
 
     return query_subset(data, sorted(data.queries)[half::2])
 
@@ -120,8 +120,8 @@ def val_split(lentil, name: str):
 
 def measure(model: str | None) -> dict:
     from spicy_lentil import SpicyLentil
+    from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.calibration import calibration_examples
-    from spicy_lentil.training.trainer import TrainingArguments
 
     lentil = SpicyLentil.from_pretrained(model)
     splits = {name: val_split(lentil, name) for name in DOMAINS}
@@ -140,8 +140,8 @@ def held_out_model(folder: str, name: str) -> dict:
     """A whole model trained and calibrated without dataset `name`, on the documents the shipped model's
     first stage picks for `name`'s `val` questions, scored from their text with the model's own encoder."""
     from spicy_lentil import SpicyLentil
+    from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.calibration import example_documents, score_examples
-    from spicy_lentil.training.trainer import TrainingArguments
 
     shipped = SpicyLentil.from_pretrained()
     val, index = val_split(shipped, name)

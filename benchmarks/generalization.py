@@ -60,6 +60,7 @@ def model_row(folder: str) -> dict:
 
     from spicy_lentil import SpicyLentil
     from spicy_lentil.corpus.builder import cached_index
+    from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.calibration import (
         calibration_examples,
         example_probabilities,
@@ -67,7 +68,6 @@ def model_row(folder: str) -> dict:
     )
     from spicy_lentil.training.data import load_data
     from spicy_lentil.training.evaluation import answer_case_metrics, evaluate, read_answer_cases
-    from spicy_lentil.training.trainer import TrainingArguments
 
     lentil = SpicyLentil.from_pretrained(folder)
     row = {}
@@ -103,9 +103,8 @@ def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
     val queries of each dataset: which k earns its place across the domains."""
     from spicy_lentil import SpicyLentil
     from spicy_lentil.corpus.builder import cached_index
-    from spicy_lentil.training.data import load_data
+    from spicy_lentil.training.data import first_queries, load_data
     from spicy_lentil.training.evaluation import evaluate
-    from spicy_lentil.training.trainer import first_queries
 
     lentil = SpicyLentil.from_pretrained(folder)
     sweep = {}
@@ -133,7 +132,7 @@ def cached(name: str, fresh: bool, compute, carried: dict[str, str]) -> dict:
 
 def summarise(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict | None, sweep_queries: int) -> dict:
     """The rows with what the section adds to them: each model's slot MAP against cosine, the sweep's means."""
-    from spicy_lentil.training.trainer import TrainingArguments
+    from spicy_lentil.training.arguments import TrainingArguments
 
     cosine = rows["dense"]
     return {

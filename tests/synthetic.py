@@ -91,7 +91,7 @@ def write_dataset(folder: Path, topics=TOPICS, prefix: str = "", unanswerable: b
 
 def tiny_training(output: Path, epochs: int, **overrides):
     """`TrainingArguments` sized for these datasets: a few queries per step, few negatives, quick warm-up."""
-    from spicy_lentil.training.trainer import TrainingArguments
+    from spicy_lentil.training.arguments import TrainingArguments
 
     sizes = dict(queries_per_step=4, negatives=3, negative_pool=6, candidates=10, warmup_steps=2, learning_rate=3e-3)
     return TrainingArguments(output=str(output), epochs=epochs, **{**sizes, **overrides})

@@ -14,7 +14,8 @@ from spicy_lentil.network.config import SpicyLentilConfig
 from spicy_lentil.network.encoder import ENCODER_WEIGHTS_NAME
 from spicy_lentil.training.data import load_data
 from spicy_lentil.training.encoder_tuning import EncoderTuningArguments, sentence_triplets, tune_encoder
-from spicy_lentil.training.trainer import Trainer, TrainingSet, parse_mix, selection_score
+from spicy_lentil.training.mixture import TrainingSet, parse_mix, selection_score
+from spicy_lentil.training.trainer import Trainer
 from tests.synthetic import OTHER_TOPICS, tiny_training, write_dataset
 
 

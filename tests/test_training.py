@@ -14,7 +14,8 @@ from spicy_lentil.network.encoder import EncoderCalls
 from spicy_lentil.training.calibration import expected_calibration_error, fit_calibration, fit_first_stage_trust, platt
 from spicy_lentil.training.data import load_data
 from spicy_lentil.training.evaluation import evaluate
-from spicy_lentil.training.trainer import Trainer, TrainingSet
+from spicy_lentil.training.mixture import TrainingSet
+from spicy_lentil.training.trainer import Trainer
 from tests.synthetic import tiny_training, write_dataset
 
 
@@ -330,9 +331,9 @@ def test_train_command_sets_the_hidden_size_and_rejects_a_bad_one(dataset, tmp_p
 def test_the_train_command_runs_the_recipe_its_flags_describe():
     from spicy_lentil.frontends.cli import build_parser
     from spicy_lentil.frontends.commands import recipe_from_args
+    from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
     from spicy_lentil.training.recipe import Recipe
-    from spicy_lentil.training.trainer import TrainingArguments
 
     parser = build_parser()
     bare = recipe_from_args(parser.parse_args(["train", "a", "b", "--output", "out"]))
@@ -347,9 +348,9 @@ def test_the_train_command_runs_the_recipe_its_flags_describe():
 
 
 def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path):
+    from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
     from spicy_lentil.training.recipe import Recipe, train
-    from spicy_lentil.training.trainer import TrainingArguments
 
     training = TrainingArguments(output=str(tmp_path / "out"))
     with pytest.raises(ValueError, match="cannot be combined with init"):

@@ -9,9 +9,9 @@ from ..corpus.token_codec import CodecSpec
 from ..errors import SpicyLentilError, check_count
 from ..network.config import BUNDLED_ENCODER as BUNDLED
 from ..network.config import FUSIONS, TUNING_NEGATIVES, SpicyLentilConfig
+from ..training.arguments import TrainingArguments
 from ..training.encoder_tuning import EncoderTuningArguments
 from ..training.recipe import Recipe
-from ..training.trainer import TrainingArguments
 from .commands import cmd_app, cmd_eval, cmd_index, cmd_score, cmd_search, cmd_serve, cmd_train
 
 

@@ -13,9 +13,9 @@ from ..corpus.token_codec import CodecSpec
 from ..errors import ModelLoadError
 from ..io import Rejects, holds_rows, read_documents
 from ..network.config import SpicyLentilConfig
+from ..training.arguments import TrainingArguments
 from ..training.encoder_tuning import EncoderTuningArguments
 from ..training.recipe import Recipe
-from ..training.trainer import TrainingArguments
 
 
 def cmd_score(args: argparse.Namespace) -> int:

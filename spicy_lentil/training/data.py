@@ -15,6 +15,7 @@ Three sources, one result (`RelevanceData`):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -189,3 +190,22 @@ def _write_corpus(corpus: dict[str, dict], folder: Path) -> Path:
     if not path.is_file() or path.read_text(encoding="utf-8") != lines:
         path.write_text(lines, encoding="utf-8")
     return path
+
+
+def first_queries(data: RelevanceData, n: int) -> RelevanceData:
+    """The split restricted to its first `n` queries by id (and their judgements)."""
+    if len(data.queries) <= n:
+        return data
+    return query_subset(data, sorted(data.queries)[:n])
+
+
+def query_subset(data: RelevanceData, keep: list[str]) -> RelevanceData:
+    """The split restricted to the query ids of `keep`, in that order (and their judgements)."""
+    kept = set(keep)
+    return dataclasses.replace(
+        data,
+        queries={q: data.queries[q] for q in keep if q in data.queries},
+        qrels={q: data.qrels[q] for q in keep if q in data.qrels},
+        slot_qrels={k: v for k, v in data.slot_qrels.items() if k[0] in kept},
+        unanswerable=[u for u in data.unanswerable if u[0] in kept],
+    )

@@ -14,9 +14,11 @@ from pathlib import Path
 from ..corpus.builder import cached_index
 from ..network.config import SpicyLentilConfig
 from ..network.encoder import ENCODER_WEIGHTS_NAME
+from .arguments import TrainingArguments
 from .data import load_data
 from .encoder_tuning import EncoderTuningArguments, tune_encoder
-from .trainer import Trainer, TrainingArguments, TrainingSet, parse_mix
+from .mixture import TrainingSet, parse_mix
+from .trainer import Trainer
 
 
 @dataclass

@@ -13,12 +13,11 @@ over the datasets' validation splits (`selection_score`), never by one dataset a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -28,114 +27,15 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..corpus.first_stage import FirstStage
-from ..corpus.index import CorpusIndex
 from ..network.batching import collate
-from ..network.losses import LossTargets, LossWeights, training_losses
+from ..network.losses import LossTargets, training_losses
 from ..network.model import SpicyLentilModel
 from ..pathways.base import CorpusStatistics
+from .arguments import TrainingArguments
 from .calibration import fit_calibration
-from .data import RelevanceData
+from .data import first_queries
 from .evaluation import evaluate, slot_labels
-
-
-@dataclass
-class TrainingArguments:
-    output: str  # folder for the best model, checkpoints/ and training_log.jsonl
-    epochs: int = 8  # passes over the training queries
-    queries_per_step: int = 8  # queries per optimizer step; each brings 1 positive + `negatives` documents
-    negatives: int = 15  # hard negatives per query and step
-    negative_pool: int = 50  # negatives are sampled from the first stage's top `negative_pool` non-relevant documents
-    candidates: int = 30  # first-stage documents reranked when validating (enough to pick the best epoch by nDCG@10)
-    learning_rate: float = 1e-3  # AdamW, linear warm-up then cosine decay
-    weight_decay: float = 0.01
-    warmup_steps: int = 20
-    # Pointwise BCE on document scores (relevant 1, negatives 0): the listwise loss alone leaves their level free.
-    document_weight: float = 0.2
-    slot_weight: float = 1.0  # BCE on the rationale slots of relevant documents
-    # Listwise CE over each labelled document's slots, rationales as targets: slot MAP ranks within a document.
-    slot_ranking_weight: float = 2.0
-    negative_slot_weight: float = 0.1  # BCE towards 0 on the slots of negatives
-    stance_weight: float = 0.2  # the stance head of the pathway that judges stance, where stance labels exist
-    load_balancing_weight: float = 0.01  # Switch load-balancing loss of the gate (losses.load_balancing_loss)
-    z_loss_weight: float = 0.001  # ST-MoE router z-loss (losses.router_z_loss)
-    prior_dropout: float = 0.25  # share of queries trained without the first-stage prior (bare documents have none)
-    seed: int = 0
-    train_encoder: bool = False  # fine-tune the encoder too (meant for a GPU: slots are re-encoded every step)
-    encoder_learning_rate: float = 2e-5
-    calibrate: bool = (
-        True  # after training, fit Platt scaling of the kept model on the validation splits (calibration.json)
-    )
-    # Calibration sees what a user hands over with a question: the asked documents, a related one that does
-    # not answer (the best non-relevant among the first stage's top few) and an unrelated one.
-    calibration_candidates: int = 3
-    unanswerable_weight: float = 1.0  # BCE towards 0 on the slots of a document asked a question it does not answer
-    validation_queries: int = (
-        200  # validation queries per dataset and epoch (the first by id): selection, not the report
-    )
-
-    def loss_weights(self) -> LossWeights:
-        """The weights `losses.training_losses` gives its terms."""
-        return LossWeights(
-            self.document_weight, self.slot_ranking_weight, self.stance_weight,
-            self.load_balancing_weight, self.z_loss_weight,
-        )
-
-
-@dataclass
-class TrainingSet:
-    """One dataset of a training mixture."""
-
-    train: RelevanceData  # the training split
-    index: CorpusIndex  # its corpus index (built with the model's encoder)
-    validation: RelevanceData | None = None  # the held-out split of the same corpus, or None
-    weight: float = 1.0  # share of training steps drawn from this dataset, relative to the others
-    rank_documents: bool = True  # validation nDCG@10 counts in model selection (ranking this corpus is meaningful)
-
-    @property
-    def name(self) -> str:
-        return self.train.name
-
-
-def parse_mix(spec: str | None, names: list[str]) -> dict[str, float]:
-    """Dataset name -> sampling weight from `name=weight,...` (every dataset 1.0 when `spec` is None).
-
-    Raises:
-        ValueError: a malformed entry, an unknown or repeated name, or a weight that is not > 0.
-    """
-    weights = {name: 1.0 for name in names}
-    if spec is None:
-        return weights
-    seen = set()
-    for entry in spec.split(","):
-        name, sep, value = entry.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ValueError(f"--mix: {entry!r} is not NAME=WEIGHT (e.g. scifact=1,wikiqa=2)")
-        if name not in weights:
-            raise ValueError(f"--mix: unknown dataset {name!r}; the datasets are {names}")
-        if name in seen:
-            raise ValueError(f"--mix: dataset {name!r} given twice")
-        try:
-            weight = float(value)
-        except ValueError:
-            raise ValueError(f"--mix: weight of {name!r} is not a number: {value!r}") from None
-        if not math.isfinite(weight) or weight <= 0:
-            raise ValueError(f"--mix: weight of {name!r} must be a number > 0, got {value!r}")
-        weights[name] = weight
-        seen.add(name)
-    return weights
-
-
-def selection_score(validation: dict[str, dict[str, float]], sets: list[TrainingSet]) -> float:
-    """The macro-average that picks the kept epoch: every dataset's slot MAP, and nDCG@10 where it counts.
-
-    Args:
-        validation: dataset name -> its validation metrics.
-        sets: the training sets (which say whether nDCG@10 counts).
-    """
-    cells = [validation[s.name]["slot_map"] for s in sets if s.name in validation]
-    cells += [validation[s.name]["ndcg@10"] for s in sets if s.name in validation and s.rank_documents]
-    return float(np.mean(cells)) if cells else float("nan")
+from .mixture import TrainingSet, selection_score
 
 
 class Trainer:
@@ -486,22 +386,3 @@ class Trainer:
         self.scheduler.load_state_dict(meta["scheduler"])
         torch.set_rng_state(tensors["rng.torch"])
         return meta["state"]
-
-
-def first_queries(data: RelevanceData, n: int) -> RelevanceData:
-    """The split restricted to its first `n` queries by id (and their judgements)."""
-    if len(data.queries) <= n:
-        return data
-    return query_subset(data, sorted(data.queries)[:n])
-
-
-def query_subset(data: RelevanceData, keep: list[str]) -> RelevanceData:
-    """The split restricted to the query ids of `keep`, in that order (and their judgements)."""
-    kept = set(keep)
-    return dataclasses.replace(
-        data,
-        queries={q: data.queries[q] for q in keep if q in data.queries},
-        qrels={q: data.qrels[q] for q in keep if q in data.qrels},
-        slot_qrels={k: v for k, v in data.slot_qrels.items() if k[0] in kept},
-        unanswerable=[u for u in data.unanswerable if u[0] in kept],
-    )
