@@ -20,7 +20,8 @@ from ..io import Rejects, file_sha256, iter_jsonl_documents
 from ..network.encoder import Encoder
 from ..slots import Slot, Slotter
 from .first_stage import bm25_tokenize
-from .index import EMBEDDINGS, MANIFEST, SHARD_NAME, CorpusIndex, index_settings, read_manifest
+from .format import EMBEDDINGS, MANIFEST, SHARD_NAME, index_settings, read_manifest
+from .index import CorpusIndex
 from .token_codec import FILE as CODEC_FILE
 from .token_codec import CodecSpec, TokenCodec
 
