@@ -3,7 +3,7 @@ and the first-stage trust fitted on half the claims and judged on the other half
 
     .venv/bin/python -m benchmarks.calibration_transfer [--model DIR] [--held-out-model DIR DATASET]
 
-Examples are the documents a user meets with each `val` question (`calibration.example_documents`:
+Examples are the documents a user meets with each `val` question (`calibration_examples.example_documents`:
 the asked document, a related one the first stage finds that does not answer, an unrelated one, and
 WikiQA's unanswerable paragraphs), each scored alone. For each dataset X the scalings are fitted on
 the other two and judged on X: F1 of the sentences kept at 0.5 against the best threshold's F1, and
@@ -121,7 +121,7 @@ def val_split(lentil, name: str):
 def measure(model: str | None) -> dict:
     from spicy_lentil import SpicyLentil
     from spicy_lentil.training.arguments import TrainingArguments
-    from spicy_lentil.training.calibration import calibration_examples
+    from spicy_lentil.training.calibration_examples import calibration_examples
 
     lentil = SpicyLentil.from_pretrained(model)
     splits = {name: val_split(lentil, name) for name in DOMAINS}
@@ -141,7 +141,7 @@ def held_out_model(folder: str, name: str) -> dict:
     first stage picks for `name`'s `val` questions, scored from their text with the model's own encoder."""
     from spicy_lentil import SpicyLentil
     from spicy_lentil.training.arguments import TrainingArguments
-    from spicy_lentil.training.calibration import example_documents, score_examples
+    from spicy_lentil.training.calibration_examples import example_documents, score_examples
 
     shipped = SpicyLentil.from_pretrained()
     val, index = val_split(shipped, name)

@@ -61,11 +61,8 @@ def model_row(folder: str) -> dict:
     from spicy_lentil import SpicyLentil
     from spicy_lentil.corpus.builder import cached_index
     from spicy_lentil.training.arguments import TrainingArguments
-    from spicy_lentil.training.calibration import (
-        calibration_examples,
-        example_probabilities,
-        expected_calibration_error,
-    )
+    from spicy_lentil.training.calibration import example_probabilities, expected_calibration_error
+    from spicy_lentil.training.calibration_examples import calibration_examples
     from spicy_lentil.training.data import load_data
     from spicy_lentil.training.evaluation import answer_case_metrics, evaluate, read_answer_cases
 

@@ -10,7 +10,8 @@ import torch
 
 from spicy_lentil import ANSWER_THRESHOLD, SpicyLentil
 from spicy_lentil.network.model import slot_margins, slot_probability
-from spicy_lentil.training.calibration import ScoredExample, example_probabilities, fit_scaling, threshold_report
+from spicy_lentil.training.calibration import example_probabilities, fit_scaling, threshold_report
+from spicy_lentil.training.calibration_examples import ScoredExample
 from spicy_lentil.training.evaluation import read_answer_cases
 
 EVERYDAY = Path(__file__).resolve().parents[1] / "data" / "everyday.jsonl"

@@ -4,7 +4,7 @@ import subprocess
 import pyarrow.parquet as pq
 
 from spicy_lentil.frontends.cli import main
-from spicy_lentil.frontends.jobs import JsonlSink
+from spicy_lentil.frontends.sinks import JsonlSink
 from tests.processes import CLI, kill_after_rows
 
 BAD_LINES = {7: "{oops", 19: json.dumps({"_id": "no-text"}), 150: "[1, 2]"}

@@ -109,7 +109,7 @@ def test_a_second_writer_is_refused_while_the_first_finishes_whole(tmp_path):
 KILL_IN_COMMIT = """
 import os, signal, sys
 from pathlib import Path
-import spicy_lentil.frontends.jobs as jobs
+import spicy_lentil.frontends.sinks as sinks
 where = sys.argv.pop(1)
 real_replace, real_unlink = os.replace, Path.unlink
 def replace(src, dst, *a, **k):
@@ -120,7 +120,7 @@ def unlink(self, *a, **k):
     if where == "after-join" and self.name.startswith("part-"):
         os.kill(os.getpid(), signal.SIGKILL)
     return real_unlink(self, *a, **k)
-jobs.os.replace, Path.unlink = replace, unlink
+sinks.os.replace, Path.unlink = replace, unlink
 from spicy_lentil.frontends.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -125,7 +125,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from .engine import SpicyLentil
-    from .jobs import jsonl_line
+    from .sinks import jsonl_line
 
     lentil = SpicyLentil.from_pretrained(args.model)
     results = lentil.search(

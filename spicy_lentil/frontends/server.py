@@ -1,7 +1,9 @@
 """The HTTP service: rerank in the shapes clients already speak (Cohere, text-embeddings-inference), plus
-highlight and prune. FastAPI validates each request against the models below, strictly (`"2"` is not a
+highlight and prune. FastAPI validates each request against its model, strictly (`"2"` is not a
 number, nor `"yes"` a bool), so a wrong type or a missing field is a 422 naming it; everything else a
 caller can get wrong is a 4xx too.
+
+The request models are in `http_requests`; the first paragraph above is also the OpenAPI description.
 
 Scoring runs in a worker thread, one request at a time (one model, bounded memory), so the event
 loop keeps answering `/health` while a large request is scored. The worker reads the documents as it
@@ -18,98 +20,31 @@ import secrets
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import as_document
 from ..errors import SpicyLentilError, invalid_json
+from .http_requests import (
+    CohereRerankRequest,
+    HighlightRequest,
+    PruneRequest,
+    TEIRerankRequest,
+    engine_document,
+    first_problem,
+)
 from .service_limits import API_KEY_ENV, Limits
 
 DISCONNECT_POLL_SECONDS = 0.1  # how often a request being scored checks that its client is still there
 
 if TYPE_CHECKING:
     from .engine import SpicyLentil
-
-
-class _Strict(BaseModel):
-    """A request body part, validated strictly: JSON types as the schema says, no coercion."""
-
-    model_config = ConfigDict(strict=True)
-
-
-class DocumentObject(_Strict):
-    """A document as an object: its text, or its sentences (pre-split; spans then refer to them joined by one
-    space; given both, the sentences are scored, as everywhere). Its id is "id" or "_id", not both."""
-
-    model_config = ConfigDict(extra="ignore")  # Cohere clients may send fields this server does not use
-
-    text: str | None = None
-    sentences: list[str] | None = None
-    title: str | None = None
-    id: str | int | None = None
-    underscore_id: str | int | None = Field(default=None, alias="_id")
-
-    @model_validator(mode="after")
-    def _text_or_sentences(self) -> "DocumentObject":
-        if self.text is None and self.sentences is None:
-            raise ValueError("give 'text' or 'sentences'")
-        return self
-
-
-DocumentIn = Union[str, list[str], DocumentObject]
-
-
-class CohereRerankRequest(_Strict):
-    """Cohere's `POST /v1/rerank` body; `model` is accepted and ignored (this server serves one model)."""
-
-    query: str
-    documents: list[DocumentIn]
-    top_n: int | None = Field(default=None, ge=1)
-    return_documents: bool = False
-    model: str | None = None
-
-
-class TEIRerankRequest(_Strict):
-    """text-embeddings-inference's `POST /rerank` body; truncation is the slotter's, so `truncate` is ignored."""
-
-    query: str
-    texts: list[str]
-    return_text: bool = False
-    raw_scores: bool = False
-    truncate: bool | None = None
-
-
-class HighlightRequest(_Strict):
-    query: str
-    documents: list[DocumentIn]
-    threshold: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="also list the sentences scoring at least this"
-    )
-    return_attention: bool = Field(
-        default=False, description="include the null point's weight on each pathway, per sentence"
-    )
-    pathways_per_query: int | None = Field(default=None, ge=1)
-
-
-class PruneRequest(_Strict):
-    query: str
-    documents: list[DocumentIn]
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    budget_tokens: int | None = Field(default=None, ge=1, description="most encoder tokens kept over all documents")
-    pathways_per_query: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _some_rule(self) -> "PruneRequest":
-        if self.threshold is None and self.budget_tokens is None:
-            raise ValueError("give 'threshold', 'budget_tokens', or both")
-        return self
 
 
 class RequestRefused(Exception):
@@ -188,7 +123,7 @@ def create_app(
             raise RequestRefused(
                 413, field, f"{len(documents)} documents; this server takes at most {limits.max_documents}"
             )
-        converted = [_as_engine_document(document) for document in documents]
+        converted = [engine_document(document) for document in documents]
         for i, document in enumerate(converted):
             chars = len(as_document(document, f"{field}[{i}]").text)
             if chars > limits.max_document_chars:
@@ -213,7 +148,7 @@ def create_app(
         if broken is not None:
             reason = broken.get("ctx", {}).get("error", "not JSON")
             return _error(400, "body", invalid_json(reason, broken["loc"][-1]))
-        field, message = _first_problem(errors)
+        field, message = first_problem(errors)
         return _error(
             422, field, message, detail=[{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors]
         )
@@ -372,48 +307,8 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
 
-DOCUMENT_SHAPE = "must be a string, a list of strings (sentences), or an object with 'text' or 'sentences'"
-
-
-def _first_problem(errors: list[dict]) -> tuple[str, str]:
-    """The field (dotted path into the body) and message of the first validation error. Pydantic reports a
-    document that fits no form of the union once per form, each under its form's tag; those become one."""
-    if not errors:
-        return "body", "invalid request"
-    first = errors[0]
-    location, in_union = [], False
-    for part in first.get("loc", ())[1:] if first.get("loc", ())[:1] == ("body",) else first.get("loc", ()):
-        if isinstance(part, str) and ("[" in part or part in ("str", "DocumentObject")):
-            in_union = True
-            break
-        location.append(str(part))
-    field = ".".join(location) or "body"
-    if not in_union:
-        return field, first.get("msg", "invalid request").removeprefix("Value error, ")
-    prefix = tuple(first["loc"][: len(location) + 1])
-    specific = [
-        e["msg"].removeprefix("Value error, ")
-        for e in errors
-        if tuple(e["loc"][: len(prefix)]) == prefix and e["msg"].startswith("Value error, ")
-    ]
-    return field, specific[0] if specific else DOCUMENT_SHAPE
-
-
 def _error(status: int, field: str | None, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "field": field, **extra}}, status_code=status)
-
-
-def _as_engine_document(document) -> str | list[str] | dict:
-    if isinstance(document, DocumentObject):
-        converted = {
-            "title": document.title,
-            "text": document.text,
-            "sentences": document.sentences,
-            "id": document.id,
-            "_id": document.underscore_id,
-        }
-        return {k: v for k, v in converted.items() if v is not None}
-    return document
 
 
 def _docs_page(schema: dict) -> str:

@@ -19,9 +19,6 @@ measures both, each domain left out of the fit in turn).
 
 from __future__ import annotations
 
-import itertools
-import random
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -32,10 +29,10 @@ from ..corpus.first_stage import FirstStage
 from ..corpus.index import CorpusIndex
 from ..network.model import slot_margins, slot_probability
 from ..network.scoring import fusion_gap
+from .calibration_examples import LOGIT_LIMIT, ScoredExample, calibration_examples, score_logit
 from .data import RelevanceData
 from .evaluation import ranking_metrics
 
-_LOGIT_LIMIT = 16.0  # float32 sigmoid saturates beyond this; inverted scores are clipped here
 # First-stage trust weights tried, in units of the candidates' logit spread per unit of fusion spread.
 TRUST_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
@@ -125,7 +122,7 @@ def fit_first_stage_trust(
 def _head_logits(lentil, fields) -> np.ndarray:
     """The uncalibrated document logits behind reranked fields (scores under the model's document scaling)."""
     scale, shift = lentil.model.doc_calibration.tolist()
-    return (np.array([_logit(f.score) for f in fields]) - shift) / scale
+    return (np.array([score_logit(f.score) for f in fields]) - shift) / scale
 
 
 def platt(logits: np.ndarray, labels: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, float]:
@@ -160,104 +157,6 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
     return float(error)
 
 
-@dataclass
-class ScoredExample:
-    """One document as calibration sees it: the raw (uncalibrated) logits of a query's document, and labels."""
-
-    kind: str  # one of EXAMPLE_KINDS: how the document came to the query
-    relevant: bool  # the document answers the query (qrels)
-    doc_logit: float  # the document head's raw logit
-    slot_logits: np.ndarray  # (slots,) raw slot logits
-    slot_labels: np.ndarray | None  # (slots,) 0/1 answer labels; None where a relevant document has none
-
-
-# The documents a user hands over with a question: the one asked of, a related page the first stage finds
-# that does not answer, an unrelated page, and (where a dataset has them) pages asked a question they
-# do not answer.
-EXAMPLE_KINDS = ("asked", "related", "unrelated", "unanswerable")
-
-
-@contextmanager
-def _raw_scores(model):
-    """Within the block the model's scores are sigmoids of its raw logits (identity scaling, slot
-    scores not factored), so `_logit` of a score reads the raw logit back."""
-    saved = model.slot_calibration.clone(), model.doc_calibration.clone(), model.config.slot_given_document
-    model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
-    model.doc_calibration.copy_(torch.tensor([1.0, 0.0]))
-    model.config.slot_given_document = False
-    try:
-        yield
-    finally:
-        model.slot_calibration.copy_(saved[0])
-        model.doc_calibration.copy_(saved[1])
-        model.config.slot_given_document = saved[2]
-
-
-def example_documents(
-    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 3, first_stage: FirstStage | None = None
-) -> list[tuple[str, str, str, str]]:
-    """The documents a user meets with one split's questions: `(kind, query id, query, document id)`.
-
-    Per query: its relevant documents ("asked"), the best non-relevant document among the first stage's
-    top `candidates` ("related"), and one document outside them drawn at random, seeded by the query id
-    ("unrelated"); then the split's unanswerable pairs.
-    """
-    first_stage = first_stage or FirstStage()
-    picked = []
-    for query_id in sorted(data.queries):
-        query = data.queries[query_id]
-        relevant = {d for d, rel in data.qrels.get(query_id, {}).items() if rel > 0}
-        found = first_stage.retrieve(index, query, lentil.encode_query(query).embedding.numpy(), candidates)
-        shown = {index.doc_ids[int(p)] for p in found.docs}
-        related = [index.doc_ids[int(p)] for p in found.docs if index.doc_ids[int(p)] not in relevant][:1]
-        draw = random.Random(query_id).sample(range(len(index)), min(len(index), len(shown) + len(relevant) + 1))
-        unrelated = [index.doc_ids[p] for p in draw if index.doc_ids[p] not in shown | relevant][:1]
-        picked += [("asked", query_id, query, d) for d in sorted(relevant) if d in index.position]
-        picked += [("related", query_id, query, d) for d in related]
-        picked += [("unrelated", query_id, query, d) for d in unrelated]
-    picked += [("unanswerable", q, query, d) for q, query, d in data.unanswerable if d in index.position]
-    return picked
-
-
-def score_examples(
-    lentil, data: RelevanceData, documents: list[tuple[str, str, str, str]], index: CorpusIndex | None = None
-) -> list[ScoredExample]:
-    """Raw logits and labels of `example_documents`, each document scored alone as `field` scores it: from
-    `index` (built with `lentil`'s encoder) when given, else from the corpus text and its sentences.
-
-    Slot labels come from the slot qrels where the document's own sentences are its slots (relevant
-    documents without them get None) and are 0 on every slot of a document that is not relevant.
-    """
-    examples = []
-    with _raw_scores(lentil.model):
-        # One model call per query: `example_documents` lists each query's documents together.
-        for (query_id, query), group in itertools.groupby(documents, key=lambda d: (d[1], d[2])):
-            group = list(group)
-            if index is not None:
-                positions = [index.position[doc_id] for *_, doc_id in group]
-                fields = lentil.rerank_indexed(lentil.encode_query(query), index, positions)
-            else:
-                rows = [data.corpus[doc_id] for *_, doc_id in group]
-                given = [{k: r[k] for k in ("text", "title", "sentences") if k in r} for r in rows]
-                fields = lentil.fields(query, given, show_progress_bar=False)
-            for (kind, _, _, doc_id), scored in zip(group, fields):
-                slots = np.array([_logit(s.score) for s in scored.slots])
-                labels = np.zeros(len(slots), dtype=np.int64)
-                if kind == "asked":
-                    answers = data.slot_qrels.get((query_id, doc_id))
-                    lined_up = len(data.corpus[doc_id].get("sentences") or []) == len(slots)  # the slotter kept them
-                    labels = np.array([int(i in answers) for i in range(len(slots))]) if answers and lined_up else None
-                examples.append(ScoredExample(kind, kind == "asked", _logit(scored.score), slots, labels))
-    return examples
-
-
-def calibration_examples(
-    lentil, data: RelevanceData, index: CorpusIndex, candidates: int = 3, first_stage: FirstStage | None = None
-) -> list[ScoredExample]:
-    """`score_examples` of `example_documents`: what calibration is fitted and judged on."""
-    return score_examples(lentil, data, example_documents(lentil, data, index, candidates, first_stage), index)
-
-
 def fit_scaling(
     per_split: dict[str, list[ScoredExample]], given_document: bool
 ) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -280,7 +179,7 @@ def fit_scaling(
             slotted = [e for e in slotted if e.relevant]
         for e in slotted:
             raw = torch.as_tensor(e.slot_logits).unsqueeze(0)
-            margins = slot_margins(raw, torch.ones_like(raw, dtype=torch.bool))[0].clamp(max=_LOGIT_LIMIT).numpy()
+            margins = slot_margins(raw, torch.ones_like(raw, dtype=torch.bool))[0].clamp(max=LOGIT_LIMIT).numpy()
             slot_x.append(margins if given_document else e.slot_logits)
             slot_y.append(e.slot_labels)
             slot_w.append(np.full(len(e.slot_logits), 1.0 / len(e.slot_logits) / len(slotted)))
@@ -396,8 +295,3 @@ def fit_calibration(
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
-
-
-def _logit(probability: float) -> float:
-    p = min(max(probability, 1e-12), 1.0 - 1e-12)
-    return float(np.clip(np.log(p) - np.log1p(-p), -_LOGIT_LIMIT, _LOGIT_LIMIT))
