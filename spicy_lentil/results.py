@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .slots import Slot
 
+LOGIT_LIMIT = 16.0  # float32 sigmoid saturates beyond this; a score's logit is clipped here
 # Where a calibrated slot score turns from "more likely not" to "more likely" an answer: what the app marks as
 # answering. Selections (`compress`, `prune`, the framework components) take their threshold from the caller.
 ANSWER_THRESHOLD = 0.5
@@ -172,3 +174,9 @@ class Selection:
             )
             for d, f in enumerate(fields)
         ]
+
+
+def score_logit(probability: float) -> float:
+    """The logit a score is the sigmoid of, within what float32 can tell apart (`LOGIT_LIMIT`)."""
+    p = min(max(probability, 1e-12), 1.0 - 1e-12)
+    return float(np.clip(np.log(p) - np.log1p(-p), -LOGIT_LIMIT, LOGIT_LIMIT))

@@ -10,7 +10,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from spicy_lentil.frontends.server import Limits, create_app
+from spicy_lentil.frontends.server import create_app
+from spicy_lentil.frontends.service_limits import Limits
 
 # Cohere's documented rerank example (docs.cohere.com, "Rerank" API reference).
 COHERE_EXAMPLE = {

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import math
 import os
 import secrets
 import threading
@@ -31,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..documents import as_document
 from ..errors import SpicyLentilError, invalid_json
+from ..results import score_logit
 from .http_requests import (
     CohereRerankRequest,
     HighlightRequest,
@@ -208,7 +208,7 @@ def create_app(
         return [
             {
                 "index": i,
-                "score": _logit(scores[i]) if request.raw_scores else scores[i],
+                "score": score_logit(scores[i]) if request.raw_scores else scores[i],
                 **({"text": request.texts[i]} if request.return_text else {}),
             }
             for i in order
@@ -346,6 +346,3 @@ def _sent_key(request: Request) -> str:
     return credentials.strip() if scheme.lower() == "bearer" else ""
 
 
-def _logit(probability: float) -> float:
-    p = min(max(probability, 1e-7), 1.0 - 1e-7)
-    return math.log(p / (1.0 - p))

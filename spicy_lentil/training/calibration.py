@@ -29,7 +29,8 @@ from ..corpus.first_stage import FirstStage
 from ..corpus.index import CorpusIndex
 from ..network.model import slot_margins, slot_probability
 from ..network.scoring import fusion_gap
-from .calibration_examples import LOGIT_LIMIT, ScoredExample, calibration_examples, score_logit
+from ..results import LOGIT_LIMIT, score_logit
+from .calibration_examples import ScoredExample, calibration_examples
 from .data import RelevanceData
 from .evaluation import ranking_metrics
 

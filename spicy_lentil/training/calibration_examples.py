@@ -16,9 +16,8 @@ import torch
 
 from ..corpus.first_stage import FirstStage
 from ..corpus.index import CorpusIndex
+from ..results import score_logit
 from .data import RelevanceData
-
-LOGIT_LIMIT = 16.0  # float32 sigmoid saturates beyond this; inverted scores are clipped here
 
 
 @dataclass
@@ -117,9 +116,3 @@ def calibration_examples(
 ) -> list[ScoredExample]:
     """`score_examples` of `example_documents`: what calibration is fitted and judged on."""
     return score_examples(lentil, data, example_documents(lentil, data, index, candidates, first_stage), index)
-
-
-def score_logit(probability: float) -> float:
-    """The logit a score is the sigmoid of, within what float32 can tell apart (`LOGIT_LIMIT`)."""
-    p = min(max(probability, 1e-12), 1.0 - 1e-12)
-    return float(np.clip(np.log(p) - np.log1p(-p), -LOGIT_LIMIT, LOGIT_LIMIT))
