@@ -157,8 +157,8 @@ def segment_sum(values: torch.Tensor, x: PathwayInput) -> torch.Tensor:
 def real_slots(slot_mask: torch.Tensor) -> torch.Tensor:
     """Flat positions `(real slots,)` of the real slots in a `(batch, slots)` mask.
 
-    `index_select` with them copies a wide `(batch, slots, features)` tensor's real rows about 3x
-    faster on CPU than indexing it with the boolean mask.
+    `index_select` with them copies a wide `(batch, slots, features)` tensor's real rows faster on CPU
+    than indexing it with the boolean mask.
     """
     return slot_mask.reshape(-1).nonzero().squeeze(1)
 
@@ -235,7 +235,7 @@ class Pathway(nn.Module):
     def head_on_slots(self, features: torch.Tensor, x: PathwayInput) -> torch.Tensor:
         """`self.head` over the real slots only: (batch, slots, features) -> (batch, slots, hidden), zeros on padding.
 
-        The head is most of a pathway's arithmetic, and a batch of documents is about a third padding.
+        The head is most of a pathway's arithmetic, and a batch of documents of unequal length is partly padding.
         """
         batch, slots, width = features.shape
         real = real_slots(x.slot_mask)

@@ -9,11 +9,11 @@ its large backward passes.
 
 numpy's and scipy's BLAS (OpenBLAS, used by the first stage's dot products over the index) get
 the same thread count as torch. Left at one thread per core, OpenBLAS's helper threads keep
-spinning for about a tenth of a second after each product, on the very cores the batch workers
+spinning for a while after each product, on the very cores the batch workers
 are about to use, so a search is faster with BLAS held to one thread (BENCHMARKS.md, "Search latency").
 
-Memory. Reranking allocates the same large tensors batch after batch (a batch's token embeddings
-are up to 25 MB). glibc hands blocks that large back to the kernel when they are freed and maps
+Memory. Reranking allocates the same large tensors batch after batch (a batch's token embeddings).
+glibc hands blocks that large back to the kernel when they are freed and maps
 them again for the next batch, and every 4 KiB page of fresh memory costs a page fault on first
 touch, which on virtual machines costs more than the arithmetic done on it. Raising glibc's mmap
 and trim thresholds keeps that memory in the process for the next batch.

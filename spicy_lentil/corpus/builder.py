@@ -61,9 +61,10 @@ def build_index(
             does, in any order (`spicy_lentil.frontends.distributed` encodes them on a Ray cluster); None
             encodes them here, one at a time.
         token_codec: how token vectors are compressed; None stores them exact (float16, with float32
-            sentence and document embeddings: the same scores as scoring the text itself, at about ten
-            times the size). The codec is trained on the corpus's first shard (waited for when shards
-            arrive out of order); a first shard too small to train it leaves the index exact.
+            sentence and document embeddings: the same scores as scoring the text itself, at several
+            times the size; BENCHMARKS.md, "Index cost"). The codec is trained on the corpus's first
+            shard (waited for when shards arrive out of order); a first shard too small to train it
+            leaves the index exact.
 
     Raises:
         DataError: the corpus holds no document to index (empty, or every row rejected); what the build

@@ -4,7 +4,7 @@ Each signal is z-scored over the corpus before the weighted sum, so no signal wi
 (the usual score-fusion recipe; rank fusion loses the margins that z-scores keep). The z-scores
 of each candidate are also handed to the reranker as its first-stage prior.
 
-The best-sentence cosine reads every sentence of the corpus, about ten vectors a document: it is what
+The best-sentence cosine reads every sentence vector of the corpus, several a document: it is what
 grows fastest with the corpus (BENCHMARKS.md, "Index cost"). From `approximate_from` documents on it is
 computed only for a pool (the documents best by BM25 and document cosine, which are exact and cheap) and
 for an evenly spaced sample of the corpus, which stands in for the corpus in its z-score; every other

@@ -131,8 +131,7 @@ class Shard:
         """Reads rows [start, start + len(out)) of one stored array into `out` (of the stored dtype).
 
         Read with `pread` where the system has it: touching a memory map page by page faults once per
-        4 KiB, which on virtual machines costs more than the copy itself (the token rows of one search
-        are about 20 MB).
+        4 KiB, which on virtual machines costs more than the copy itself.
         """
         source = getattr(self, name)
         if not hasattr(os, "preadv"):

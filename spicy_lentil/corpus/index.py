@@ -1,8 +1,9 @@
 """The corpus index, read: slots, slot and token embeddings, document embeddings and BM25, built once on disk
 (`format` says what each file holds, `builder` writes them).
 
-A compact index (the default) is about a tenth of an exact one; the exact one gives the same scores as
-scoring the text itself, the compact one the scores BENCHMARKS.md ("Index cost") measures against it.
+A compact index (the default) stores compressed token vectors, an exact one float16 vectors: the exact one
+gives the same scores as scoring the text itself; BENCHMARKS.md ("Index cost") measures the compact one's
+bytes and scores against it.
 
 Building holds one shard in memory at a time, and `resume` skips the shards already written. A manifest
 that names another corpus, encoder, slotter or codec setting makes the index stale: it is rebuilt (or,

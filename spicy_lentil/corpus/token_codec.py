@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 FILE = "token_codec.npy"
 POINTS_PER_CENTROID = 39  # faiss's k-means wants at least this many training points per centroid
 PQ_CENTROIDS = 256  # 8-bit product-quantiser codes: 256 centroids per sub-vector
-TRAINING_TOKENS = 65_536  # a sample this size trains the codec in about a minute on 2 cores
+TRAINING_TOKENS = 65_536  # the sample the codec trains on: enough points per centroid, a bounded training time
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class TokenCodec:
         """A codec trained on (a sample of) `tokens`, or None when they are too few to train one.
 
         The coarse centroids shrink (to a power of two) to what the sample supports; under
-        `POINTS_PER_CENTROID * PQ_CENTROIDS` tokens (about 30 abstracts) nothing is compressed.
+        `POINTS_PER_CENTROID * PQ_CENTROIDS` tokens nothing is compressed.
         """
         import faiss
 

@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--exact",
         action="store_true",
-        help="store token vectors uncompressed: the same scores as scoring the text, about ten times the bytes",
+        help="store token vectors uncompressed: the same scores as scoring the text, several times the bytes",
     )
     index.set_defaults(handler=cmd_index)
 
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--hidden-dim",
         type=_positive,
         default=SpicyLentilConfig.hidden_dim,
-        help="width of a fresh head's pathways, a multiple of 9 (BENCHMARKS.md measures the trade-off)",
+        help="width of a fresh head's pathways, a multiple of 9",
     )
     train.add_argument("--queries-per-step", type=_positive, default=TrainingArguments.queries_per_step)
     train.add_argument(

@@ -157,7 +157,7 @@ class SpicyLentilModel(nn.Module):
         into one row: `(1, real slots, k, hidden)`.
 
         One query scoring many documents (a search, a scoring job) routes every row alike; packed,
-        the fusion skips the padding, a third of a batch of candidates.
+        the fusion skips the padding of a batch of documents of unequal length.
         """
         columns, stance_logits, stance_rows = [], None, None
         real = real_slots(x.slot_mask)
