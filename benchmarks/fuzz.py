@@ -14,7 +14,7 @@ import argparse
 import time
 import traceback
 
-from benchmarks.common import markdown_table
+from benchmarks.common import fill, markdown_table
 from benchmarks.render import publish
 
 SECTION = "fuzz"
@@ -59,21 +59,9 @@ def fuzz(name: str, strategy, check, examples: int) -> tuple[dict, str | None]:
 
 def render(result: dict) -> str:
     rows = [[r["target"], r["inputs"], int(r["failed"]), f"{r['seconds']:.0f}"] for r in result["targets"]]
-    lines = [
-        "## Fuzz suite, long profile",
-        "",
-        "Generated inputs (Hypothesis) per target: random Unicode with lone surrogates and control characters, "
-        "random JSON shapes, raw bytes, empty and repeated (long) fields. Invariants: only TypeError/ValueError "
-        "from the API, scores finite and in [0, 1], spans exact, every non-blank JSONL line a document or a "
-        "reject exactly once, a score job writing each accepted row once.",
-        "",
-        markdown_table(["target", "inputs tried", "failing targets", "seconds"], rows),
-        "",
-        f"Total: {sum(r['inputs'] for r in result['targets'])} inputs, {len(result['failures'])} failing target(s).",
-    ]
-    if result["failures"]:
-        lines += ["", "```", *result["failures"], "```"]
-    return "\n".join(lines)
+    return fill(SECTION, **result, inputs=sum(r["inputs"] for r in result["targets"]),
+                failing=len(result["failures"]), failures_text="\n".join(result["failures"]),
+                table=markdown_table(["target", "inputs tried", "failing targets", "seconds"], rows))
 
 
 def main() -> None:
