@@ -2,14 +2,10 @@
 
     .venv/bin/python -m benchmarks.ablation [--epochs 1] [--queries 200] [--only fusion|k|pathways] [--fresh]
 
-Every variant is the training recipe (`training.recipe.train`) from seed 0 on the `train` splits of SciFact, WikiQA
-and SelQA (equal weights, as the default) for `--epochs` epochs over the shipped default's tuned encoder, judged once
-on the first `--queries` `val` queries of each dataset by the trainer's validation: slot MAP on all three, SciFact's
-nDCG@10 (first stage + rerank of `--candidates`) and their macro-average (the score `train` keeps its epoch by). No
-model selection, no calibration (it does not change a ranking). The variants share the cached corpus indexes. Each
-finished variant is stored in `cache/ablation-results.jsonl` with the settings it ran under; a rerun skips the
-variants already stored under the same settings, so a cut run resumes, and the result is saved from every stored row
-of those settings.
+Each variant is the training recipe (`training.recipe.train`) from seed 0 over the shipped default's tuned encoder,
+read off the trainer's validation (`templates/ablation.md` says what is judged). Each finished variant is stored in
+`cache/ablation-results.jsonl` with the settings it ran under; a rerun skips the variants stored under the same
+settings, so a cut run resumes, and the result is saved from every stored row of those settings.
 """
 
 from __future__ import annotations

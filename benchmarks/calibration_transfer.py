@@ -3,10 +3,7 @@ first-stage trust fitted on half the claims and judged on the other half.
 
     .venv/bin/python -m benchmarks.calibration_transfer [--model DIR] [--held-out-model DIR DATASET]
 
-Examples are the documents a user meets with each `val` question (`calibration.example_documents`), each scored
-alone. For each dataset X the scalings are fitted on the other two and judged on X, for the factored slot score (the
-shipped meaning) and for plain Platt scaling of the slot logit. `--held-out-model` adds to the stored results a whole
-model trained and calibrated without DATASET, judged on it.
+`--held-out-model` adds to the stored results a whole model trained and calibrated without DATASET, judged on it.
 """
 
 from __future__ import annotations

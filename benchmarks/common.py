@@ -1,13 +1,11 @@
 """Shared helpers of the benchmark scripts: paths, the machine, results files, and markdown from templates.
 
-Every script runs from the repo root as `python -m benchmarks.NAME`. Its `main()` measures with the harnesses
-(`benchmarks.harness`) and `publish`es its figures to `benchmarks/results/<section>.json` (committed, with the date,
-machine and command of the run); its pure `render(result)` computes the section's tables and fills
-`benchmarks/templates/<section>.md` with them and the stored figures (`fill`). `render` formats the stored figures,
-selects, counts and compares them with targets, but derives no measured figure from others (exact sums of counts
-aside): the results back-filled from an earlier BENCHMARKS.md hold the published, rounded numbers, and a ratio of
-rounded numbers need not round to the published ratio. The scripts import only the standard library at module level
-(the measuring libraries inside the functions that measure), so rendering needs neither torch nor the extras.
+Every script runs from the repo root as `python -m benchmarks.NAME`: `main()` measures with `benchmarks.harness` and
+`publish`es its figures to `benchmarks/results/<section>.json` (with the date, machine and command of the run); the
+pure `render(result)` computes the section's tables and `fill`s `benchmarks/templates/<section>.md` with them and the
+stored figures. `render` formats, selects, counts and compares with targets, but derives no measured figure from
+others (the results back-filled from an earlier BENCHMARKS.md hold the published, rounded numbers). Scripts import only
+the standard library at module level, so rendering needs neither torch nor the extras.
 """
 
 from __future__ import annotations
@@ -49,12 +47,8 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
 # ---- the machine ---------------------------------------------------------------------------------
 
 def contention_probe(calls: int = 30) -> dict[str, float]:
-    """Median milliseconds of one layer norm over a (64, 40, 384) tensor at the current torch threads and at 1.
-
-    Keyed by the thread count as a string, as JSON keeps it. On idle cores the multi-threaded time is at most the
-    single-threaded one. When the cores are busy with other jobs, each parallel op waits for a descheduled OpenMP
-    thread (a scheduler slice), so the multi-threaded time jumps far above the single-threaded one.
-    """
+    """Median milliseconds of one layer norm over a (64, 40, 384) tensor at the current torch threads and at 1, keyed
+    by the thread count as a string (`templates/machine-load.md` says how to read it)."""
     import torch
 
     from benchmarks.harness import Times

@@ -2,12 +2,9 @@
 
     .venv/bin/python -m benchmarks.default_model
 
-Runs the training recipe of `COMMAND` (`training.recipe.train`, what the command calls) end to end in this process
-into a scratch folder with an empty cache (encoder tuning, the three corpus indexes, the head's epochs and calibration
-all included), timed per stage, and reads `spicy_lentil/default_model/calibration.json`, what `train` fitted after
-its last epoch (and what a refit on the same model wrote, where one was made): the first-stage trust and the Platt
-scaling of each head, with expected calibration error per dataset. The run's own model is thrown away; its kept
-epoch's validation is shown beside the shipped one's calibration.
+Runs the recipe of `COMMAND` (`training.recipe.train`, what the command calls) end to end in this process, into a
+scratch folder with an empty cache, timed per stage; then reads the shipped model's `calibration.json`. The run's own
+model is thrown away; its kept epoch's validation is shown beside the shipped one's calibration.
 """
 
 from __future__ import annotations

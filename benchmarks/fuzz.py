@@ -2,10 +2,8 @@
 
     nice -n 10 .venv/bin/python -m benchmarks.fuzz [--scale 1.0]
 
-Saves the inputs tried and the failures found per target, for the `fuzz` section of BENCHMARKS.md.
-Hypothesis stops a target at its first failure (and shrinks it to a minimal example, printed here
-and in the section), so "failures" counts targets that failed; `tests/test_fuzz.py` runs the same
-targets at CI size.
+Hypothesis stops a target at its first failure (and shrinks it to a minimal example, printed here and in the section),
+so "failures" counts targets that failed; `tests/test_fuzz.py` runs the same targets at CI size.
 """
 
 from __future__ import annotations

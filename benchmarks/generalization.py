@@ -1,12 +1,11 @@
-"""The generalization report: every system on every dataset's `val` and on the everyday set, in one run.
+"""The generalization report: every system on every dataset's `val` and on the everyday set, in one matrix.
 
     .venv/bin/python -m benchmarks.generalization --model NAME=DIR:TRAINED[+TRAINED...] [--model ...]
 
-Rows: BM25, MiniLM cosine, the fused first stage, the sentence-level fine-tuned bi-encoder (MiniLM tuned by the
-issue's probe recipe), the tuned encoder of `--encoder-of` by cosine alone, and each `--model` (a folder written by
-`spicy-lentil train`; TRAINED names the datasets it was trained on, so the cells where it meets a domain it never saw
-are marked). Each row's results are kept in `cache/generalization/` so that a rerun after adding a model computes only
-the new row (`--fresh` recomputes everything).
+Rows: BM25, MiniLM cosine, the fused first stage, the sentence bi-encoder (MiniLM tuned by the probe recipe), the tuned
+encoder of `--encoder-of` by cosine alone, and each `--model` (TRAINED: the datasets it was trained on, so its cells
+on the others are marked). Each row is kept in `cache/generalization/`, so that a rerun after adding a model computes
+only the new row (`--fresh` recomputes everything).
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ index under a model's encoder; `cosine` and `field_scores` make the systems seve
 Timing: `Times` gathers wall seconds per key (`with times(key): ...`), so that medians, ratios and percentiles come
 from one run; `alternate` times conditions in turn after a warm-up (A B | B A | ..., or A B | A B | ...), so that
 the drift of a shared machine hits them alike. (`torch.utils.benchmark.Timer` times one statement in blocks and
-alternates nothing, which is none of the scripts' protocols.) Every timing script starts with `timing_arguments`
-and `start_timing`.
+alternates nothing, which is none of the scripts' protocols.) The timing scripts take `timing_arguments` and run
+inside `timing_run`, which reads the machine's load before and after.
 """
 
 from __future__ import annotations
@@ -169,14 +169,18 @@ def timing_arguments(parser, threads: int) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave the results and BENCHMARKS.md alone")
 
 
-def start_timing(threads: int) -> dict[str, float]:
-    """Sets torch's threads, logs the machine, and returns the contention probe taken before timing."""
+@contextmanager
+def timing_run(threads: int):
+    """Sets torch's threads and logs the machine; yields a dict holding the contention probe taken before the block
+    (`probe_before`) and, once the block is done, the one taken after it (`probe_after`)."""
     import torch
 
     from benchmarks.common import contention_probe, machine_line
 
     torch.set_num_threads(threads)
     log(f"machine: {machine_line()}")
-    probe = contention_probe()
-    log(f"contention probe (layer norm of 64 x 40 x 384): {contention_text(probe)}")
-    return probe
+    load = {"probe_before": contention_probe()}
+    log(f"contention probe (layer norm of 64 x 40 x 384): {contention_text(load['probe_before'])}")
+    yield load
+    load["probe_after"] = contention_probe()
+    log(f"contention probe at the end: {contention_text(load['probe_after'])}")

@@ -3,13 +3,9 @@
     python -m benchmarks.index_cost            # quality, latency and cost curves; writes the section
     python -m benchmarks.index_cost --sizes 1000 5000
 
-Quality: every `val` split evaluated over the exact index of its corpus and over the compact one, built from the exact
-one's stored encodings (`builder.stored_encodings`), so the two differ only by compression. Cost curves: compact
-indexes of the first 1,000 and 5,000 SciFact abstracts, and of SciFact repeated ten times with distinct ids. The
-1,000 one is built from text (the encoder runs); the others reuse the exact index's encodings, and their encoder time
-is added at the rate the 1,000 build measured. Search latency: `SpicyLentil.search` over the same SciFact `val`
-claims, the first stage timed on its own; at every size the approximate first stage is also forced on, timed against
-the exact one and its top 100 compared with the exact one's.
+Quality is a matrix of the exact and the compact index (built from the exact one's stored encodings) over every `val`;
+the cost curve builds compact indexes of the first 1,000 and 5,000 SciFact abstracts (the 1,000 one from text, the
+encoder's time measured) and of SciFact repeated ten times with distinct ids, and times `search` and the first stage.
 """
 
 from __future__ import annotations
@@ -21,7 +17,7 @@ from pathlib import Path
 from statistics import median
 
 from benchmarks.common import CACHE_DIR, SHARED_DATA, fill, log, machine_load_line, markdown_table, verdict
-from benchmarks.harness import System, Times, dataset, matrix, start_timing
+from benchmarks.harness import System, Times, dataset, matrix, timing_run
 from benchmarks.render import publish
 
 SECTION = "index-cost"
@@ -180,19 +176,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 5183 * COPIES])
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    from spicy_lentil import SpicyLentil
+    with timing_run(args.threads) as load:
+        from spicy_lentil import SpicyLentil
 
-    probe = start_timing(args.threads)
-    lentil = SpicyLentil.from_pretrained()
-    claims = list(dataset("scifact").queries.values())[:LATENCY_QUERIES]
-    result = {"quality": quality(lentil)}
-    result["latency"] = latency_ratio(lentil, claims)
-    result["curve"] = cost_curve(lentil, sorted(args.sizes), claims)
-    result["probe_before"], result["probe_after"] = probe, start_timing(args.threads)
-    if args.no_write:
-        print(render(result))
-    else:
-        publish(SECTION, __spec__.name, result)
+        lentil = SpicyLentil.from_pretrained()
+        claims = list(dataset("scifact").queries.values())[:LATENCY_QUERIES]
+        result = {"quality": quality(lentil), "latency": latency_ratio(lentil, claims),
+                  "curve": cost_curve(lentil, sorted(args.sizes), claims)}
+    publish(SECTION, __spec__.name, {**result, **load}, write=not args.no_write)
 
 
 def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:

@@ -1,13 +1,10 @@
 """Overhead: `SpicyLentil.fields` on 200 SciFact abstracts against sentence-transformers encoding the same slots.
 
-Requirement: "`fields` on 200 abstracts of ../shared/data/scifact/corpus.jsonl against encoding the same slots with
-sentence-transformers alone, in one run: ratio at most 1.15." The baseline is the plain SentenceTransformer's
-`encode` of the slot texts as `lentil.slotter` cuts them (slotting done beforehand); Spicy Lentil is
-`lentil.encoder.clear_cache(); lentil.fields(query, documents)`, the whole pipeline, encoding for real. The two
-alternate after a small warm-up (`harness.alternate`) and their medians are compared. During the `fields` runs, thin
-timing wrappers around the pipeline's pieces record where the time goes (microseconds on a run of seconds).
+    .venv/bin/python -m benchmarks.overhead
 
-Run from the repo root: `.venv/bin/python -m benchmarks.overhead`.
+The two sides alternate after a small warm-up (`harness.alternate`) and their medians are compared; during the
+`fields` runs, thin timing wrappers around the pipeline's pieces record where the time goes (microseconds on a run of
+seconds). The section (`templates/overhead.md`) states the protocol.
 """
 
 from __future__ import annotations
@@ -19,17 +16,8 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from benchmarks.common import (
-    contention_probe,
-    contention_text,
-    fill,
-    log,
-    machine_load_line,
-    markdown_table,
-    read_jsonl,
-    verdict,
-)
-from benchmarks.harness import alternate, start_timing, timing_arguments
+from benchmarks.common import fill, log, machine_load_line, markdown_table, read_jsonl, verdict
+from benchmarks.harness import alternate, timing_arguments, timing_run
 from benchmarks.render import publish
 
 SECTION = "overhead"
@@ -162,27 +150,24 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=NUM_DOCS)
     timing_arguments(parser, THREADS)
     args = parser.parse_args()
-    probe_before = start_timing(args.threads)
-    from spicy_lentil.frontends.engine import SpicyLentil
-    from spicy_lentil.runtime import batch_workers
+    with timing_run(args.threads) as load:
+        from spicy_lentil.frontends.engine import SpicyLentil
+        from spicy_lentil.runtime import batch_workers
 
-    started = time.perf_counter()
-    lentil = SpicyLentil.from_pretrained()
-    documents = read_jsonl(args.data / "corpus.jsonl", args.docs)
-    query = read_jsonl(args.data / "queries.jsonl", 1)[0]["text"]
-    slot_texts = [s.text for doc in documents for s in lentil.slotter.split(doc["text"])[0]]
-    titles = {doc["title"] for doc in documents if doc.get("title")}
-    log(f"{len(documents)} abstracts, {len(slot_texts)} slots, {len(titles)} titles; query: {query!r}")
-    result = summarise(time_runs(lentil, query, documents, slot_texts, titles, args.repeats))
-    log(f"median ratio {result['median']['ratio']:.3f} (limit {THRESHOLD}); "
-        f"done in {time.perf_counter() - started:.0f} s")
-    probe_after = contention_probe()
-    log(f"contention probe at the end: {contention_text(probe_after)}")
-    if not args.no_write:
-        publish(SECTION, __spec__.name, {
-            "documents": len(documents), "slots": len(slot_texts), "titles": len(titles), "query": query,
-            "threads": args.threads, "repeats": args.repeats, "workers": batch_workers(),
-            "probe_before": probe_before, "probe_after": probe_after, **result})
+        started = time.perf_counter()
+        lentil = SpicyLentil.from_pretrained()
+        documents = read_jsonl(args.data / "corpus.jsonl", args.docs)
+        query = read_jsonl(args.data / "queries.jsonl", 1)[0]["text"]
+        slot_texts = [s.text for doc in documents for s in lentil.slotter.split(doc["text"])[0]]
+        titles = {doc["title"] for doc in documents if doc.get("title")}
+        log(f"{len(documents)} abstracts, {len(slot_texts)} slots, {len(titles)} titles; query: {query!r}")
+        result = summarise(time_runs(lentil, query, documents, slot_texts, titles, args.repeats))
+        log(f"median ratio {result['median']['ratio']:.3f} (limit {THRESHOLD}); "
+            f"done in {time.perf_counter() - started:.0f} s")
+    publish(SECTION, __spec__.name, {
+        "documents": len(documents), "slots": len(slot_texts), "titles": len(titles), "query": query,
+        "threads": args.threads, "repeats": args.repeats, "workers": batch_workers(), **load, **result},
+        write=not args.no_write)
 
 
 if __name__ == "__main__":

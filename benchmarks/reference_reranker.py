@@ -2,10 +2,8 @@
 
     .venv/bin/python -m benchmarks.reference_reranker [--epochs 12]
 
-The issue sets its nDCG@10 bar with "one small interaction MLP with attention pooling over sentences, fed the fusion
-scores, on frozen MiniLM" (about +0.03 over the fusion on `val`). This script trains that model on `train` and, after
-every epoch, reranks the fusion's top 100 for every `val` claim, judged on all of `val` and on its `seen` and
-`unseen` parts (`harness.scifact_val_by_document_novelty`).
+Trains the issue's yardstick ("one small interaction MLP with attention pooling over sentences, fed the fusion scores,
+on frozen MiniLM") on `train` and, after every epoch, reranks the fusion's top 100 for every `val` claim.
 """
 
 from __future__ import annotations

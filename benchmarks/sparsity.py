@@ -1,17 +1,11 @@
 """Sparsity: model time with k = 4 pathways per query against k = 9, on the same 10,000 slots.
 
-Requirement: "time of the pathways + null point for k = 4 against k = 9 on the same 10,000 slots, in one run: ratio
-at most 0.6." Timed: `lentil.model(batch)` under `torch.inference_mode` (the whole network after the encoder), summed
-over the batches of 32 documents that cover the 10,000 slots; encoding, slotting and collation are done before. Per
-batch, k = 4 and k = 9 run back to back, the order flipped from batch to batch (ABBA): interleaving at the batch level
-(about a second apart) cancels the drift of a shared machine far better than alternating whole passes would. Routing
-depends on the query, so this is done for several SciFact claims in turn while the time budget lasts; the verdict is
-the median of their ratios. Forward hooks record where the time goes inside the same timed calls, and from the
-per-pathway times the script predicts the ratio of every SciFact claim from its routing alone.
+    .venv/bin/python -m benchmarks.sparsity
 
-The slots are SciFact abstracts in corpus order, split by `lentil.slotter`, encoded once and cached in
+Per batch k = 4 and k = 9 run back to back, the order flipped from batch to batch (ABBA): interleaving at the batch
+level (about a second apart) cancels the drift of a shared machine far better than alternating whole passes would.
+The section (`templates/sparsity.md`) states the protocol. The slots are encoded once and cached in
 `cache/benchmarks/` (the first run spends ~10 minutes on a busy 2-core machine encoding them).
-Run from the repo root: `.venv/bin/python -m benchmarks.sparsity`.
 """
 from __future__ import annotations
 
@@ -23,20 +17,12 @@ import json
 import statistics
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
-from benchmarks.common import (
-    CACHE_DIR,
-    contention_probe,
-    contention_text,
-    fill,
-    log,
-    machine_load_line,
-    markdown_table,
-    read_jsonl,
-    verdict,
-)
-from benchmarks.harness import Times, start_timing, timing_arguments
+from benchmarks.common import CACHE_DIR, fill, log, machine_load_line, markdown_table, read_jsonl, verdict
+from benchmarks.harness import Times, timing_arguments, timing_run
 from benchmarks.render import publish
 
 SECTION = "sparsity"
@@ -113,32 +99,25 @@ def for_query(lentil, batches, query_encoding, filler):
     return out
 
 
-class Breakdown:
-    """Forward hooks adding up the wall time inside the pathways, the null point, pooling and heads, per k."""
+@contextmanager
+def breakdown(model):
+    """Forward hooks adding up the wall time inside the pathways, the null point, pooling and heads, per k: yields
+    their state, whose `k` is set before each call and whose `seconds[k][part]` add up."""
+    state, starts, handles = SimpleNamespace(k=None, seconds=defaultdict(lambda: defaultdict(float))), {}, []
+    targets = {**dict(model.pathways.items()), "null point": model.fusion, "pooling + heads": model.pooling,
+               "pooling + heads#slot": model.slot_head, "pooling + heads#doc": model.doc_head}
+    for name, module in targets.items():
+        def pre(_module, _args, name=name):
+            starts[name] = time.perf_counter()
 
-    def __init__(self, model) -> None:
-        self.model, self.k, self._start, self._handles = model, None, {}, []
-        self.seconds: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        def post(_module, _args, _output, name=name):
+            state.seconds[state.k][name.split("#")[0]] += time.perf_counter() - starts[name]
 
-    def __enter__(self):
-        targets = {**dict(self.model.pathways.items()), "null point": self.model.fusion,
-                   "pooling + heads": self.model.pooling, "pooling + heads#slot": self.model.slot_head,
-                   "pooling + heads#doc": self.model.doc_head}
-        for name, module in targets.items():
-            self._hook(name, module)
-        return self
-
-    def _hook(self, name: str, module) -> None:
-        def pre(_module, _args):
-            self._start[name] = time.perf_counter()
-
-        def post(_module, _args, _output):
-            self.seconds[self.k][name.split("#")[0]] += time.perf_counter() - self._start[name]
-
-        self._handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-
-    def __exit__(self, *exc):
-        for handle in self._handles:
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        yield state
+    finally:
+        for handle in handles:
             handle.remove()
 
 
@@ -154,11 +133,11 @@ def time_query(model, batches, repeats: int, n_pathways: int):
     gc.collect()
     gc.disable()
     try:
-        with torch.inference_mode(), Breakdown(model) as breakdown:
+        with torch.inference_mode(), breakdown(model) as hooks:
             for repeat in range(repeats):
                 for i, batch in enumerate(batches):
                     for k in (ks if (i + repeat) % 2 == 0 else ks[::-1]):
-                        breakdown.k = k
+                        hooks.k = k
                         with times((k, i)):
                             model(batch, k=k)
     finally:
@@ -166,25 +145,15 @@ def time_query(model, batches, repeats: int, n_pathways: int):
     totals = {k: sum(statistics.median(times[(k, i)]) for i in range(len(batches))) for k in ks}
     parts = {}
     for k in ks:
-        parts[k] = {name: s / repeats for name, s in breakdown.seconds[k].items()}
+        parts[k] = {name: s / repeats for name, s in hooks.seconds[k].items()}
         parts[k]["rest: dispatch, masking, losses"] = (sum(sum(times[(k, i)]) for i in range(len(batches))) / repeats
                                                        - sum(parts[k].values()))
     return totals[4], totals[n_pathways], parts
 
 
-@dataclasses.dataclass
-class Inputs:
-    """The slots, every claim, their encodings, and the model batches collated for claim 0."""
-
-    selected: list  # [(title or None, [slot text, ...]), ...]
-    queries: list[dict]
-    query_encodings: list
-    slot_encodings: list
-    batches: list
-
-
-def prepare(lentil, data: Path) -> Inputs:
-    """The inputs, the model batches of BATCH_DOCS documents collated exactly as `SpicyLentil.fields` does."""
+def prepare(lentil, data: Path) -> SimpleNamespace:
+    """Every claim, the slots, their encodings, the model batches of BATCH_DOCS documents collated for claim 0 exactly
+    as `SpicyLentil.fields` does, and the figures the section gives of them."""
     from spicy_lentil.network.batching import collate
 
     selected = select_slots(lentil, data / "corpus.jsonl", NUM_SLOTS)
@@ -205,15 +174,11 @@ def prepare(lentil, data: Path) -> Inputs:
                        doc_titles[s: s + BATCH_DOCS], lentil.special_ids) for s in range(0, len(per_doc), BATCH_DOCS)]
     log(f"{offset} slots from {len(selected)} documents, {len(batches)} batches "
         f"(collated in {time.perf_counter() - start:.0f} s)")
-    return Inputs(selected, queries, query_encodings, encodings["slot"], batches)
-
-
-def input_figures(inputs: Inputs) -> dict:
-    """What the section says about the inputs: documents, slots, tokens, batches and the packed token rows."""
-    return {"documents": len(inputs.selected), "slots": sum(len(t) for _, t in inputs.selected),
-            "mean_tokens": statistics.mean(e.tokens.shape[0] for e in inputs.slot_encodings),
-            "batches": len(inputs.batches), "token_rows": sum(b.tokens.shape[0] for b in inputs.batches),
-            "tokens": sum(e.tokens.shape[0] for e in inputs.slot_encodings)}
+    tokens = [e.tokens.shape[0] for e in encodings["slot"]]
+    figures = {"documents": len(selected), "slots": offset, "mean_tokens": statistics.mean(tokens),
+               "batches": len(batches), "token_rows": sum(b.tokens.shape[0] for b in batches), "tokens": sum(tokens)}
+    return SimpleNamespace(queries=queries, query_encodings=query_encodings, slot_encodings=encodings["slot"],
+                           batches=batches, figures=figures)
 
 
 def routing(model, query_encodings: list) -> list[list[str]]:
@@ -225,7 +190,7 @@ def routing(model, query_encodings: list) -> list[list[str]]:
     return [[model.pathway_names[j] for j in row] for row in selected.tolist()]
 
 
-def time_claims(model, lentil, inputs: Inputs, chosen: list[int], selections, repeats: int,
+def time_claims(model, lentil, inputs, chosen: list[int], selections, repeats: int,
                 budget_s: float) -> tuple[list[dict], list[int]]:
     """Times the chosen claims in turn while the budget lasts; returns their rows and the claims left untimed."""
     import torch
@@ -312,31 +277,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=8, help="SciFact claims to time, evenly spaced in queries.jsonl")
     parser.add_argument("--repeats", type=int, default=1, help="k=4/k=9 repeats per batch (median per batch)")
-    parser.add_argument("--budget-s", type=float, default=280.0,
-                        help="seconds of timing; the next claim is started only if it is expected to fit "
-                             "(the first always runs)")
+    parser.add_argument("--budget-s", type=float, default=280.0, help="seconds of timing; the next claim is started "
+                        "only if it is expected to fit (the first always runs)")
     timing_arguments(parser, THREADS)
     args = parser.parse_args()
-    probe_before = start_timing(args.threads)
-    from spicy_lentil.frontends.engine import SpicyLentil
+    with timing_run(args.threads) as load:
+        from spicy_lentil.frontends.engine import SpicyLentil
 
-    started = time.perf_counter()
-    model = (lentil := SpicyLentil.from_pretrained()).model.eval()
-    assert model.config.fusion == "null_point", f"bundled model fuses with {model.config.fusion}, not the null point"
-    inputs = prepare(lentil, args.data)
-    step = max(1, len(inputs.queries) // args.queries)
-    selections = routing(model, inputs.query_encodings)
-    timed, untimed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections,
-                                 args.repeats, args.budget_s)
-    summary = summarise(timed, untimed, selections, model.pathway_names, inputs.queries)
-    log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD}); "
-        f"done in {time.perf_counter() - started:.0f} s")
-    probe_after = contention_probe()
-    log(f"contention probe at the end: {contention_text(probe_after)}")
-    if not args.no_write:
-        publish(SECTION, __spec__.name, {
-            **input_figures(inputs), "threads": args.threads, "repeats": args.repeats, "queries_listed": args.queries,
-            "budget_s": args.budget_s, "probe_before": probe_before, "probe_after": probe_after, **summary})
+        started = time.perf_counter()
+        model = (lentil := SpicyLentil.from_pretrained()).model.eval()
+        assert model.config.fusion == "null_point", f"bundled model fuses with {model.config.fusion}, not null point"
+        inputs = prepare(lentil, args.data)
+        selections = routing(model, inputs.query_encodings)
+        step = max(1, len(inputs.queries) // args.queries)
+        timed, untimed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections,
+                                     args.repeats, args.budget_s)
+        summary = summarise(timed, untimed, selections, model.pathway_names, inputs.queries)
+        log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD}); "
+            f"done in {time.perf_counter() - started:.0f} s")
+    publish(SECTION, __spec__.name, {**inputs.figures, "threads": args.threads, "repeats": args.repeats,
+                                     "queries_listed": args.queries, "budget_s": args.budget_s, **load, **summary},
+            write=not args.no_write)
 
 
 if __name__ == "__main__":
