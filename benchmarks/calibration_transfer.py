@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.common import DOMAINS, PROVENANCE, RESULTS_DIR, fill, markdown_table, verdict
+from benchmarks.common import DOMAINS, EVERYDAY, PROVENANCE, RESULTS_DIR, fill, markdown_table, verdict
 from benchmarks.harness import (
     System,
     calibrated_probabilities,
@@ -56,7 +56,6 @@ def everyday(model: System, table: dict) -> dict:
     sentences kept at 0.5 over both paragraphs of every case, and its own encoder's cosine."""
     import numpy as np
 
-    from benchmarks.common import EVERYDAY
     from spicy_lentil.training.calibration import threshold_report
     from spicy_lentil.training.evaluation import read_answer_cases
 
