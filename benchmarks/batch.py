@@ -2,8 +2,7 @@
 
     .venv/bin/python -m benchmarks.batch [--only index|search|memory|scaling]
 
-Sections: `batch-index`, `batch-search`, and `batch-memory` with `batch-scaling` (one set of score
-jobs gives both).
+Sections: `batch-index`, `batch-search`, and `batch-memory` with `batch-scaling` (one set of score jobs gives both).
 """
 
 from __future__ import annotations
@@ -17,23 +16,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from statistics import median
 
-from benchmarks.common import (
-    CACHE_DIR,
-    REPO_ROOT,
-    SCIFACT_DIR,
-    interleaved_times,
-    machine_speed,
-    machine_speed_text,
-    markdown_table,
-    median,
-    verdict,
-)
+from benchmarks.common import REPO_ROOT, SCIFACT_DIR, fill, machine_speed, markdown_table, verdict
+from benchmarks.harness import Times, alternate, dataset, index_of
 from benchmarks.render import publish
-
-if TYPE_CHECKING:
-    from spicy_lentil import SpicyLentil
 
 INDEX_DOCUMENTS = 1000
 ON_THE_FLY_QUERIES = 5
@@ -54,27 +41,14 @@ SEARCH_PATHS = {  # the rows of the search table, by the key of their timings
 }
 
 
-def synthetic_corpus(path: Path, n: int) -> Path:
-    """n short, distinct documents (two sentences each) as JSONL."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for i in range(n):
-            a, b = TOPICS[i % 10], TOPICS[(i * 7 + 3) % 10]
-            text = (f"Report {i} describes how the {a} changed in year {1900 + i % 120}. "
-                    f"It also mentions the {b}, item {i}.")
-            handle.write(json.dumps({"_id": f"s{i}", "text": text}) + "\n")
-    return path
-
-
-# ---- index build throughput --------------------------------------------------------------------------
-
-def bench_index(lentil: SpicyLentil) -> dict:
+def bench_index(lentil) -> dict:
+    """`build_index` of the first SciFact abstracts against sentence-transformers encoding their slots alone."""
     from spicy_lentil.corpus.builder import build_index, document_slots
     from spicy_lentil.runtime import configure
 
     corpus = Path(tempfile.mkdtemp()) / f"first{INDEX_DOCUMENTS}.jsonl"
-    with open(SCIFACT_DIR / "corpus.jsonl", encoding="utf-8") as src, open(corpus, "w", encoding="utf-8") as dst:
-        for _, line in zip(range(INDEX_DOCUMENTS), src):
-            dst.write(line)
+    with open(SCIFACT_DIR / "corpus.jsonl", encoding="utf-8") as src:
+        corpus.write_text("".join(line for _, line in zip(range(INDEX_DOCUMENTS), src)), encoding="utf-8")
     docs = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
     slot_texts = [s.text for d in docs for s in document_slots(lentil.slotter, d)[0]]
     out = corpus.parent / "index"
@@ -90,88 +64,45 @@ def bench_index(lentil: SpicyLentil) -> dict:
         finally:
             configure()
 
-    times = interleaved_times({"index": build, "encode": encode_alone}, repeats=2, warmup=0)
+    times = alternate({"index": build, "encode": encode_alone}, repeats=2, warmup=0, flip=False)
     return {"slots": len(slot_texts), "ratio": median(times["encode"]) / median(times["index"]),
             "runs": [{"run": name, "median_s": median(t), "runs_s": t, "docs_per_s": len(docs) / median(t)}
                      for name, t in times.items()]}
 
 
-def render_index(result: dict) -> str:
-    rows = [[r["run"], f"{r['median_s']:.1f}", " / ".join(f"{x:.1f}" for x in r["runs_s"]), f"{r['docs_per_s']:.2f}"]
-            for r in result["runs"]]
-    return "\n".join([
-        f"## Index build throughput (first {INDEX_DOCUMENTS:,} SciFact abstracts)",
-        "",
-        f"{result['slots']} slots. `index` = `builder.build_index` (slotting, one encoder pass over slots and titles "
-        "batched by token count, token embeddings and ids, document vectors, shards, BM25), encoder batches side by "
-        "side on one thread each (the runtime's default); `encode` = sentence-transformers `encode` of the same slot "
-        "texts alone, on torch's intra-op threads. Interleaved, 2 runs each.",
-        "",
-        markdown_table(["run", "median s", "runs s", "docs/s"], rows),
-        "",
-        f"Throughput ratio index / encode-only: **{result['ratio']:.2f}** "
-        f"(target at least 0.9: {verdict(result['ratio'] >= TARGET_INDEX_RATIO)}).",
-    ])
-
-
-# ---- search latency ----------------------------------------------------------------------------------
-
-def search_settings() -> dict:
-    """The runtime's default (batches side by side, one thread each); batches one at a time on all cores'
-    intra-op threads; and the default but with numpy's BLAS left on every core (what `configure` prevents)."""
+def bench_search(lentil) -> dict:
+    """Search latency under the runtime's default (batches side by side, one thread each), batches one at a time on
+    torch's intra-op threads, and the default with numpy's BLAS on every core (what `configure` prevents), in
+    interleaved blocks (ABC CBA ...); then the default after idling, and reranking with encoding on the fly."""
+    import numpy as np
     from threadpoolctl import threadpool_limits
 
-    from spicy_lentil.runtime import configure
-
-    def blas_on_every_core() -> None:
-        configure()
-        threadpool_limits(os.cpu_count(), user_api="blas")
-
-    return {"default": configure, "sequential": lambda: configure(parallel_batches=False), "blas": blas_on_every_core}
-
-
-def on_the_fly_seconds(lentil: SpicyLentil, index, queries: list[str]) -> list[float]:
-    """Seconds to rerank each query's first-stage top 100 with `fields`, encoding their slots (cold encoder cache)."""
     from spicy_lentil.corpus.first_stage import FirstStage
-
-    first_stage = FirstStage()
-    seconds = []
-    for query in queries:
-        encoding = lentil.encoder.encode([query])[0]
-        docs = first_stage.candidates(first_stage.signals(index, query, encoding.embedding.numpy()), 100)
-        lentil.encoder.clear_cache()
-        start = time.perf_counter()
-        lentil.fields(query, [index.document(int(d)) for d in docs])
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
-def bench_search(lentil: SpicyLentil) -> dict:
-    import numpy as np
-
-    from spicy_lentil.corpus.builder import cached_index
     from spicy_lentil.runtime import batch_workers, configure
-    from spicy_lentil.training.data import load_data
 
-    index = cached_index(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
-    claims = list(load_data(SCIFACT_DIR, "val").queries.values())
+    data = dataset("scifact")
+    index = index_of(lentil, data)
+    claims = list(data.queries.values())
     warm_up, queries = claims[30:30 + WARM_UP_QUERIES], claims[:30]
 
     def timed_searches(pause: float = 0.0) -> list[float]:
         for query in warm_up:  # a running service: index pages read, allocator and thread pool warm
             lentil.search(index, query, top_k=10, candidates=100)
-        seconds = []
+        times = Times()
         for query in queries:
             lentil.encoder.clear_cache()  # every search encodes its query, as a new query would
             time.sleep(pause)
-            start = time.perf_counter()
-            lentil.search(index, query, top_k=10, candidates=100)
-            seconds.append(time.perf_counter() - start)
-        return seconds
+            with times("search"):
+                lentil.search(index, query, top_k=10, candidates=100)
+        return times["search"]
 
-    settings = search_settings()
-    speed_before = machine_speed()
-    runs = {name: [] for name in settings}
+    def blas_on_every_core() -> None:
+        configure()
+        threadpool_limits(os.cpu_count(), user_api="blas")
+
+    settings = {"default": configure, "sequential": lambda: configure(parallel_batches=False),
+                "blas": blas_on_every_core}
+    speed_before, runs = machine_speed(), {name: [] for name in settings}
     for block in range(SEARCH_BLOCKS):  # interleaved (ABC CBA ...), against drift
         for name in (list(settings) if block % 2 == 0 else list(settings)[::-1]):
             settings[name]()
@@ -179,8 +110,15 @@ def bench_search(lentil: SpicyLentil) -> dict:
     configure()
     runs["idle"] = timed_searches(pause=IDLE_PAUSE)
     speed_after = machine_speed()
-    # Encoding 100 abstracts takes many seconds a query: a few show the contrast.
-    runs["on_the_fly"] = on_the_fly_seconds(lentil, index, queries[:ON_THE_FLY_QUERIES])
+    # Encoding 100 abstracts takes many seconds a query: a few show the contrast (cold encoder cache).
+    first_stage, on_the_fly = FirstStage(), Times()
+    for query in queries[:ON_THE_FLY_QUERIES]:
+        encoding = lentil.encoder.encode([query])[0]
+        docs = first_stage.candidates(first_stage.signals(index, query, encoding.embedding.numpy()), 100)
+        lentil.encoder.clear_cache()
+        with on_the_fly("fields"):
+            lentil.fields(query, [index.document(int(d)) for d in docs])
+    runs["on_the_fly"] = on_the_fly["fields"]
     default = median(runs["default"])
     return {"claims": len(queries), "workers": batch_workers(), "speed_before": speed_before,
             "speed_after": speed_after,
@@ -191,38 +129,10 @@ def bench_search(lentil: SpicyLentil) -> dict:
                           "index": median(runs["on_the_fly"]) / default}}
 
 
-def render_search(result: dict) -> str:
-    paths, speed_ups = result["paths"], result["speed_ups"]
-    rows = [[label.format(workers=result["workers"], idle=IDLE_PAUSE), f"{paths[key]['median_ms']:.0f}",
-             f"{paths[key]['p90_ms']:.0f}"] for key, label in SEARCH_PATHS.items()]
-    return "\n".join([
-        f"## Search latency (SciFact, 5,183 abstracts, {result['claims']} val claims after {WARM_UP_QUERIES} warm-up "
-        f"claims, {SEARCH_BLOCKS} blocks per setting; on the fly: the first {ON_THE_FLY_QUERIES})",
-        "",
-        "`search` = first stage (BM25 + dense document + best-slot cosine, z-score fusion) over the whole corpus, "
-        "then rerank of the top 100 from the index's stored slot encodings; every search encodes its query "
-        "(the encoder's cache is cleared before each). Searches run back to back, as in a busy service; the "
-        "idle row pauses before each, as a quiet service would (on this machine a search right after idling is "
-        "slower). `on the fly` = rerank of the same 100 candidates with `fields`, encoding their slots (cold cache).",
-        "",
-        "Machine speed (`common.machine_speed`) before the timed searches: "
-        f"{machine_speed_text(result['speed_before'])}; after: {machine_speed_text(result['speed_after'])}.",
-        "",
-        markdown_table(["path", "median ms", "p90 ms"], rows),
-        "",
-        f"Batches side by side against one at a time: {speed_ups['parallel_batches']:.2f}x faster. "
-        f"BLAS held to one thread against every core: {speed_ups['blas_one_thread']:.2f}x faster. "
-        f"Index speed-up: {speed_ups['index']:.1f}x. Target: median at most 150 ms "
-        f"({verdict(paths['default']['median_ms'] <= TARGET_SEARCH_MS)}).",
-    ])
-
-
-# ---- memory and scaling of score jobs ----------------------------------------------------------------
-
-def _score_subprocess(corpus: Path, out: Path) -> tuple[float, int]:
+def score_subprocess(corpus: Path, out: Path) -> tuple[float, int]:
     """Runs `spicy-lentil score` in a fresh process; returns (seconds, peak RSS in MB)."""
-    # VmHWM is this process image's own peak: getrusage's ru_maxrss also keeps the peak of the
-    # forked copy of the parent from before exec (a benchmark process holding a whole index).
+    # VmHWM is this process image's own peak: getrusage's ru_maxrss also keeps the peak of the forked copy of the
+    # parent from before exec (a benchmark process holding a whole index).
     code = (
         "import re, time\n"
         "from spicy_lentil.frontends.cli import main\n"
@@ -232,23 +142,29 @@ def _score_subprocess(corpus: Path, out: Path) -> tuple[float, int]:
         "peak_kb = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
         "print(seconds, peak_kb // 1024)\n"
     )
-    env = {**os.environ, "TQDM_DISABLE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, env=env,
-                            check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={**os.environ, "TQDM_DISABLE": "1"}, check=True)
     seconds, rss = result.stdout.strip().splitlines()[-1].split()
     return float(seconds), int(rss)
 
 
 def bench_memory_and_scaling(sizes: list[int]) -> tuple[dict, dict]:
-    """One score job per size: peak RSS (`batch-memory`) and wall time with its least-squares line (`batch-scaling`)."""
+    """One score job per size over n short, distinct synthetic documents (two sentences each): peak RSS
+    (`batch-memory`) and wall time with its least-squares line (`batch-scaling`)."""
     import numpy as np
 
-    folder = Path(tempfile.mkdtemp())
-    runs = {n: _score_subprocess(synthetic_corpus(folder / f"c{n}.jsonl", n), folder / f"o{n}.jsonl") for n in sizes}
+    folder, runs = Path(tempfile.mkdtemp()), {}
+    for n in sizes:
+        with open(folder / f"c{n}.jsonl", "w", encoding="utf-8") as handle:
+            for i in range(n):
+                a, b = TOPICS[i % 10], TOPICS[(i * 7 + 3) % 10]
+                text = (f"Report {i} describes how the {a} changed in year {1900 + i % 120}. "
+                        f"It also mentions the {b}, item {i}.")
+                handle.write(json.dumps({"_id": f"s{i}", "text": text}) + "\n")
+        runs[n] = score_subprocess(folder / f"c{n}.jsonl", folder / f"o{n}.jsonl")
     memory = {"peak_rss_mb": [{"documents": n, "mb": rss} for n, (_, rss) in runs.items()],
               "ratio": runs[20000][1] / runs[2000][1]}
-    xs = np.array(sizes, dtype=float)
-    ys = np.array([runs[n][0] for n in sizes])
+    xs, ys = np.array(sizes, dtype=float), np.array([runs[n][0] for n in sizes])
     slope, intercept = np.polyfit(xs, ys, 1)
     scaling = {"runs": [{"documents": n, "seconds": s, "ms_per_document": 1000 * s / n} for n, (s, _) in runs.items()],
                "ms_per_document": 1000 * float(slope), "intercept_s": float(intercept),
@@ -256,40 +172,28 @@ def bench_memory_and_scaling(sizes: list[int]) -> tuple[dict, dict]:
     return memory, scaling
 
 
-def render_memory(result: dict) -> str:
-    ratio = result["ratio"]
-    return "\n".join([
-        "## Memory of a streaming score job",
-        "",
-        "Peak RSS of `spicy-lentil score` (fresh process each, model load included) on short synthetic documents.",
-        "",
-        markdown_table(["documents", "peak RSS MB"], [[r["documents"], r["mb"]] for r in result["peak_rss_mb"]]),
-        "",
-        f"Ratio 20,000 / 2,000: **{ratio:.3f}** (target at most 1.2: {verdict(ratio <= TARGET_MEMORY_RATIO)}).",
-    ])
-
-
-def render_scaling(result: dict) -> str:
-    rows = [[r["documents"], f"{r['seconds']:.1f}", f"{r['ms_per_document']:.2f}"] for r in result["runs"]]
-    return "\n".join([
-        "## Scaling of a streaming score job",
-        "",
-        "Wall time of `spicy-lentil score` in-process (model load included: it is the line's intercept), "
-        "same runs as above.",
-        "",
-        markdown_table(["documents", "seconds", "ms per document"], rows),
-        "",
-        f"Least-squares line: {result['ms_per_document']:.2f} ms per document + {result['intercept_s']:.1f} s; "
-        f"largest relative deviation from the line {100 * result['max_deviation']:.1f}% (linear).",
-    ])
-
-
-RENDERERS = {"batch-index": render_index, "batch-search": render_search, "batch-memory": render_memory,
-             "batch-scaling": render_scaling}
-
-
 def render(result: dict) -> str:
-    return RENDERERS[result["section"]](result)
+    section = result["section"]
+    if section == "batch-index":
+        values = {"documents": INDEX_DOCUMENTS, "ok": verdict(result["ratio"] >= TARGET_INDEX_RATIO),
+                  "table": markdown_table(["run", "median s", "runs s", "docs/s"], [
+                      [r["run"], f"{r['median_s']:.1f}", " / ".join(f"{x:.1f}" for x in r["runs_s"]),
+                       f"{r['docs_per_s']:.2f}"] for r in result["runs"]])}
+    elif section == "batch-search":
+        paths = result["paths"]
+        values = {"warm_up": WARM_UP_QUERIES, "blocks": SEARCH_BLOCKS, "on_the_fly": ON_THE_FLY_QUERIES,
+                  "ok": verdict(paths["default"]["median_ms"] <= TARGET_SEARCH_MS),
+                  "table": markdown_table(["path", "median ms", "p90 ms"], [
+                      [label.format(workers=result["workers"], idle=IDLE_PAUSE), f"{paths[key]['median_ms']:.0f}",
+                       f"{paths[key]['p90_ms']:.0f}"] for key, label in SEARCH_PATHS.items()])}
+    elif section == "batch-memory":
+        values = {"ok": verdict(result["ratio"] <= TARGET_MEMORY_RATIO), "table": markdown_table(
+            ["documents", "peak RSS MB"], [[r["documents"], r["mb"]] for r in result["peak_rss_mb"]])}
+    else:
+        values = {"deviation_percent": 100 * result["max_deviation"], "table": markdown_table(
+            ["documents", "seconds", "ms per document"],
+            [[r["documents"], f"{r['seconds']:.1f}", f"{r['ms_per_document']:.2f}"] for r in result["runs"]])}
+    return fill(section, **result, **values)
 
 
 def main() -> None:

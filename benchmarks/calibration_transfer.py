@@ -1,22 +1,26 @@
-"""What a score means off the domains it was fitted on: calibration left one domain out, the everyday set,
-and the first-stage trust fitted on half the claims and judged on the other half, into BENCHMARKS.md.
+"""What a score means off the domains it was fitted on: calibration left one domain out, the everyday set, and the
+first-stage trust fitted on half the claims and judged on the other half.
 
     .venv/bin/python -m benchmarks.calibration_transfer [--model DIR] [--held-out-model DIR DATASET]
 
-Examples are the documents a user meets with each `val` question (`calibration_examples.example_documents`:
-the asked document, a related one the first stage finds that does not answer, an unrelated one, and
-WikiQA's unanswerable paragraphs), each scored alone. For each dataset X the scalings are fitted on
-the other two and judged on X: F1 of the sentences kept at 0.5 against the best threshold's F1, and
-ECE, for the factored slot score (the shipped meaning) and for plain Platt scaling of the slot logit.
-`--held-out-model` adds to the stored results a whole model trained and calibrated without DATASET,
-judged on it.
+`--held-out-model` adds to the stored results a whole model trained and calibrated without DATASET, judged on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
-from benchmarks.common import CACHE_DIR, DOMAINS, EVERYDAY, SHARED_DATA, cosine_scores, markdown_table, verdict
+from benchmarks.common import DOMAINS, EVERYDAY, PROVENANCE, RESULTS_DIR, fill, markdown_table, verdict
+from benchmarks.harness import (
+    System,
+    calibrated_probabilities,
+    cosine_scores,
+    dataset,
+    field_scores,
+    index_of,
+    matrix,
+)
 from benchmarks.render import publish
 
 SECTION = "calibration-transfer"
@@ -25,97 +29,73 @@ F1_GAP, ECE_LIMIT = 0.05, 0.05  # the issue's targets for a held-out domain
 TRUST_CANDIDATES = 30  # first-stage documents reranked per query, as the shipped fit uses
 
 
-def head_reports(examples, slot_scaling, doc_scaling, given_document: bool) -> dict:
-    from spicy_lentil.training.calibration import example_probabilities, threshold_report
+def head_reports(probabilities) -> dict:
+    from spicy_lentil.training.calibration import threshold_report
 
-    slot_p, slot_y, doc_p, doc_y = example_probabilities(examples, slot_scaling, doc_scaling, given_document)
+    slot_p, slot_y, doc_p, doc_y = probabilities
     return {"slot": threshold_report(slot_p, slot_y), "document": threshold_report(doc_p, doc_y)}
 
 
 def leave_one_out(per_split: dict) -> dict:
     """mode -> held-out dataset -> head reports, the scalings fitted on the other datasets; "all" fitted on all."""
-    from spicy_lentil.training.calibration import fit_scaling
+    from spicy_lentil.training.calibration import example_probabilities, fit_scaling
 
     out = {}
     for mode, given in MODES.items():
         out[mode] = {}
         for held in [*per_split, "all"]:
-            fitted = {n: e for n, e in per_split.items() if n != held}
-            slot, doc = fit_scaling(fitted, given)
+            slot, doc = fit_scaling({n: e for n, e in per_split.items() if n != held}, given)
             judged = per_split if held == "all" else {held: per_split[held]}
-            out[mode][held] = {n: {**head_reports(e, slot, doc, given), "slot_scaling": slot, "doc_scaling": doc}
-                               for n, e in judged.items()}
+            out[mode][held] = {n: {**head_reports(example_probabilities(e, slot, doc, given)), "slot_scaling": slot,
+                                   "doc_scaling": doc} for n, e in judged.items()}
     return out
 
 
-def everyday(lentil) -> dict:
-    """The everyday set under the model as loaded: answer metrics, unrelated paragraphs kept below 0.5, the
-    F1 of sentences kept at 0.5 over both paragraphs of every case, and its own encoder's cosine."""
+def everyday(model: System, table: dict) -> dict:
+    """The everyday set under the model as loaded: answer metrics, unrelated paragraphs kept below 0.5, the F1 of
+    sentences kept at 0.5 over both paragraphs of every case, and its own encoder's cosine."""
     import numpy as np
 
     from spicy_lentil.training.calibration import threshold_report
-    from spicy_lentil.training.evaluation import answer_case_metrics, read_answer_cases
+    from spicy_lentil.training.evaluation import read_answer_cases
 
     cases = read_answer_cases(EVERYDAY)
-    fields = {}
-
-    def field(query, sentences):
-        key = (query, tuple(sentences))
-        if key not in fields:
-            fields[key] = lentil.field(query, {"sentences": list(sentences)})
-        return fields[key]
-
-    metrics = answer_case_metrics(cases, lambda q, s: [x.score for x in field(q, s).slots],
-                                  lambda q, s: field(q, s).score)
-    metrics["unrelated_below_threshold"] = float(np.mean([field(c.query, c.unrelated).score < 0.5 for c in cases]))
+    metrics = table["model"]["everyday"]
+    metrics["unrelated_below_threshold"] = float(np.mean([model.paragraph(c.query, c.unrelated) < 0.5 for c in cases]))
     scores, labels = [], []
     for c in cases:
-        for sentences in (c.sentences, c.unrelated):
-            scores += [s.score for s in field(c.query, sentences).slots]
+        scores += [s for sentences in (c.sentences, c.unrelated) for s in model.sentences(c.query, sentences)]
         labels += [int(i in c.answer) for i in range(len(c.sentences))] + [0] * len(c.unrelated)
     metrics["slot"] = threshold_report(np.array(scores), np.array(labels))
-    metrics["cosine_answer_first"] = answer_case_metrics(cases, cosine_scores(lentil.encoder))["answer_first"]
+    metrics["cosine_answer_first"] = table["cosine"]["everyday"]["answer_first"]
     return metrics
 
 
-def query_half(data, half: int):
-    """The split's queries at even (0) or odd (1) positions by id, with their judgements."""
-    from spicy_lentil.training.data import query_subset
-
-    return query_subset(data, sorted(data.queries)[half::2])
-
-
 def trust_halves(lentil, data, index) -> dict:
-    """The first-stage trust fitted on one half of the claims, nDCG@10 of the reranked search and of the
-    first stage alone on the other half; both ways. The model's own trust is restored after."""
+    """The first-stage trust fitted on one half of the claims (even or odd positions by id), nDCG@10 of the reranked
+    search and of the first stage alone on the other half; both ways. The model's own trust is restored after."""
     from spicy_lentil.training.calibration import fit_first_stage_trust
+    from spicy_lentil.training.data import query_subset
     from spicy_lentil.training.evaluation import evaluate
+
+    def half(which: int):
+        return query_subset(data, sorted(data.queries)[which::2])
+
+    def judged(split, weight: float) -> dict:
+        result = evaluate(lentil, split, index, TRUST_CANDIDATES, baselines=True, show_progress_bar=False)
+        return {"weight": weight, "reranked": result.model["ndcg@10"], "fusion": result.baselines["fusion"]["ndcg@10"]}
 
     shipped = lentil.model.first_stage_trust.clone()
     out = {}
     try:
-        for fitted, judged in ((0, 1), (1, 0)):
-            fit = fit_first_stage_trust(lentil, [(query_half(data, fitted), index)], TRUST_CANDIDATES)
-            result = evaluate(lentil, query_half(data, judged), index, TRUST_CANDIDATES, baselines=True,
-                              show_progress_bar=False)
-            out[f"{fitted}->{judged}"] = {"weight": fit.weight, "reranked": result.model["ndcg@10"],
-                                          "fusion": result.baselines["fusion"]["ndcg@10"]}
+        for fitted, other in ((0, 1), (1, 0)):
+            fit = fit_first_stage_trust(lentil, [(half(fitted), index)], TRUST_CANDIDATES)
+            out[f"{fitted}->{other}"] = judged(half(other), fit.weight)
         lentil.model.first_stage_trust.copy_(shipped)
-        result = evaluate(lentil, data, index, TRUST_CANDIDATES, baselines=True, show_progress_bar=False)
-        out["shipped, all"] = {"weight": float(shipped), "reranked": result.model["ndcg@10"],
-                               "fusion": result.baselines["fusion"]["ndcg@10"]}
+        out["shipped, all"] = judged(data, float(shipped))
     finally:
         lentil.model.first_stage_trust.copy_(shipped)
     return out
-
-
-def val_split(lentil, name: str):
-    """A dataset's `val` split and its corpus index over `lentil`'s encoder (cached)."""
-    from spicy_lentil.corpus.builder import cached_index
-    from spicy_lentil.training.data import load_data
-
-    val = load_data(SHARED_DATA / name, "val")
-    return val, cached_index(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
 
 
 def measure(model: str | None) -> dict:
@@ -124,34 +104,33 @@ def measure(model: str | None) -> dict:
     from spicy_lentil.training.calibration_examples import calibration_examples
 
     lentil = SpicyLentil.from_pretrained(model)
-    splits = {name: val_split(lentil, name) for name in DOMAINS}
-    per_split = {name: calibration_examples(lentil, *split, TrainingArguments.calibration_candidates)
-                 for name, split in splits.items()}
+    examples = System(lambda data: calibration_examples(lentil, data, index_of(lentil, data),
+                                                        TrainingArguments.calibration_candidates))
+    scored = field_scores(lentil, lambda sentences: {"sentences": list(sentences)})
+    table = matrix({"examples": examples, "model": scored, "cosine": System(sentences=cosine_scores(lentil.encoder))})
+    per_split = table["examples"]
+    scifact = dataset("scifact")
     return {
         "examples": {n: {k: sum(e.kind == k for e in ex) for k in ("asked", "related", "unrelated", "unanswerable")}
                      for n, ex in per_split.items()},
         "leave_one_out": leave_one_out(per_split),
-        "everyday": everyday(lentil),
-        "trust_halves": trust_halves(lentil, *splits["scifact"]),
+        "everyday": everyday(scored, table),
+        "trust_halves": trust_halves(lentil, scifact, index_of(lentil, scifact)),
     }
 
 
 def held_out_model(folder: str, name: str) -> dict:
-    """A whole model trained and calibrated without dataset `name`, on the documents the shipped model's
-    first stage picks for `name`'s `val` questions, scored from their text with the model's own encoder."""
+    """A whole model trained and calibrated without dataset `name`, on the documents the shipped model's first stage
+    picks for `name`'s `val` questions, scored from their text with the model's own encoder."""
     from spicy_lentil import SpicyLentil
     from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.calibration_examples import example_documents, score_examples
 
-    shipped = SpicyLentil.from_pretrained()
-    val, index = val_split(shipped, name)
-    documents = example_documents(shipped, val, index, TrainingArguments.calibration_candidates)
+    shipped, data = SpicyLentil.from_pretrained(), dataset(name)
+    documents = example_documents(shipped, data, index_of(shipped, data), TrainingArguments.calibration_candidates)
     other = SpicyLentil.from_pretrained(folder)
-    model = other.model
-    examples = score_examples(other, val, documents)
     return {"folder": folder, "dataset": name,
-            **head_reports(examples, model.slot_calibration.tolist(), model.doc_calibration.tolist(),
-                           model.config.slot_given_document)}
+            **head_reports(calibrated_probabilities(other, score_examples(other, data, documents)))}
 
 
 def _pair(report: dict) -> str:
@@ -165,83 +144,34 @@ def _passes(report: dict) -> bool:
 
 
 def render(result: dict) -> str:
-    loo = result["leave_one_out"]
-    header = ["slot score", "judged on", "fitted on", "slot F1 at 0.5 / best (its threshold); ECE; at 0.5",
-              "document: the same", "target"]
     rows = []
-    for mode, by_held in loo.items():
+    for mode, by_held in result["leave_one_out"].items():
         for held, judged in by_held.items():
-            for name, reports in judged.items():
-                fitted = "all three" if held == "all" else " + ".join(n for n in DOMAINS if n != held)
-                target = verdict(_passes(reports["slot"])) if held != "all" else "(fitted on it)"
-                rows.append([mode, name, fitted, _pair(reports["slot"]), _pair(reports["document"]), target])
-    ev = result["everyday"]
-    everyday_rows = [
-        ["answer ranked first", f"{ev['answer_first']:.3f}",
-         f">= 0.90 and its encoder's cosine {ev['cosine_answer_first']:.3f}",
-         verdict(ev["answer_first"] >= 0.9 and ev["answer_first"] >= ev["cosine_answer_first"])],
-        ["answer >= 0.5", f"{ev['answer_above_threshold']:.3f}", ">= 0.80",
-         verdict(ev["answer_above_threshold"] >= 0.8)],
-        ["asked paragraph >= 0.5", f"{ev['paragraph_above_threshold']:.3f}", ">= 0.80",
-         verdict(ev["paragraph_above_threshold"] >= 0.8)],
-        ["unrelated paragraph < 0.5", f"{ev['unrelated_below_threshold']:.3f}", ">= 0.95",
-         verdict(ev["unrelated_below_threshold"] >= 0.95)],
-        ["asked paragraph above the unrelated one", f"{ev['above_unrelated']:.3f}", ">= 0.95",
-         verdict(ev["above_unrelated"] >= 0.95)],
-        ["sentences kept at 0.5 (both paragraphs): F1 / best (its threshold); ECE; at 0.5", _pair(ev["slot"]),
-         "", ""],
-    ]
-    trust_rows = [[way, f"{t['weight']:.2f}", f"{t['fusion']:.4f}", f"{t['reranked']:.4f}",
-                   verdict(t["reranked"] >= t["fusion"])] for way, t in result["trust_halves"].items()]
-    counts = "; ".join(f"{n}: " + ", ".join(f"{v} {k}" for k, v in c.items() if v)
-                       for n, c in result["examples"].items())
-    out = [
-        "## What a score means: calibration on domains it was not fitted on",
-        "",
-        "A slot score is the probability that the sentence answers the query among the documents a user hands "
-        "over with it; `factored` (shipped) computes it as P(the document answers) x P(this sentence answers | "
-        "the document does), the second factor read from the slot's logit margin over the rest of its document; "
-        "`platt` is one Platt scaling of the slot logit, fitted on the same examples. Examples per `val` "
-        f"question, each scored alone: {counts}. Each held-out row is fitted on the other two datasets only; "
-        f"target: F1 at 0.5 within {F1_GAP} of the best threshold's F1, and ECE <= {ECE_LIMIT}.",
-        "",
-        markdown_table(header, rows),
-        "",
-    ]
-    if "held_out_model" in result:
-        h = result["held_out_model"]
-        if "main_run" in result:
-            out += [f"(Every other table was measured on {result['main_run']['date']} by "
-                    f"`{result['main_run']['command']}`; this one by the command above.)", ""]
-        out += [
-            f"A whole model trained and calibrated without {h['dataset']} (`{h['folder']}`), judged on its `val` "
-            "examples (scored from text with its own encoder):",
-            "",
-            markdown_table(["judged on", "slot F1 at 0.5 / best; ECE", "document F1 at 0.5 / best; ECE", "target"],
-                           [[h["dataset"], _pair(h["slot"]), _pair(h["document"]), verdict(_passes(h["slot"]))]]),
-            "",
-        ]
-    out += [
-        f"Everyday set ({ev['cases']} hand-written cases from domains no training set covers, never fitted on), "
-        "the shipped model as loaded:",
-        "",
-        markdown_table(["measure", "model", "against", "target"], everyday_rows),
-        "",
-        "First-stage trust fitted on half the SciFact `val` claims (even or odd positions by id) and judged by "
-        f"nDCG@10 on the other half, reranking the first stage's top {TRUST_CANDIDATES}; the last row is the "
-        "shipped trust (fitted on all of `val`) on all of it:",
-        "",
-        markdown_table(["fitted -> judged", "trust weight", "first stage nDCG@10", "reranked nDCG@10",
-                        "not below"], trust_rows),
-    ]
-    return "\n".join(out)
+            fitted = "all three" if held == "all" else " + ".join(n for n in DOMAINS if n != held)
+            rows += [[mode, name, fitted, _pair(r["slot"]), _pair(r["document"]),
+                      verdict(_passes(r["slot"])) if held != "all" else "(fitted on it)"] for name, r in judged.items()]
+    ev, h = result["everyday"], result.get("held_out_model")
+    ok = {"first": ev["answer_first"] >= 0.9 and ev["answer_first"] >= ev["cosine_answer_first"],
+          "answer": ev["answer_above_threshold"] >= 0.8, "paragraph": ev["paragraph_above_threshold"] >= 0.8,
+          "unrelated": ev["unrelated_below_threshold"] >= 0.95, "above": ev["above_unrelated"] >= 0.95}
+    return fill(
+        SECTION, **result, f1_gap=F1_GAP, ece_limit=ECE_LIMIT, trust_candidates=TRUST_CANDIDATES,
+        counts="; ".join(f"{n}: " + ", ".join(f"{v} {k}" for k, v in c.items() if v)
+                         for n, c in result["examples"].items()),
+        table=markdown_table(["slot score", "judged on", "fitted on", "slot F1 at 0.5 / best (its threshold); ECE; "
+                              "at 0.5", "document: the same", "target"], rows),
+        main_run_line=h and "main_run" in result,
+        held_out=h and markdown_table(
+            ["judged on", "slot F1 at 0.5 / best; ECE", "document F1 at 0.5 / best; ECE", "target"],
+            [[h["dataset"], _pair(h["slot"]), _pair(h["document"]), verdict(_passes(h["slot"]))]]),
+        ok={k: verdict(v) for k, v in ok.items()}, everyday_slot=_pair(ev["slot"]),
+        trust=markdown_table(["fitted -> judged", "trust weight", "first stage nDCG@10", "reranked nDCG@10",
+                              "not below"], [[way, f"{t['weight']:.2f}", f"{t['fusion']:.4f}", f"{t['reranked']:.4f}",
+                                              verdict(t["reranked"] >= t["fusion"])]
+                                             for way, t in result["trust_halves"].items()]))
 
 
 def main() -> None:
-    import json
-
-    from benchmarks.common import RESULTS_DIR
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--held-out-model", nargs=2, metavar=("DIR", "DATASET"),
@@ -250,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.held_out_model:
         stored = json.loads((RESULTS_DIR / f"{SECTION}.json").read_text(encoding="utf-8"))
-        result = {k: v for k, v in stored.items() if k not in ("section", "script", "date", "machine", "command")}
+        result = {k: v for k, v in stored.items() if k not in ("section", "script", *PROVENANCE)}
         result.setdefault("main_run", {k: stored[k] for k in ("date", "command")})
         result["held_out_model"] = held_out_model(*args.held_out_model)
     else:

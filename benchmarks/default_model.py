@@ -1,26 +1,21 @@
-"""The shipped default model: the command that trained it, how long it takes, and its calibration, into BENCHMARKS.md.
+"""The shipped default model: the recipe that trained it, how long it takes, and its calibration.
 
     .venv/bin/python -m benchmarks.default_model
 
-Runs the training command end to end into a scratch folder with an empty cache (encoder tuning,
-the three corpus indexes, the head's epochs and calibration all included), timed per stage, and
-reads `spicy_lentil/default_model/calibration.json`, what `train` fitted after its last epoch (and
-what a refit on the same model wrote, where one was made): the first-stage trust and the Platt
-scaling of each head, with expected calibration error per dataset. The run's own model is thrown
-away; its kept epoch's validation is shown beside the shipped one's calibration.
+Runs the recipe of `COMMAND` (`training.recipe.train`, what the command calls) end to end in this process, into a
+scratch folder with an empty cache, timed per stage; then reads the shipped model's `calibration.json`. The run's own
+model is thrown away; its kept epoch's validation is shown beside the shipped one's calibration.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO_ROOT, contention_probe, contention_text, markdown_table, verdict
+from benchmarks.common import SHARED_DATA, contention_probe, contention_text, fill, markdown_table, verdict
 from benchmarks.render import publish
 
 SECTION = "default-model"
@@ -30,6 +25,16 @@ COMMAND = (
 )
 HEADS = ("document", "slot")
 BUDGET_MINUTES = 90  # the multi-domain issue's limit for training the default end to end on 2 cores
+
+
+def recipe(output: Path, cache: Path):
+    """`COMMAND` as the recipe it runs (read by the command line's own parser), into `output` with the cache in
+    `cache`; the shared data paths are resolved from the repository root."""
+    from spicy_lentil.frontends.cli import build_parser
+    from spicy_lentil.frontends.commands import recipe_from_args
+
+    arguments = [str(SHARED_DATA / Path(a).name) if a.startswith("../shared/") else a for a in COMMAND.split()[1:]]
+    return recipe_from_args(build_parser().parse_args([*arguments, "--output", str(output), "--cache-dir", str(cache)]))
 
 
 def largest_difference(path: Path, shipped: Path) -> float | None:
@@ -43,22 +48,23 @@ def largest_difference(path: Path, shipped: Path) -> float | None:
 
 
 def reproduce() -> dict:
-    """Runs `COMMAND` from nothing (a scratch output and cache folder) and times its stages, in seconds.
+    """Runs the recipe from nothing (a scratch output and cache folder) and times its stages, in seconds.
 
-    Stages are read off what the run leaves: the tuned encoder's file time, the indexes' own
-    `build_seconds`, the epochs' logged seconds and the calibration file's time; `other` is the rest
-    (loading data, mining negatives, validation between epochs).
+    Stages are read off what the run leaves: the tuned encoder's file time, the indexes' own `build_seconds`, the
+    epochs' logged seconds and the calibration file's time; `other` is the rest (loading data, mining negatives,
+    validation between epochs).
     """
+    from spicy_lentil import SpicyLentil
     from spicy_lentil.network.checkpoint import DEFAULT_MODEL_DIR
+    from spicy_lentil.runtime import configure
+    from spicy_lentil.training.recipe import train
 
+    configure(parallel_batches=False)  # as the command does for `train`
     load_before = contention_probe()
     with tempfile.TemporaryDirectory(prefix="default-model-") as scratch:
         output, cache = Path(scratch) / "mixture", Path(scratch) / "cache"
-        arguments = shlex.split(COMMAND)[1:]
-        arguments[arguments.index("--output") + 1] = str(output)
         started = time.time()
-        subprocess.run([sys.executable, "-m", "spicy_lentil", *arguments, "--cache-dir", str(cache)],
-                       check=True, cwd=REPO_ROOT)
+        train(recipe(output, cache), SpicyLentil)
         total = time.time() - started
         log = [json.loads(line) for line in (output / "training_log.jsonl").read_text(encoding="utf-8").splitlines()]
         calibration = json.loads((output / "calibration.json").read_text(encoding="utf-8"))
@@ -97,11 +103,6 @@ def read_calibration() -> dict:
     }
 
 
-def flag_value(command: str, flag: str) -> str:
-    arguments = shlex.split(command)
-    return arguments[arguments.index(flag) + 1]
-
-
 def sameness(difference: float | None) -> str:
     if difference is None:
         return "holds other tensors than"
@@ -112,55 +113,22 @@ def render(result: dict) -> str:
     datasets = list(result["heads"]["slot"]["per_dataset"])
     heads = [[head, f"{h['scale']:.3f}", f"{h['shift']:+.3f}", f"{h['ece_before']:.4f}", f"{h['ece_after']:.4f}"]
              + [f"{h['per_dataset'][n]:.4f}" for n in datasets] for head, h in result["heads"].items()]
-    trust = result["first_stage_trust"]
-    lines = [
-        "## The shipped default model: how it was trained and calibrated",
-        "",
-        f"`{result['training_command']}` on the `train` splits (never `val`), then `config.json`, "
-        "`model.safetensors`, `encoder.safetensors` and `calibration.json` copied into `spicy_lentil/default_model/`.",
-        "",
-    ]
-    run = result["reproduction"]
-    minutes = run["total_seconds"] / 60
-    validated = flag_value(result["training_command"], "--validation-queries")
-    lines += [
-        f"The same command, run end to end in this run from an empty cache: "
-        f"**{minutes:.0f} minutes** (budget {BUDGET_MINUTES}: {verdict(minutes <= BUDGET_MINUTES)}), by stage:",
-        "",
-        markdown_table(["stage", "minutes"], [[stage, f"{sec / 60:.1f}"] for stage, sec in run["stages"].items()]),
-        "",
-        f"Machine load (`contention_probe`, one layer norm): {contention_text(run['load'][0])} at the start; "
-        f"{contention_text(run['load'][1])} at the end (on idle cores 2 threads are no slower than 1).",
-        "",
-        f"Its kept epoch ({run['kept_epoch']}) on the first {validated} `val` queries of each dataset: "
-        + ", ".join(f"{name} " + " / ".join(f"{metric} {value:.3f}" for metric, value in metrics.items()
-                                            if metric in ("slot_map", "ndcg@10"))
-                    for name, metrics in run["validation"].items())
-        + f"; its calibration: first-stage trust {run['first_stage_trust']:.2f}, slot Platt "
-        f"{run['slot_platt'][0]:.3f} / {run['slot_platt'][1]:+.3f}, document Platt {run['document_platt'][0]:.3f} / "
-        f"{run['document_platt'][1]:+.3f}. "
-        + " ".join(f"Its `{name}` {sameness(value)} the shipped one's." for name, value in
-                   run["largest_difference"].items()),
-        "",
-        "The shipped model's calibration, fitted on the three `val` splits after training:",
-        "",
-    ]
-    if trust:
-        before, after = trust["ndcg_at_10"]
-        lines += [
-            f"First-stage trust (fitted on {', '.join(trust['per_dataset'])}, the corpus whose ranking counts): "
-            f"weight {trust['weight']:.3f} raw-logit units per unit of fusion below the query's best candidate; "
-            f"nDCG@10 of the reranked first-stage top 30 {before:.4f} with the head alone, {after:.4f} with the trust.",
-            "",
-        ]
-    lines += [
-        f"Platt scaling of each head ({result['document_examples']} documents, {result['slot_examples']} slots: each "
-        "query's first-stage top 3 plus its labelled documents; datasets weighted equally). It changes no ranking. "
-        "Expected calibration error on those examples (in-sample, 10 bins), pooled and per dataset after scaling:",
-        "",
-        markdown_table(["head", "scale", "shift", "ECE before", "ECE after"] + [f"{n} ECE" for n in datasets], heads),
-    ]
-    return "\n".join(lines)
+    run, trust = result["reproduction"], result["first_stage_trust"]
+    arguments = shlex.split(result["training_command"])
+    return fill(
+        SECTION, **result, minutes=run["total_seconds"] / 60, budget=BUDGET_MINUTES,
+        ok=verdict(run["total_seconds"] / 60 <= BUDGET_MINUTES),
+        stages=markdown_table(["stage", "minutes"], [[name, f"{sec / 60:.1f}"] for name, sec in run["stages"].items()]),
+        load_before=contention_text(run["load"][0]), load_after=contention_text(run["load"][1]),
+        validated=arguments[arguments.index("--validation-queries") + 1],
+        validation=", ".join(f"{name} " + " / ".join(f"{metric} {value:.3f}" for metric, value in metrics.items()
+                                                     if metric in ("slot_map", "ndcg@10"))
+                             for name, metrics in run["validation"].items()),
+        sameness=" ".join(f"Its `{name}` {sameness(value)} the shipped one's."
+                          for name, value in run["largest_difference"].items()),
+        trust_on=trust and ", ".join(trust["per_dataset"]),
+        heads_table=markdown_table(
+            ["head", "scale", "shift", "ECE before", "ECE after", *(f"{n} ECE" for n in datasets)], heads))
 
 
 def main() -> None:

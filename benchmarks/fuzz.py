@@ -2,10 +2,8 @@
 
     nice -n 10 .venv/bin/python -m benchmarks.fuzz [--scale 1.0]
 
-Saves the inputs tried and the failures found per target, for the `fuzz` section of BENCHMARKS.md.
-Hypothesis stops a target at its first failure (and shrinks it to a minimal example, printed here
-and in the section), so "failures" counts targets that failed; `tests/test_fuzz.py` runs the same
-targets at CI size.
+Hypothesis stops a target at its first failure (and shrinks it to a minimal example, printed here and in the section),
+so "failures" counts targets that failed; `tests/test_fuzz.py` runs the same targets at CI size.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import argparse
 import time
 import traceback
 
-from benchmarks.common import markdown_table
+from benchmarks.common import fill, markdown_table
 from benchmarks.render import publish
 
 SECTION = "fuzz"
@@ -59,21 +57,9 @@ def fuzz(name: str, strategy, check, examples: int) -> tuple[dict, str | None]:
 
 def render(result: dict) -> str:
     rows = [[r["target"], r["inputs"], int(r["failed"]), f"{r['seconds']:.0f}"] for r in result["targets"]]
-    lines = [
-        "## Fuzz suite, long profile",
-        "",
-        "Generated inputs (Hypothesis) per target: random Unicode with lone surrogates and control characters, "
-        "random JSON shapes, raw bytes, empty and repeated (long) fields. Invariants: only TypeError/ValueError "
-        "from the API, scores finite and in [0, 1], spans exact, every non-blank JSONL line a document or a "
-        "reject exactly once, a score job writing each accepted row once.",
-        "",
-        markdown_table(["target", "inputs tried", "failing targets", "seconds"], rows),
-        "",
-        f"Total: {sum(r['inputs'] for r in result['targets'])} inputs, {len(result['failures'])} failing target(s).",
-    ]
-    if result["failures"]:
-        lines += ["", "```", *result["failures"], "```"]
-    return "\n".join(lines)
+    return fill(SECTION, **result, inputs=sum(r["inputs"] for r in result["targets"]),
+                failing=len(result["failures"]), failures_text="\n".join(result["failures"]),
+                table=markdown_table(["target", "inputs tried", "failing targets", "seconds"], rows))
 
 
 def main() -> None:

@@ -1,27 +1,32 @@
-"""The generalization report: every system on every dataset's `val` and on the everyday set, in one run.
+"""The generalization report: every system on every dataset's `val` and on the everyday set, in one matrix.
 
     .venv/bin/python -m benchmarks.generalization --model NAME=DIR:TRAINED[+TRAINED...] [--model ...]
 
-Rows: BM25, MiniLM cosine, the fused first stage, the sentence-level fine-tuned bi-encoder (MiniLM
-tuned by the issue's probe recipe: a random in-document negative per triplet), the tuned encoder of
-`--encoder-of` by cosine alone (what that model's pathways have to add to), and each
-`--model` (a folder written by `spicy-lentil train`; TRAINED names the datasets it was trained on,
-so the cells where it meets a domain it never saw are marked). Columns per dataset: slot MAP and
-MRR over the labelled (question, document) pairs, nDCG@10 over the whole corpus where ranking it is
-meaningful (SciFact), and the expected calibration error of the slot scores; then the everyday set
-(`data/everyday.jsonl`, domains no training set covers). Each row's results are kept in
-`cache/generalization/` so that a rerun after adding a model computes only the new row
-(`--fresh` recomputes everything).
+Rows: BM25, MiniLM cosine, the fused first stage, the sentence bi-encoder (MiniLM tuned by the probe recipe), the tuned
+encoder of `--encoder-of` by cosine alone, and each `--model` (TRAINED: the datasets it was trained on, so its cells
+on the others are marked). Each row is kept in `cache/generalization/`, so that a rerun after adding a model computes
+only the new row (`--fresh` recomputes everything).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from datetime import datetime, timezone
 
-from benchmarks.common import CACHE_DIR, DOMAINS, EVERYDAY, SHARED_DATA, cosine_row, cosine_scores, markdown_table
+from benchmarks.common import CACHE_DIR, DOMAINS, fill, markdown_table
+from benchmarks.harness import (
+    System,
+    calibrated_probabilities,
+    cosine,
+    cosine_scores,
+    dataset,
+    field_scores,
+    index_of,
+    matrix,
+)
 from benchmarks.render import publish
 
 SECTION = "generalization"
@@ -31,88 +36,64 @@ EVERYDAY_METRICS = ("answer_first", "answer_above_threshold", "paragraph_above_t
 K_SWEEP = (1, 2, 4, 9)
 
 
+def candidates(data) -> int:
+    return 100 if data.name in RANKED else 1
+
+
 def baseline_rows() -> dict[str, dict]:
-    """BM25, cosine and fusion on every val split and the everyday set."""
+    """BM25, cosine and fusion on every val split (one `evaluate --baselines` each) and the everyday set."""
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.corpus.builder import cached_index
     from spicy_lentil.corpus.first_stage import bm25_slot_scores
-    from spicy_lentil.training.data import load_data
-    from spicy_lentil.training.evaluation import answer_case_metrics, evaluate, read_answer_cases
+    from spicy_lentil.training.evaluation import evaluate
 
     carrier = SpicyLentil.new()  # the bundled encoder; its untrained head's own row is not reported
-    rows: dict[str, dict] = {name: {} for name in ("bm25", "dense", "fusion")}
-    for name in DOMAINS:
-        val = load_data(SHARED_DATA / name, "val")
-        index = cached_index(val.corpus_path, carrier.encoder, carrier.slotter, CACHE_DIR)
-        candidates = 100 if name in RANKED else 1
-        result = evaluate(carrier, val, index, candidates, baselines=True)
-        for row in rows:
-            metrics = result.baselines[row]
-            rows[row][name] = {k: metrics[k] for k in ("slot_map", "slot_mrr", "ndcg@10") if k in metrics}
-    cases = read_answer_cases(EVERYDAY)
-    rows["bm25"]["everyday"] = answer_case_metrics(cases, bm25_slot_scores)
-    rows["dense"]["everyday"] = answer_case_metrics(cases, cosine_scores(carrier.encoder))
-    return rows
+    table = matrix({
+        "baselines": System(lambda data: evaluate(carrier, data, index_of(carrier, data), candidates(data),
+                                                  baselines=True).baselines),
+        "bm25": System(sentences=bm25_slot_scores), "dense": System(sentences=cosine_scores(carrier.encoder))})
+    return {row: {**{name: {k: m[row][k] for k in ("slot_map", "slot_mrr", "ndcg@10") if k in m[row]}
+                     for name, m in table["baselines"].items()}, **table.get(row, {})}
+            for row in ("bm25", "dense", "fusion")}
 
 
 def model_row(folder: str) -> dict:
     """One trained model on every val split (slot metrics, nDCG@10 where ranked, slot ECE) and the everyday set."""
-
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.corpus.builder import cached_index
     from spicy_lentil.training.arguments import TrainingArguments
-    from spicy_lentil.training.calibration import example_probabilities, expected_calibration_error
+    from spicy_lentil.training.calibration import expected_calibration_error
     from spicy_lentil.training.calibration_examples import calibration_examples
-    from spicy_lentil.training.data import load_data
-    from spicy_lentil.training.evaluation import answer_case_metrics, evaluate, read_answer_cases
-
-    lentil = SpicyLentil.from_pretrained(folder)
-    row = {}
-    for name in DOMAINS:
-        val = load_data(SHARED_DATA / name, "val")
-        index = cached_index(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
-        metrics = evaluate(lentil, val, index, 100 if name in RANKED else 1, show_progress_bar=False).model
-        row[name] = {k: metrics[k] for k in ("slot_map", "slot_mrr", "ndcg@10")
-                     if k in metrics and (k != "ndcg@10" or name in RANKED)}
-        # Judged on the examples calibration is defined on.
-        examples = calibration_examples(lentil, val, index, TrainingArguments.calibration_candidates)
-        model = lentil.model
-        probabilities, labels, _, _ = example_probabilities(
-            examples, model.slot_calibration.tolist(), model.doc_calibration.tolist(), model.config.slot_given_document
-        )
-        row[name]["ece"] = expected_calibration_error(probabilities, labels)
-    cache: dict = {}
-
-    def field(query, sentences):
-        key = (query, tuple(sentences))
-        if key not in cache:
-            cache[key] = lentil.field(query, " ".join(sentences))
-        return cache[key]
-
-    row["everyday"] = answer_case_metrics(read_answer_cases(EVERYDAY),
-                                          lambda q, s: [x.score for x in field(q, s).slots],
-                                          lambda q, s: field(q, s).score)
-    return row
-
-
-def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
-    """Slot MAP per dataset of one trained model with the gate's k set at inference, on the first `queries`
-    val queries of each dataset: which k earns its place across the domains."""
-    from spicy_lentil import SpicyLentil
-    from spicy_lentil.corpus.builder import cached_index
-    from spicy_lentil.training.data import first_queries, load_data
     from spicy_lentil.training.evaluation import evaluate
 
     lentil = SpicyLentil.from_pretrained(folder)
-    sweep = {}
-    for k in K_SWEEP:
-        lentil.pathways_per_query = k
-        sweep[str(k)] = {}
-        for name in DOMAINS:
-            val = first_queries(load_data(SHARED_DATA / name, "val"), queries)
-            index = cached_index(val.corpus_path, lentil.encoder, lentil.slotter, CACHE_DIR)
-            sweep[str(k)][name] = evaluate(lentil, val, index, 1, show_progress_bar=False).model["slot_map"]
-    return sweep
+
+    def split(data) -> dict:
+        index = index_of(lentil, data)
+        metrics = evaluate(lentil, data, index, candidates(data), show_progress_bar=False).model
+        row = {k: metrics[k] for k in ("slot_map", "slot_mrr", "ndcg@10")
+               if k in metrics and (k != "ndcg@10" or data.name in RANKED)}
+        # Judged on the examples calibration is defined on.
+        examples = calibration_examples(lentil, data, index, TrainingArguments.calibration_candidates)
+        probabilities, labels, _, _ = calibrated_probabilities(lentil, examples)
+        return {**row, "ece": expected_calibration_error(probabilities, labels)}
+
+    system = dataclasses.replace(field_scores(lentil, " ".join), split=split)
+    return matrix({"model": system})["model"]
+
+
+def k_sweep(folder: str, queries: int) -> dict[str, dict[str, float]]:
+    """Slot MAP per dataset of one trained model with the gate's k set at inference, on the first `queries` val
+    queries of each dataset: which k earns its place across the domains."""
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.training.evaluation import evaluate
+
+    lentil = SpicyLentil.from_pretrained(folder)
+
+    def at(k: int) -> System:
+        def split(data) -> float:
+            lentil.pathways_per_query = k
+            return evaluate(lentil, data, index_of(lentil, data), 1, show_progress_bar=False).model["slot_map"]
+        return System(split)
+    return matrix({str(k): at(k) for k in K_SWEEP}, queries=queries, everyday=False)
 
 
 def cached(name: str, fresh: bool, compute, carried: dict[str, str]) -> dict:
@@ -131,11 +112,11 @@ def summarise(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict |
     """The rows with what the section adds to them: each model's slot MAP against cosine, the sweep's means."""
     from spicy_lentil.training.arguments import TrainingArguments
 
-    cosine = rows["dense"]
+    cosine_row = rows["dense"]
     return {
-        "ece_candidates": TrainingArguments.calibration_candidates, "everyday_cases": cosine["everyday"]["cases"],
+        "ece_candidates": TrainingArguments.calibration_candidates, "everyday_cases": cosine_row["everyday"]["cases"],
         "trained": {system: sorted(datasets) for system, datasets in trained.items()}, "systems": rows,
-        "slot_map_over_cosine": {system: {n: rows[system][n]["slot_map"] - cosine[n]["slot_map"] for n in DOMAINS}
+        "slot_map_over_cosine": {system: {n: rows[system][n]["slot_map"] - cosine_row[n]["slot_map"] for n in DOMAINS}
                                  for system in trained},
         "slot_map_over_tuned": {f"{system} - {tuned}": {n: rows[system][n]["slot_map"] - rows[tuned][n]["slot_map"]
                                                         for n in DOMAINS}
@@ -150,8 +131,7 @@ def summarise(rows: dict[str, dict], trained: dict[str, set[str]], sweep: dict |
 def cell(value, unseen: bool = False) -> str:
     if value is None:
         return "-"
-    text = f"{value:.3f}"
-    return f"*{text}*" if unseen else text
+    return f"*{value:.3f}*" if unseen else f"{value:.3f}"
 
 
 def render(result: dict) -> str:
@@ -164,48 +144,22 @@ def render(result: dict) -> str:
         seen = result["trained"].get(system)
         line = [system, "+".join(seen) if seen else "-"]
         for name in DOMAINS:
-            unseen = seen is not None and name not in seen
-            metrics = row.get(name, {})
-            line += [cell(metrics.get("slot_map"), unseen), cell(metrics.get("slot_mrr"), unseen)]
-            if name in RANKED:
-                line.append(cell(metrics.get("ndcg@10"), unseen))
-            line.append(cell(metrics.get("ece"), unseen))
+            unseen, metrics = seen is not None and name not in seen, row.get(name, {})
+            keys = ("slot_map", "slot_mrr") + (("ndcg@10",) if name in RANKED else ()) + ("ece",)
+            line += [cell(metrics.get(k), unseen) for k in keys]
         everyday = row.get("everyday", {})  # the first stage ranks documents, not sentences
-        line += [cell(everyday.get(k)) for k in EVERYDAY_METRICS]
-        table.append(line)
-    deltas = [[system] + [f"{delta[n]:+.3f}" for n in DOMAINS]
-              for system, delta in result["slot_map_over_cosine"].items()]
+        table.append(line + [cell(everyday.get(k)) for k in EVERYDAY_METRICS])
+
+    def deltas(by_row: dict, first: str) -> str:
+        return markdown_table([first, *DOMAINS],
+                              [[row, *(f"{d[n]:+.3f}" for n in DOMAINS)] for row, d in by_row.items()])
     sweep = result["k_sweep"]
-    return "\n\n".join([
-        "## Generalization: every system on every domain",
-        "Slot MAP / MRR rank the sentences of each labelled (question, document) pair of `val` (never trained on); "
-        "nDCG@10 ranks SciFact's whole corpus (first stage top 100, then rerank); ECE is the expected calibration "
-        f"error of slot scores on each query's first-stage top {result['ece_candidates']} plus its labelled documents. "
-        f"Everyday: {result['everyday_cases']} hand-written questions over paragraphs from domains no training set "
-        "covers (`data/everyday.jsonl`), each also asked of an unrelated paragraph; BM25 and cosine scores are not "
-        "probabilities, so their threshold columns are empty and 'above unrelated' compares best sentences. "
-        "*Italic* cells: a model meeting a domain it was not trained on (the zero-shot evidence).",
-        markdown_table(header, table),
-    ] + ([
-        "Rows read back from an earlier run of this script (`cache/generalization/`), not measured in this one: "
-        + ", ".join(f"{name} ({date})" for name, date in result["carried"].items()) + ".",
-    ] if result.get("carried") else []) + [
-        "Slot MAP against plain MiniLM cosine, per domain:",
-        markdown_table(["system", *DOMAINS], deltas),
-    ] + ([
-        "Slot MAP against tuned encoders by cosine alone: the sentence bi-encoder baseline (the probe recipe, "
-        "random negatives; the encoder that `--tune-encoder` with its default recipe gives a model, so the "
-        "default reads it) and the `--encoder-of` model's own encoder. Where a model reads the encoder, the "
-        "difference is what its pathways add to it:",
-        markdown_table(["system - encoder", *DOMAINS],
-                       [[pair] + [f"{delta[n]:+.3f}" for n in DOMAINS]
-                        for pair, delta in result["slot_map_over_tuned"].items()]),
-    ] if result.get("slot_map_over_tuned") else []) + ([
-        f"The gate's k at inference (the model was trained with k = 4), slot MAP on the first {sweep['queries']} val "
-        "queries of each dataset:",
-        markdown_table(["k", *DOMAINS, "mean"],
-                       [[k, *(f"{v[n]:.3f}" for n in (*DOMAINS, "mean"))] for k, v in sweep["k"].items()]),
-    ] if sweep else []))
+    return fill(
+        SECTION, **result, table=markdown_table(header, table), deltas=deltas(result["slot_map_over_cosine"], "system"),
+        carried_rows=", ".join(f"{name} ({date})" for name, date in (result.get("carried") or {}).items()),
+        tuned=result.get("slot_map_over_tuned") and deltas(result["slot_map_over_tuned"], "system - encoder"),
+        sweep=sweep and markdown_table(["k", *DOMAINS, "mean"], [[k, *(f"{v[n]:.3f}" for n in (*DOMAINS, "mean"))]
+                                                                 for k, v in sweep["k"].items()]))
 
 
 def main() -> None:
@@ -225,11 +179,12 @@ def main() -> None:
     from spicy_lentil import SpicyLentil
     from spicy_lentil.network.config import BUNDLED_ENCODER
     from spicy_lentil.training.baselines import SentenceBiEncoder
-    from spicy_lentil.training.data import load_data
+
+    def cosine_row(encoder) -> dict:
+        return matrix({"cosine": cosine(encoder)})["cosine"]
 
     def probe_bi_encoder():
-        trains = [load_data(SHARED_DATA / name, "train") for name in DOMAINS]
-        return SentenceBiEncoder.trained(trains, BUNDLED_ENCODER, CACHE_DIR).encoder
+        return SentenceBiEncoder.trained([dataset(n, "train") for n in DOMAINS], BUNDLED_ENCODER, CACHE_DIR).encoder
 
     carried: dict[str, str] = {}
     rows = cached("baselines", args.fresh, baseline_rows, carried)

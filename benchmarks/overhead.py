@@ -1,44 +1,23 @@
 """Overhead: `SpicyLentil.fields` on 200 SciFact abstracts against sentence-transformers encoding the same slots.
 
-Requirement: "`fields` on 200 abstracts of ../shared/data/scifact/corpus.jsonl against encoding the
-same slots with sentence-transformers alone, in one run: ratio at most 1.15."
+    .venv/bin/python -m benchmarks.overhead
 
-- Baseline: `lentil.encoder.model.encode(slot_texts, batch_size=64)`: the plain SentenceTransformer,
-  default output (sentence embeddings), on the slot texts of the 200 abstracts as `lentil.slotter`
-  cuts them (slotting is done beforehand and not timed for the baseline).
-- Spicy Lentil: `lentil.encoder.clear_cache(); lentil.fields(query, documents)`: the full pipeline
-  (slotting, encoding query, slots and titles, collation, gate, pathways, null point, heads), with
-  the encoder cache emptied before every run so that it really encodes.
-- Runs alternate baseline, Spicy Lentil, baseline, ... after a small warm-up; medians are compared.
-
-During the timed Spicy Lentil runs, thin timing wrappers around `lentil.slotter.split`,
-`lentil.encoder.encode`, the SentenceTransformer network's `forward`, `collate` and
-`lentil.model.forward` record where the time goes (they add microseconds to a run of seconds).
-
-Run from the repo root: `.venv/bin/python -m benchmarks.overhead`.
+The two sides alternate after a small warm-up (`harness.alternate`) and their medians are compared; during the
+`fields` runs, thin timing wrappers around the pipeline's pieces record where the time goes (microseconds on a run of
+seconds). The section (`templates/overhead.md`) states the protocol.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from benchmarks.common import (
-    contention_probe,
-    contention_text,
-    log,
-    machine_load_line,
-    markdown_table,
-    read_jsonl,
-    start_timing,
-    timing_arguments,
-    verdict,
-)
+from benchmarks.common import fill, log, machine_load_line, markdown_table, read_jsonl, verdict
+from benchmarks.harness import alternate, timing_arguments, timing_run
 from benchmarks.render import publish
 
 SECTION = "overhead"
@@ -58,92 +37,66 @@ PIECES = {  # the breakdown's rows: the label of each piece of a `fields` run
 
 @contextmanager
 def instrumented(lentil, titles: set[str], query: str):
-    """Wraps the pipeline's pieces with timers for the duration; yields the dict of seconds per piece."""
+    """Wraps the pipeline's pieces with timers for the duration; yields the seconds per piece and the text counts."""
     import spicy_lentil.network.scoring as scoring
 
     seconds: dict[str, float] = defaultdict(float)
     texts: dict[str, int] = defaultdict(int)
-    st = lentil.encoder.model
-    originals = {
-        "split": lentil.slotter.split,
-        "encode": lentil.encoder.encode,
-        "network": st.forward,
-        "collate": scoring.collate,
-        "forward": lentil.model.forward,
-        "scoring": lentil.scorer.score,
-    }
-
     lock = threading.Lock()  # encoder batches run side by side: their timings arrive from several threads
+    st, collate, encode = lentil.encoder.model, scoring.collate, lentil.encoder.encode
 
-    def timed(piece, fn):
+    def timed(piece, fn, kind=None):
         def wrapper(*args, **kwargs):
+            key = piece if kind is None else f"{piece}:{kind(args[0])}"
             start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
                 with lock:
-                    seconds[piece] += time.perf_counter() - start
-                    texts[f"calls:{piece}"] += 1
-
+                    seconds[key] += time.perf_counter() - start
+                    texts[f"calls:{key}"] += 1
         return wrapper
 
-    def encode(texts_, *args, **kwargs):
-        titles_only = texts_ and all(t in titles for t in texts_)
-        kind = "query" if list(texts_) == [query] else "titles" if titles_only else "slots"
-        texts[kind] += len(texts_)
-        start = time.perf_counter()
-        try:
-            return originals["encode"](texts_, *args, **kwargs)
-        finally:
-            seconds[f"encode:{kind}"] += time.perf_counter() - start
+    def kind(texts_) -> str:
+        found = "query" if list(texts_) == [query] else "titles" if texts_ and all(t in titles for t in texts_) \
+            else "slots"
+        texts[found] += len(texts_)
+        return found
 
-    lentil.slotter.split = timed("slotting", originals["split"])
-    lentil.encoder.encode = encode
-    st.forward = timed("network", originals["network"])
-    scoring.collate = timed("collate", originals["collate"])
-    lentil.model.forward = timed("model", originals["forward"])
-    lentil.scorer.score = timed("scoring", originals["scoring"])
+    lentil.slotter.split = timed("slotting", lentil.slotter.split)
+    lentil.encoder.encode = timed("encode", encode, kind)
+    st.forward = timed("network", st.forward)
+    scoring.collate = timed("collate", collate)
+    lentil.model.forward = timed("model", lentil.model.forward)
+    lentil.scorer.score = timed("scoring", lentil.scorer.score)
     try:
         yield seconds, texts
-    finally:
-        # Back to the class methods.
+    finally:  # back to the class methods
         del lentil.slotter.split, lentil.encoder.encode, st.forward, lentil.model.forward, lentil.scorer.score
-        scoring.collate = originals["collate"]
+        scoring.collate = collate
 
 
 def time_runs(lentil, query: str, documents: list[dict], slot_texts: list[str], titles: set[str], repeats: int) -> dict:
     """`repeats` timed runs of each side after a small warm-up; the pieces and text counts of every `fields` run."""
-    def baseline():
-        lentil.encoder.model.encode(slot_texts, batch_size=ENCODE_BATCH, show_progress_bar=False)
+    runs = []
+
+    def spicy() -> None:
+        with instrumented(lentil, titles, query) as (seconds, texts):
+            lentil.encoder.clear_cache()  # so that `fields` really encodes
+            runs.append((seconds, texts, lentil.fields(query, documents)))
 
     # Warm-up on a little of each side (the full pipeline on 4 documents), so first-call costs stay out.
     lentil.encoder.model.encode(slot_texts[:ENCODE_BATCH], batch_size=ENCODE_BATCH, show_progress_bar=False)
     lentil.encoder.clear_cache()
     lentil.fields(query, documents[:4])
-
-    times, pieces, counts = {"baseline": [], "spicy": []}, [], {}
-    for repeat in range(repeats):
-        # A B, B A, A B, ...: the order flips each repeat so that a linear drift hits both sides alike.
-        for side in (("baseline", "spicy") if repeat % 2 == 0 else ("spicy", "baseline")):
-            gc.collect()
-            if side == "baseline":
-                start = time.perf_counter()
-                baseline()
-                times["baseline"].append(time.perf_counter() - start)
-                continue
-            with instrumented(lentil, titles, query) as (seconds, texts):
-                start = time.perf_counter()
-                lentil.encoder.clear_cache()  # so that `fields` really encodes
-                fields = lentil.fields(query, documents)
-                times["spicy"].append(time.perf_counter() - start)
-            pieces.append(dict(seconds))
-            counts = dict(texts)
-            assert len(fields) == len(documents)
-            assert sum(len(f.slots) for f in fields) == len(slot_texts), "fields scored other slots than the baseline"
-        log(f"repeat {repeat + 1}/{repeats}: sentence-transformers {times['baseline'][-1]:.2f} s, "
-            f"fields {times['spicy'][-1]:.2f} s, ratio {times['spicy'][-1] / times['baseline'][-1]:.3f}")
+    times = alternate({"baseline": lambda: lentil.encoder.model.encode(slot_texts, batch_size=ENCODE_BATCH,
+                                                                        show_progress_bar=False),
+                       "spicy": spicy}, repeats, warmup=0)
     lentil.encoder.clear_cache()
-    return {"times": times, "pieces": pieces, "counts": counts}
+    for _, _, fields in runs:
+        assert len(fields) == len(documents)
+        assert sum(len(f.slots) for f in fields) == len(slot_texts), "fields scored other slots than the baseline"
+    return {"times": times, "pieces": [dict(seconds) for seconds, _, _ in runs], "counts": dict(runs[-1][1])}
 
 
 def summarise(runs: dict) -> dict:
@@ -172,55 +125,23 @@ def summarise(runs: dict) -> dict:
 
 
 def render(result: dict) -> str:
-    med, texts, inside = result["median"], result["encoded_texts"], result["inside"]
+    med, texts = result["median"], result["encoded_texts"]
     runs = [[i + 1, f"{r['baseline_s']:.2f}", f"{r['fields_s']:.2f}", f"{r['ratio']:.3f}"]
             for i, r in enumerate(result["runs"])]
     runs.append(["**median**", f"**{med['baseline_s']:.2f}**", f"**{med['fields_s']:.2f}**", f"**{med['ratio']:.3f}**"])
-    labels = {key: label.format(documents=result["documents"], **texts) for key, label in PIECES.items()}
     same_slots = {"encode:slots": " (against encoding the same slots)"}
-    pieces = [[labels[p["piece"]], f"{p['seconds']:.3f}", f"{100 * p['share']:.1f}%",
-               f"{100 * p['vs_baseline']:+.1f}%{same_slots.get(p['piece'], '')}"] for p in result["pieces"]]
+    pieces = [[PIECES[p["piece"]].format(documents=result["documents"], **texts), f"{p['seconds']:.3f}",
+               f"{100 * p['share']:.1f}%", f"{100 * p['vs_baseline']:+.1f}%{same_slots.get(p['piece'], '')}"]
+              for p in result["pieces"]]
     pieces.append(["**total**", f"**{result['total']['seconds']:.3f}**", "100%",
                    f"**{100 * result['total']['vs_baseline']:+.1f}%**"])
-    paired = ", ".join(f"{r['ratio']:.3f}" for r in result["runs"])
-    return f"""## Overhead: `fields` on {result['documents']} abstracts against sentence-transformers alone
-
-Requirement: `fields` on 200 SciFact abstracts at most **{THRESHOLD}×** the time of encoding the same slots with \
-sentence-transformers alone, in one run.
-
-**Result: ratio {med['ratio']:.3f} → {verdict(med['ratio'] <= THRESHOLD)}** (median `fields` \
-{med['fields_s']:.2f} s / median sentence-transformers {med['baseline_s']:.2f} s; per-run paired ratios {paired}).
-
-{machine_load_line(result['probe_before'], result['probe_after'])}
-- Inputs: the first {result['documents']} documents of `corpus.jsonl` (dicts with title and text), {result['slots']} \
-slots as `lentil.slotter` cuts them, {result['titles']} titles; query: the first SciFact claim \
-(“{result['query']}”); bundled default model, CPU, `torch.set_num_threads({result['threads']})`.
-- Baseline: `lentil.encoder.model.encode(slot_texts, batch_size={ENCODE_BATCH})` (the plain SentenceTransformer, \
-default output; slotting done beforehand).
-- Spicy Lentil: `lentil.encoder.clear_cache(); lentil.fields(query, documents)` (default `batch_size=32` documents): \
-slotting, encoding of query, slots and titles (sentence and token embeddings), collation and the model.
-- Protocol: a small warm-up of each side, then {result['repeats']} runs of each, alternating baseline, `fields` | \
-`fields`, baseline | … (the order flips every repeat); ratio = median / median. The breakdown comes from timing \
-wrappers around `slotter.split`, `encoder.encode`, the scoring of encoded documents, `collate`, `model.forward` and \
-the encoder network's `forward` during the same `fields` runs.
-
-{markdown_table(["run", "sentence-transformers s", "`fields` s", "ratio"], runs)}
-
-### Where a `fields` run spends its time
-
-The last column puts each piece against the median baseline run: how many percent of overhead it adds (for the slot \
-encoding, the difference from the baseline's encoding of the same slots).
-
-{markdown_table(["piece of the median `fields` run", "s", "share", "vs the median baseline"], pieces)}
-
-Inside the scoring, collate took {inside['collate_s']:.3f} s and the model's forward passes {inside['model_s']:.3f} s, \
-each summed over the batch workers. `encoder.encode` took {inside['encode_s']:.2f} s of wall time for \
-{sum(texts.values())} texts; in it the network's {inside['network_calls']} forward passes (batches of up to \
-{ENCODE_BATCH} texts sorted by token count, {result['workers']} at a time side by side on one thread each: \
-`spicy_lentil.runtime`) add up to {inside['network_s']:.2f} s over the workers, which is why they can exceed the wall \
-time. The baseline encodes the same slots in {med['baseline_s']:.2f} s, one batch at a time on {result['threads']} \
-intra-op threads (sentence-transformers' own way).
-"""
+    return fill(
+        SECTION, **result, threshold=THRESHOLD, ok=verdict(med["ratio"] <= THRESHOLD), encode_batch=ENCODE_BATCH,
+        paired=", ".join(f"{r['ratio']:.3f}" for r in result["runs"]), texts=sum(texts.values()),
+        machine_load=machine_load_line(result["probe_before"], result["probe_after"]),
+        runs_table=markdown_table(["run", "sentence-transformers s", "`fields` s", "ratio"], runs),
+        pieces_table=markdown_table(["piece of the median `fields` run", "s", "share", "vs the median baseline"],
+                                    pieces))
 
 
 def main() -> None:
@@ -229,27 +150,24 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=NUM_DOCS)
     timing_arguments(parser, THREADS)
     args = parser.parse_args()
-    probe_before = start_timing(args.threads)
-    from spicy_lentil.frontends.engine import SpicyLentil
-    from spicy_lentil.runtime import batch_workers
+    with timing_run(args.threads) as load:
+        from spicy_lentil.frontends.engine import SpicyLentil
+        from spicy_lentil.runtime import batch_workers
 
-    started = time.perf_counter()
-    lentil = SpicyLentil.from_pretrained()
-    documents = read_jsonl(args.data / "corpus.jsonl", args.docs)
-    query = read_jsonl(args.data / "queries.jsonl", 1)[0]["text"]
-    slot_texts = [s.text for doc in documents for s in lentil.slotter.split(doc["text"])[0]]
-    titles = {doc["title"] for doc in documents if doc.get("title")}
-    log(f"{len(documents)} abstracts, {len(slot_texts)} slots, {len(titles)} titles; query: {query!r}")
-    result = summarise(time_runs(lentil, query, documents, slot_texts, titles, args.repeats))
-    log(f"median ratio {result['median']['ratio']:.3f} (limit {THRESHOLD}); "
-        f"done in {time.perf_counter() - started:.0f} s")
-    probe_after = contention_probe()
-    log(f"contention probe at the end: {contention_text(probe_after)}")
-    if not args.no_write:
-        publish(SECTION, __spec__.name, {
-            "documents": len(documents), "slots": len(slot_texts), "titles": len(titles), "query": query,
-            "threads": args.threads, "repeats": args.repeats, "workers": batch_workers(),
-            "probe_before": probe_before, "probe_after": probe_after, **result})
+        started = time.perf_counter()
+        lentil = SpicyLentil.from_pretrained()
+        documents = read_jsonl(args.data / "corpus.jsonl", args.docs)
+        query = read_jsonl(args.data / "queries.jsonl", 1)[0]["text"]
+        slot_texts = [s.text for doc in documents for s in lentil.slotter.split(doc["text"])[0]]
+        titles = {doc["title"] for doc in documents if doc.get("title")}
+        log(f"{len(documents)} abstracts, {len(slot_texts)} slots, {len(titles)} titles; query: {query!r}")
+        result = summarise(time_runs(lentil, query, documents, slot_texts, titles, args.repeats))
+        log(f"median ratio {result['median']['ratio']:.3f} (limit {THRESHOLD}); "
+            f"done in {time.perf_counter() - started:.0f} s")
+    publish(SECTION, __spec__.name, {
+        "documents": len(documents), "slots": len(slot_texts), "titles": len(titles), "query": query,
+        "threads": args.threads, "repeats": args.repeats, "workers": batch_workers(), **load, **result},
+        write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO_ROOT, markdown_table, verdict
+from benchmarks.common import REPO_ROOT, fill, markdown_table, verdict
 from benchmarks.render import publish
 
 SECTION = "ray-jobs"
@@ -56,7 +56,7 @@ def measure() -> dict[str, tuple[float, float]]:
     """(wall s, driver CPU s) of each job, on a local Ray cluster started once beforehand."""
     import ray
 
-    from spicy_lentil import distributed
+    from spicy_lentil.frontends import distributed
     from spicy_lentil.runtime import configure
 
     configure()
@@ -88,30 +88,8 @@ def summarise(times: dict[str, tuple[float, float]]) -> dict:
 def render(result: dict) -> str:
     rows = [[r["job"], f"{r['wall_s']:.1f}", f"{r['docs_per_s']:.1f}", f"{r['ratio']:.2f}", f"{r['driver_cpu_s']:.1f}"]
             for r in result["jobs"]]
-    p = result["projection"]
-    return "\n".join([
-        f"## Score jobs on Ray Data: 1 and 2 actors against one process ({DOCUMENTS:,} documents)",
-        "",
-        "The 48 demo documents repeated to 2,000 rows with distinct ids; one query; JSONL output. Each job end to end "
-        "in one benchmark process, model loads included (the single process loads one model; a Ray job loads one per "
-        "actor plus one on the driver to check it). The local Ray cluster (`ray.init(num_cpus=2)`) is started once "
-        "before the jobs, not timed. One run of each (the machine is shared with other engineers' jobs and was "
-        "loaded while this ran, so single runs are noisy; the script was run niced once).",
-        "",
-        markdown_table(["job", "wall s", "docs/s", "ratio to single process", "driver CPU s"], rows),
-        "",
-        f"2 actors on 2 cores against the single process: **{result['ratio']:.2f}x** (target at least 0.9: "
-        f"{verdict(result['ratio'] >= TARGET_RATIO)}).",
-        "",
-        f"**Projection, not a measurement.** From this run's 1-actor throughput ({p['actor_docs_per_s']:.1f} docs/s, "
-        f"start-up included) an actor per core would give N nodes of M cores about N x M x "
-        f"{p['actor_docs_per_hour']:.0f} docs/hour, if a core of those nodes is as fast as one here. The driver alone "
-        f"writes every row: its CPU over the 2-actor job ({p['driver_cpu_s']:.1f} s, one model load included) caps a "
-        f"job at about {p['driver_docs_per_s']:.0f} docs/s ({p['driver_docs_per_hour']:.1e} docs/hour) on one driver "
-        f"core, so past about {p['actors_to_driver_cap']:.0f} actors the driver, not the actors, is the bottleneck. "
-        f"10 nodes x 16 cores, for example: the actors could do {p['example_actors_docs_per_hour']:.1e} docs/hour, "
-        f"the driver caps the job at {p['example_job_docs_per_hour']:.1e}.",
-    ])
+    return fill(SECTION, **result, documents=DOCUMENTS, ok=verdict(result["ratio"] >= TARGET_RATIO),
+                table=markdown_table(["job", "wall s", "docs/s", "ratio to single process", "driver CPU s"], rows))
 
 
 def main() -> None:

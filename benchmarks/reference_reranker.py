@@ -2,36 +2,18 @@
 
     .venv/bin/python -m benchmarks.reference_reranker [--epochs 12]
 
-The issue sets its nDCG@10 bar with "one small interaction MLP with attention pooling over
-sentences, fed the fusion scores, on frozen MiniLM" (about +0.03 over the fusion on `val`). This
-script trains that model on `train` and, after every epoch, reranks the fusion's top 100 for every
-`val` claim. nDCG@10 is reported on all of `val` and on its two parts: claims whose cited abstracts
-some train claim also cites (`seen`), and claims citing only abstracts no train claim cites
-(`unseen`, what carries over to new documents and other data).
+Trains the issue's yardstick ("one small interaction MLP with attention pooling over sentences, fed the fusion scores,
+on frozen MiniLM") on `train` and, after every epoch, reranks the fusion's top 100 for every `val` claim.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from typing import TYPE_CHECKING
 
-from benchmarks.common import (
-    CACHE_DIR,
-    SCIFACT_DIR,
-    markdown_table,
-    ndcg_by_document_novelty,
-    scifact_val_by_document_novelty,
-)
+from benchmarks.common import fill, markdown_table
+from benchmarks.harness import dataset, index_of, ndcg_by_document_novelty, scifact_val_by_document_novelty
 from benchmarks.render import publish
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-    from spicy_lentil import SpicyLentil
-    from spicy_lentil.corpus.first_stage import FirstStage
-    from spicy_lentil.corpus.index import CorpusIndex
 
 SECTION = "reference-reranker"
 NEGATIVE_POOL = 50  # hard negatives come from the fusion's top 50, as in `spicy-lentil train`
@@ -41,7 +23,7 @@ CANDIDATES = 100
 PARTS = ("all", "seen", "unseen")
 
 
-def interaction_reranker(dim: int = 384, hidden: int = 128, dropout: float = 0.1) -> torch.nn.Module:
+def interaction_reranker(dim: int = 384, hidden: int = 128, dropout: float = 0.1):
     """An interaction MLP per sentence, attention pooling over sentences, and a document MLP that also reads the
     fusion's z-scores. (The class is made here, not at module level: importing this module needs no torch.)"""
     import torch
@@ -59,8 +41,7 @@ def interaction_reranker(dim: int = 384, hidden: int = 128, dropout: float = 0.1
             self.document = nn.Sequential(nn.Linear(hidden + 1 + PRIOR_FEATURES, hidden), nn.GELU(),
                                           nn.Linear(hidden, 1))
 
-        def forward(self, query: torch.Tensor, slots: torch.Tensor, mask: torch.Tensor,
-                    prior: torch.Tensor) -> torch.Tensor:
+        def forward(self, query, slots, mask, prior):
             q = query.expand_as(slots)  # (docs, slots, dim)
             h = self.sentence(torch.cat([q, slots, q * slots, (q - slots).abs(), (q * slots).sum(-1, keepdim=True)],
                                         -1))  # (docs, slots, hidden)
@@ -72,52 +53,41 @@ def interaction_reranker(dim: int = 384, hidden: int = 128, dropout: float = 0.1
     return InteractionReranker()
 
 
-def candidates(split: str, lentil: SpicyLentil, index: CorpusIndex, first_stage: FirstStage, pool: int) -> list[dict]:
+def candidates(data, lentil, index, first_stage, pool: int) -> list[dict]:
     """Per claim: its embedding, the fusion's top `pool` (plus, for training, every cited abstract) and their
     z-scores."""
     import numpy as np
     import torch
 
-    from spicy_lentil.training.data import load_data
-
-    data = load_data(SCIFACT_DIR, split)
     ids = list(data.queries)
-    encodings = lentil.encoder.encode([data.queries[q] for q in ids])
     examples = []
-    for query_id, encoding in zip(ids, encodings):
-        query = encoding.embedding.numpy()
-        signals = first_stage.signals(index, data.queries[query_id], query)
+    for query_id, encoding in zip(ids, lentil.encoder.encode([data.queries[q] for q in ids])):
+        signals = first_stage.signals(index, data.queries[query_id], encoding.embedding.numpy())
         docs = first_stage.candidates(signals, pool)
         cited = {index.position[d] for d, relevance in data.qrels[query_id].items() if relevance > 0}
-        if split == "train":
+        if data.split == "train":
             docs = np.array(list(dict.fromkeys([*docs.tolist(), *sorted(cited)])), dtype=np.int64)
         examples.append({"id": query_id, "query": encoding.embedding.float(), "docs": docs, "cited": cited,
                          "prior": torch.from_numpy(first_stage.prior(signals, docs))})
     return examples
 
 
-class SlotBatches:
-    """Padded slot encodings of a list of documents from the index, each document read once."""
+def slot_batches(index):
+    """docs -> (padded slot encodings, mask) of those documents from the index, each document read once."""
+    import torch
+    from torch import nn
 
-    def __init__(self, index: CorpusIndex) -> None:
-        self.index = index
-        self.cache: dict[int, torch.Tensor] = {}
+    cache = {}
 
-    def __call__(self, docs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        import torch
-        from torch import nn
-
-        rows = []
-        for d in docs.tolist():
-            if d not in self.cache:
-                self.cache[d] = self.index.document_encoding(d).slots
-            rows.append(self.cache[d])
-        slots = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (docs, slots, dim)
+    def batch(docs):
+        rows = [cache[d] if d in cache else cache.setdefault(d, index.document_encoding(d).slots)
+                for d in docs.tolist()]
         mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool) for r in rows], batch_first=True)
-        return slots, mask
+        return nn.utils.rnn.pad_sequence(rows, batch_first=True), mask  # (docs, slots, dim), (docs, slots)
+    return batch
 
 
-def train_epoch(model, optimizer, train: list[dict], slots: SlotBatches, rng) -> float:
+def train_epoch(model, optimizer, train: list[dict], slots, rng) -> float:
     """One pass over the (claim, cited abstract) pairs in random order; returns the mean loss per step."""
     import torch
     from torch import nn
@@ -135,8 +105,7 @@ def train_epoch(model, optimizer, train: list[dict], slots: SlotBatches, rng) ->
             picked = [docs.index(positive),
                       *rng.choice(negatives, size=min(NEGATIVES, len(negatives)), replace=False).tolist()]
             scores = model(ex["query"], *slots(ex["docs"][picked]), ex["prior"][picked])
-            positive_first = torch.zeros(1, dtype=torch.long)
-            loss = loss + nn.functional.cross_entropy(scores.unsqueeze(0), positive_first)
+            loss = loss + nn.functional.cross_entropy(scores.unsqueeze(0), torch.zeros(1, dtype=torch.long))
         optimizer.zero_grad()
         (loss / QUERIES_PER_STEP).backward()
         optimizer.step()
@@ -144,17 +113,15 @@ def train_epoch(model, optimizer, train: list[dict], slots: SlotBatches, rng) ->
     return sum(losses) / len(losses)
 
 
-def rerank(model, val: list[dict], slots: SlotBatches, index: CorpusIndex) -> dict[str, dict[str, float]]:
+def rerank(model, val: list[dict], slots, index) -> dict[str, dict[str, float]]:
     """The model's scores of every val claim's candidates, as a run."""
     import torch
 
     model.eval()
-    run = {}
     with torch.inference_mode():
-        for ex in val:
-            scores = model(ex["query"], *slots(ex["docs"]), ex["prior"])
-            run[ex["id"]] = {index.doc_ids[d]: float(s) for d, s in zip(ex["docs"].tolist(), scores)}
-    return run
+        return {ex["id"]: {index.doc_ids[d]: float(s) for d, s in
+                           zip(ex["docs"].tolist(), model(ex["query"], *slots(ex["docs"]), ex["prior"]))}
+                for ex in val}
 
 
 def measure(epochs: int, seed: int) -> dict:
@@ -163,17 +130,16 @@ def measure(epochs: int, seed: int) -> dict:
     import torch
 
     from spicy_lentil import SpicyLentil
-    from spicy_lentil.corpus.builder import cached_index
     from spicy_lentil.corpus.first_stage import FirstStage
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     lentil = SpicyLentil.from_pretrained()
-    index = cached_index(SCIFACT_DIR / "corpus.jsonl", lentil.encoder, lentil.slotter, CACHE_DIR)
-    first_stage = FirstStage()
-    train = candidates("train", lentil, index, first_stage, NEGATIVE_POOL)
-    val = candidates("val", lentil, index, first_stage, CANDIDATES)
-    slots, model = SlotBatches(index), interaction_reranker()
+    splits = {split: dataset("scifact", split) for split in ("train", "val")}
+    index, first_stage = index_of(lentil, splits["val"]), FirstStage()
+    train = candidates(splits["train"], lentil, index, first_stage, NEGATIVE_POOL)
+    val = candidates(splits["val"], lentil, index, first_stage, CANDIDATES)
+    slots, model = slot_batches(index), interaction_reranker()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     parts = scifact_val_by_document_novelty()
     fusion_run = {ex["id"]: {index.doc_ids[d]: float(p[-1]) for d, p in zip(ex["docs"].tolist(), ex["prior"])}
@@ -181,8 +147,8 @@ def measure(epochs: int, seed: int) -> dict:
     history, started = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
         loss = train_epoch(model, optimizer, train, slots, rng)
-        ndcg = ndcg_by_document_novelty(rerank(model, val, slots, index), parts)
-        history.append({"epoch": epoch, "loss": loss, **ndcg})
+        history.append({"epoch": epoch, "loss": loss, **ndcg_by_document_novelty(rerank(model, val, slots, index),
+                                                                                 parts)})
         print(history[-1], flush=True)
     fusion = ndcg_by_document_novelty(fusion_run, parts)
     best = max(history, key=lambda row: row["all"])
@@ -192,27 +158,10 @@ def measure(epochs: int, seed: int) -> dict:
 
 
 def render(result: dict) -> str:
-    fusion, gain = result["fusion"], result["gain"]
-    rows = [["fusion (first stage)", "-"] + [f"{fusion[p]:.4f}" for p in PARTS]]
+    rows = [["fusion (first stage)", "-"] + [f"{result['fusion'][p]:.4f}" for p in PARTS]]
     rows += [[r["epoch"], f"{r['loss']:.3f}"] + [f"{r[p]:.4f}" for p in PARTS] for r in result["epochs"]]
-    return "\n".join([
-        "## The training issue's reference reranker: what its gain over the fusion is made of",
-        "",
-        "The model the issue names as its yardstick (\"one small interaction MLP with attention pooling over "
-        "sentences, fed the fusion scores, on frozen MiniLM\"): per sentence an MLP over `[q, s, q*s, |q-s|, cos]`, "
-        "attention pooling, and a document MLP over the pooled state, the best sentence score and the fusion's "
-        f"z-scores. Trained on `train` (1 cited abstract + {NEGATIVES} hard negatives from the fusion's top "
-        f"{NEGATIVE_POOL}, listwise cross-entropy, {QUERIES_PER_STEP} per step, AdamW 1e-3, seed {result['seed']}); "
-        f"after each epoch it reranks the fusion's top {CANDIDATES} for every `val` claim. `seen`: the "
-        f"{result['seen']} val claims citing an abstract that a train claim also cites; `unseen`: the "
-        f"{result['unseen']} citing only abstracts no train claim cites.",
-        "",
-        markdown_table(["epoch", "train loss", "nDCG@10 all", "seen", "unseen"], rows),
-        "",
-        f"- Best epoch on all of `val`: {result['best_epoch']}, against the fusion: all **{gain['all']:+.4f}**, seen "
-        f"**{gain['seen']:+.4f}**, unseen **{gain['unseen']:+.4f}**.",
-        f"- Training and validation took {result['minutes']:.1f} min.",
-    ])
+    return fill(SECTION, **result, negatives=NEGATIVES, negative_pool=NEGATIVE_POOL, queries_per_step=QUERIES_PER_STEP,
+                candidates=CANDIDATES, table=markdown_table(["epoch", "train loss", "nDCG@10 all", *PARTS[1:]], rows))
 
 
 def main() -> None:

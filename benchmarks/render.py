@@ -1,10 +1,9 @@
 """Fills BENCHMARKS.md from the results files: `python -m benchmarks.render [SECTION ...]`.
 
-Every `benchmarks/results/<section>.json` names its section and the script module whose
-`render(result)` makes the section's markdown; the run's date, machine and command go under the
-section's heading. Each section sits between `<!-- BEGIN name -->` and `<!-- END name -->` and is
-replaced in place, so the file keeps its order; a section not yet in the file is appended. Without
-arguments every results file is rendered.
+Every `benchmarks/results/<section>.json` names its section and the script module whose `render(result)` makes the
+section's markdown; the run's date, machine and command go under the section's heading. Each section sits between
+`<!-- BEGIN name -->` and `<!-- END name -->` and is replaced in place, so the file keeps its order; a section not yet
+in the file is appended. Without arguments every results file is rendered.
 """
 
 from __future__ import annotations
@@ -17,26 +16,19 @@ import os
 import re
 from pathlib import Path
 
-from benchmarks.common import REPO_ROOT, RESULTS_DIR, save_result
+from benchmarks.common import REPO_ROOT, RESULTS_DIR, TEMPLATES, save_result
 
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
-FILE_HEADER = (
-    "# Benchmarks\n\n"
-    "Every figure below is produced by a script in `benchmarks/` (`python -m benchmarks.NAME` from the repo root) and "
-    "kept in `benchmarks/results/<section>.json`; `python -m benchmarks.render` rewrites the sections from those "
-    "files. Each section names the command that wrote it, as it was run (before the results files, as "
-    "`python benchmarks/NAME.py`).\n"
-)
+FILE_HEADER = (TEMPLATES / "header.md").read_text(encoding="utf-8")  # what a new BENCHMARKS.md starts with
 
 
 def load_results(results_dir: Path = RESULTS_DIR) -> dict[str, dict]:
     """Every results file, by section name."""
     results = {}
     for path in sorted(results_dir.glob("*.json")):
-        result = json.loads(path.read_text(encoding="utf-8"))
-        if result["section"] != path.stem:
-            raise ValueError(f"{path} holds section {result['section']!r}")
-        results[path.stem] = result
+        results[path.stem] = json.loads(path.read_text(encoding="utf-8"))
+        if results[path.stem]["section"] != path.stem:
+            raise ValueError(f"{path} holds section {results[path.stem]['section']!r}")
     return results
 
 
@@ -87,8 +79,12 @@ def render_sections(names: list[str] | None = None, path: Path = BENCHMARKS_MD,
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def publish(section: str, script: str, data: dict) -> None:
-    """What a benchmark script ends with: `save_result` of its figures, then its section rendered into BENCHMARKS.md."""
+def publish(section: str, script: str, data: dict, write: bool = True) -> None:
+    """What a benchmark script ends with: `save_result` of its figures, then its section rendered into BENCHMARKS.md;
+    with `write` False, only the section's markdown printed (results and BENCHMARKS.md left alone)."""
+    if not write:
+        print(importlib.import_module(script).render({"section": section, "script": script, **data}))
+        return
     save_result(section, script, data)
     render_sections([section])
 

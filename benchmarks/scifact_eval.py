@@ -1,10 +1,10 @@
-"""The acceptance run: `spicy-lentil eval --baselines` on SciFact val, twice, into BENCHMARKS.md.
+"""The acceptance run: `spicy-lentil eval --baselines` on SciFact val, twice.
 
     .venv/bin/python -m benchmarks.scifact_eval [--model DIR] [--fresh-index]
 
-The first run builds (or, with an index already cached, reuses) the corpus index; the second run
-shows what a repeated evaluation spends on encoding. Metrics come from the second run's JSON
-(both runs score identically; the test suite checks determinism elsewhere).
+The command line is the front end under test here, so each evaluation is a fresh `python -m spicy_lentil eval`
+process: the first builds (or, with an index already cached, reuses) the corpus index; the second shows what a
+repeated evaluation spends on encoding. Metrics come from the second run's JSON (both runs score identically).
 """
 
 from __future__ import annotations
@@ -17,32 +17,21 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import (
-    CACHE_DIR,
-    REPO_ROOT,
-    SCIFACT_DIR,
-    markdown_table,
-    ndcg_by_document_novelty,
-    scifact_val_by_document_novelty,
-    verdict,
-)
+from benchmarks.common import CACHE_DIR, REPO_ROOT, SCIFACT_DIR, fill, markdown_table, verdict
+from benchmarks.harness import ndcg_by_document_novelty, scifact_val_by_document_novelty
 from benchmarks.render import publish
 
 SECTION = "scifact-eval"
 COLUMNS = ["ndcg@10", "recall@100", "mrr@10", "slot_map", "slot_mrr", "slot_auc"]
 PARTS = ("all", "seen", "unseen")
-TARGET_MARGIN = 0.02
-TARGET_SLOT_MARGIN = 0.10
-TARGET_ENCODE_SHARE = 0.10
+TARGET_MARGIN, TARGET_SLOT_MARGIN = 0.02, 0.10
 
 
 def run_eval(model: str | None, output: Path, runs: Path | None = None) -> dict:
     command = [sys.executable, "-m", "spicy_lentil", "eval", str(SCIFACT_DIR), "--split", "val", "--baselines",
                "--output", str(output), "--cache-dir", str(CACHE_DIR)]
-    if model:
-        command += ["--model", model]
-    if runs:
-        command += ["--runs", str(runs)]
+    command += ["--model", model] if model else []
+    command += ["--runs", str(runs)] if runs else []
     subprocess.run(command, check=True, cwd=REPO_ROOT)
     return json.loads(output.read_text())
 
@@ -65,8 +54,8 @@ def summarise(first: dict, second: dict, build_seconds: float) -> dict:
     first_encode = max(encode(first), build_seconds + first["seconds"]["encode_queries"])
     return {
         "queries": second["queries"], "slot_pairs": int(second["model"]["slot_pairs"]),
-        "systems": {"spicy_lentil": {c: second["model"][c] for c in COLUMNS if c in second["model"]},
-                    **{name: {c: m[c] for c in COLUMNS if c in m} for name, m in second["baselines"].items()}},
+        "systems": {name: {c: m[c] for c in COLUMNS if c in m}
+                    for name, m in {"spicy_lentil": second["model"], **second["baselines"]}.items()},
         "best_baseline": best_name, "margin": second["model"]["ndcg@10"] - best["ndcg@10"],
         "slot_margin": second["model"]["slot_map"] - second["baselines"]["dense"]["slot_map"],
         "build_seconds": build_seconds, "second_encode_seconds": encode(second),
@@ -76,43 +65,12 @@ def summarise(first: dict, second: dict, build_seconds: float) -> dict:
 
 def render(result: dict) -> str:
     rows = [[name] + [f"{m[c]:.4f}" if c in m else "-" for c in COLUMNS] for name, m in result["systems"].items()]
-    claims = result["novelty"]["claims"]
-    novelty_rows = [[name] + [f"{ndcg[p]:.4f}" for p in PARTS] for name, ndcg in result["novelty"]["ndcg@10"].items()]
-    margin, slot_margin = result["margin"], result["slot_margin"]
-    return "\n".join([
-        "## SciFact val: Spicy Lentil against the baselines (`eval --baselines`)",
-        "",
-        f"{result['queries']} val claims, ranking over the whole corpus of 5,183 abstracts; slot metrics over the "
-        f"{result['slot_pairs']} labelled (claim, abstract) pairs. Every system in the same run; Spicy "
-        "Lentil reranks the fusion's top 100. BM25, dense and fusion run over the model's own index, so dense is the "
-        "cosine of the model's encoder (for the shipped default, its tuned MiniLM) and fusion is the very first stage "
-        "the model reranks. `bi_encoder_finetuned` is all-MiniLM-L6-v2 fine-tuned on the train split with "
-        "MultipleNegativesRankingLoss (`benchmarks/train_bi_encoder.py`); `bi_encoder_sentences` is MiniLM tuned on "
-        "the train split's sentence labels alone with the recipe the default's encoder is tuned with "
-        "(`encoder_tuning`), ranking the labelled abstracts' sentences by cosine.",
-        "",
-        markdown_table(["system"] + COLUMNS, rows),
-        "",
-        f"- nDCG@10 margin over the best baseline ({result['best_baseline']}): **{margin:+.4f}** "
-        f"(target +0.02: {verdict(margin >= TARGET_MARGIN)}).",
-        f"- Slot MAP margin over dense cosine (the model's own encoder; against plain MiniLM cosine see the "
-        f"generalization section): **{slot_margin:+.4f}** "
-        f"(target +0.10: {verdict(slot_margin >= TARGET_SLOT_MARGIN)}).",
-        f"- Encoding time: a first evaluation encodes the corpus into the index ({result['build_seconds']:.0f} s, the "
-        f"index manifest's `build_seconds`) and its queries; a second evaluation spends "
-        f"{result['second_encode_seconds']:.1f} s on encoding (index load and queries): "
-        f"**{100 * result['encode_share']:.1f}%** of the first (target at most 10%).",
-        f"- Wall time of the second run: {result['second_total_seconds']:.0f} s.",
-        "",
-        "### Documents seen in training and new ones",
-        "",
-        f"Of the {claims['all']} val claims, {claims['seen']} cite an abstract that some train claim also cites "
-        f"(`seen`); {claims['unseen']} cite only abstracts that no train claim cites (`unseen`). A reranker trained "
-        "on `train` can learn which abstracts get cited; only `unseen` shows what carries over to new documents, as on "
-        "other data. nDCG@10 of the same run's rankings (`eval --runs`):",
-        "",
-        markdown_table(["system", *PARTS], novelty_rows),
-    ])
+    return fill(SECTION, **result, table=markdown_table(["system"] + COLUMNS, rows),
+                ok={"margin": verdict(result["margin"] >= TARGET_MARGIN),
+                    "slot_margin": verdict(result["slot_margin"] >= TARGET_SLOT_MARGIN)},
+                encode_percent=100 * result["encode_share"],
+                novelty_table=markdown_table(["system", *PARTS], [[name] + [f"{ndcg[p]:.4f}" for p in PARTS] for
+                                                                   name, ndcg in result["novelty"]["ndcg@10"].items()]))
 
 
 def main() -> None:

@@ -13,13 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
 
-from benchmarks.common import REPO_ROOT, markdown_table, verdict
+from benchmarks.common import REPO_ROOT, fill, markdown_table, verdict
+from benchmarks.harness import Times
 from benchmarks.render import publish
-
-if TYPE_CHECKING:
-    from spicy_lentil import SpicyLentil
 
 SECTION = "serve"
 DOCUMENTS_PER_REQUEST = 20
@@ -57,22 +54,6 @@ def start_server() -> tuple[subprocess.Popen, str]:
             time.sleep(0.5)
     process.kill()
     raise RuntimeError("the server did not start")
-
-
-def paired_single_client(base: str, lentil: SpicyLentil, bodies: list[dict]) -> tuple[list[float], list[float]]:
-    """Latencies of each body over HTTP and in-process, alternated so both see the same machine."""
-    import httpx
-
-    http, local = [], []
-    with httpx.Client(timeout=120) as client:
-        for body in bodies:
-            started = time.perf_counter()
-            client.post(f"{base}/v1/rerank", json=body).raise_for_status()
-            http.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            lentil.score(body["query"], body["documents"], show_progress_bar=False)
-            local.append(time.perf_counter() - started)
-    return http, local
 
 
 def concurrent(base: str, bodies: list[dict], clients: int) -> tuple[list[float], float]:
@@ -122,7 +103,14 @@ def measure(bodies: list[dict]) -> dict:
         for body in bodies:  # warm both sides: every document's slots cached, allocator, connections
             httpx.post(f"{base}/v1/rerank", json=body, timeout=120)
             lentil.score(body["query"], body["documents"], show_progress_bar=False)
-        http, local = paired_single_client(base, lentil, bodies)
+        times = Times()  # each body over HTTP and in-process, alternated so both see the same machine
+        with httpx.Client(timeout=120) as client:
+            for body in bodies:
+                with times("http"):
+                    client.post(f"{base}/v1/rerank", json=body).raise_for_status()
+                with times("local"):
+                    lentil.score(body["query"], body["documents"], show_progress_bar=False)
+        http, local = times["http"], times["local"]
         rows = [latency_row("in-process `score`", 1, local, sum(local)), latency_row("HTTP", 1, http, sum(http))]
         rows += [latency_row("HTTP", clients, *concurrent(base, bodies, clients)) for clients in CLIENTS[1:]]
     finally:
@@ -134,24 +122,8 @@ def measure(bodies: list[dict]) -> dict:
 def render(result: dict) -> str:
     rows = [[r["calls"], r["clients"], f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['requests_per_s']:.2f}"]
             for r in result["rows"]]
-    overhead = result["overhead"]
-    return "\n".join([
-        f"## HTTP service: Cohere-shaped rerank over HTTP against the same calls in-process ({result['requests']} "
-        f"requests of {DOCUMENTS_PER_REQUEST} documents)",
-        "",
-        "One `spicy-lentil serve` process on a free localhost port (bundled model, default limits); the benchmark "
-        "process holds its own copy of the model for the in-process calls. At 1 client each request goes once over "
-        "HTTP and once in-process, alternated, so both see the same machine; 4 and 16 clients send the same requests "
-        "from as many threads, one connection each. The server scores one request at a time (one model, bounded "
-        "memory). Every request's documents were scored once before timing, on both sides, so slot encodings come "
-        "from the encoders' caches: what is timed is the query, the model and (over HTTP) the service. One run on "
-        "the shared 2-core machine.",
-        "",
-        markdown_table(["calls", "clients", "p50 ms", "p95 ms", "requests/s"], rows),
-        "",
-        f"HTTP overhead at 1 client (median of per-request HTTP / in-process ratios, minus 1): **{overhead:+.1%}** "
-        f"(target at most 15%: {verdict(overhead <= TARGET_OVERHEAD)}).",
-    ])
+    return fill(SECTION, **result, documents=DOCUMENTS_PER_REQUEST, ok=verdict(result["overhead"] <= TARGET_OVERHEAD),
+                table=markdown_table(["calls", "clients", "p50 ms", "p95 ms", "requests/s"], rows))
 
 
 def main() -> None:

@@ -1,28 +1,11 @@
 """Sparsity: model time with k = 4 pathways per query against k = 9, on the same 10,000 slots.
 
-Requirement: "time of the pathways + null point for k = 4 against k = 9 on the same 10,000 slots,
-in one run: ratio at most 0.6."
+    .venv/bin/python -m benchmarks.sparsity
 
-What is timed: `lentil.model(batch)` (gate, the active pathways, the null point, pooling, the
-slot/document heads and the auxiliary losses: the whole network after the encoder) under
-`torch.inference_mode`, summed over the batches that cover the 10,000 slots. Encoding, slotting
-and collation are done before and are not timed. Batches are 32 documents, as `fields` makes them.
-
-Protocol: for each batch, k = 4 and k = 9 run back to back (order flipped from batch to batch:
-ABBA), `--repeats` times; per batch and k the median is kept and the medians are summed over the
-batches. Interleaving at the batch level (about a second apart) cancels the drift of a shared
-machine far better than alternating whole passes would. Routing depends on the query, so this is
-done for several SciFact claims, in turn, while the time budget lasts; the verdict is the median of
-their ratios. Forward hooks on the pathways, the null point, pooling and heads record where the
-time goes inside the same timed calls (microseconds of overhead on calls of about a second).
-
-From the per-pathway times the script also predicts the k = 4 / k = 9 ratio of every SciFact claim
-(from its routing alone), to show how the measured claims sit in the distribution.
-
-Inputs: SciFact abstracts in corpus order, split by `lentil.slotter` until 10,000 slots (the last
-document cut to make the count exact), encoded once by `lentil.encoder` and cached in
-`cache/benchmarks/` (safetensors, git-ignored; the first run spends ~10 minutes on a busy 2-core
-machine encoding them). Run from the repo root: `.venv/bin/python -m benchmarks.sparsity`.
+Per batch k = 4 and k = 9 run back to back, the order flipped from batch to batch (ABBA): interleaving at the batch
+level (about a second apart) cancels the drift of a shared machine far better than alternating whole passes would.
+The section (`templates/sparsity.md`) states the protocol. The slots are encoded once and cached in
+`cache/benchmarks/` (the first run spends ~10 minutes on a busy 2-core machine encoding them).
 """
 from __future__ import annotations
 
@@ -34,25 +17,13 @@ import json
 import statistics
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
 
-from benchmarks.common import (
-    CACHE_DIR,
-    contention_probe,
-    contention_text,
-    log,
-    machine_load_line,
-    markdown_table,
-    read_jsonl,
-    start_timing,
-    timing_arguments,
-    verdict,
-)
+from benchmarks.common import CACHE_DIR, fill, log, machine_load_line, markdown_table, read_jsonl, verdict
+from benchmarks.harness import Times, timing_arguments, timing_run
 from benchmarks.render import publish
-
-if TYPE_CHECKING:
-    import torch
 
 SECTION = "sparsity"
 THREADS = 2
@@ -62,58 +33,28 @@ BATCH_DOCS = 32  # documents per model batch: SpicyLentil.fields' default
 OTHER_PARTS = ["null point", "pooling + heads", "rest: dispatch, masking, losses"]  # the timed parts besides pathways
 
 
-# ---- inputs --------------------------------------------------------------------------------------
-
-def select_slots(lentil, corpus: Path, num_slots: int):
-    """Documents in corpus order, split into slots, until `num_slots` (the last document cut to fit).
-
-    Returns [(title or None, [slot text, ...]), ...].
-    """
+def select_slots(lentil, corpus: Path, num_slots: int) -> list[tuple[str | None, list[str]]]:
+    """(title, [slot text, ...]) of documents in corpus order, split into slots, until `num_slots` (the last
+    document cut to fit)."""
     from spicy_lentil.documents import as_document
 
     selected, total = [], 0
-    with open(corpus, encoding="utf-8") as handle:
-        for i, line in enumerate(handle):
-            if not line.strip():
-                continue
-            _, title, text, _ = as_document(json.loads(line), f"corpus[{i}]")
-            slots, _ = lentil.slotter.split(text)
-            if not slots:
-                continue
-            texts = [s.text for s in slots][: num_slots - total]
+    for i, row in enumerate(read_jsonl(corpus)):
+        _, title, text, _ = as_document(row, f"corpus[{i}]")
+        texts = [s.text for s in lentil.slotter.split(text)[0]][: num_slots - total]
+        if texts:
             selected.append((title, texts))
             total += len(texts)
-            if total == num_slots:
-                return selected
+        if total == num_slots:
+            return selected
     raise SystemExit(f"{corpus} has only {total} slots, {num_slots} wanted")
 
 
-def _pack(prefix: str, encodings) -> dict[str, torch.Tensor]:
-    import torch
-
-    return {
-        f"{prefix}_embedding": torch.stack([e.embedding for e in encodings]).contiguous(),
-        f"{prefix}_tokens": torch.cat([e.tokens for e in encodings]).contiguous(),
-        f"{prefix}_token_ids": torch.cat([e.token_ids for e in encodings]).contiguous(),
-        f"{prefix}_lengths": torch.tensor([e.tokens.shape[0] for e in encodings], dtype=torch.long),
-    }
-
-
-def _unpack(prefix: str, tensors: dict[str, torch.Tensor]):
+def cached_encodings(lentil, groups: dict[str, list[str]], cache_path: Path) -> dict[str, list]:
+    """`lentil.encoder.encode` of each group of texts, from a cache file when its key matches."""
     import torch
 
     from spicy_lentil.network.encoder import Encoding
-
-    lengths = tensors[f"{prefix}_lengths"].tolist()
-    tokens = torch.split(tensors[f"{prefix}_tokens"], lengths)
-    ids = torch.split(tensors[f"{prefix}_token_ids"], lengths)
-    return [Encoding(e, t, i) for e, t, i in zip(tensors[f"{prefix}_embedding"], tokens, ids)]
-
-
-def cached_encodings(lentil, groups: dict[str, list[str]], cache_path: Path) -> dict[str, list]:
-    """`lentil.encoder.encode` of each group of texts, from a safetensors cache when its key matches."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
 
     digest = hashlib.sha256()
     for name, texts in groups.items():
@@ -121,15 +62,12 @@ def cached_encodings(lentil, groups: dict[str, list[str]], cache_path: Path) -> 
     key = json.dumps({"encoder": lentil.encoder.name, "texts_sha256": digest.hexdigest(),
                       "counts": {name: len(texts) for name, texts in groups.items()}})
     if cache_path.is_file():
-        with safe_open(str(cache_path), framework="pt") as handle:
-            stored_key = (handle.metadata() or {}).get("key")
-        if stored_key == key:
-            tensors = load_file(cache_path)
+        stored = torch.load(cache_path, weights_only=True)
+        if stored["key"] == key:
             log(f"encodings loaded from {cache_path}")
-            return {name: _unpack(name, tensors) for name in groups}
+            return {name: [Encoding(*fields) for fields in stored[name]] for name in groups}
         log(f"{cache_path} does not match these texts or this encoder: re-encoding")
-    start = time.perf_counter()
-    result = {}
+    start, result = time.perf_counter(), {}
     for name, texts in groups.items():
         log(f"encoding {len(texts)} {name} (once; cached afterwards)")
         result[name] = []
@@ -139,37 +77,16 @@ def cached_encodings(lentil, groups: dict[str, list[str]], cache_path: Path) -> 
         lentil.encoder.clear_cache()
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_path.with_suffix(".tmp")
-    tensors = {}
-    for name, encodings in result.items():
-        tensors.update(_pack(name, encodings))
-    save_file(tensors, tmp, metadata={"key": key})
+    torch.save({"key": key, **{name: [(e.embedding, e.tokens, e.token_ids) for e in encodings]
+                               for name, encodings in result.items()}}, tmp)
     tmp.replace(cache_path)
     log(f"encoded in {time.perf_counter() - start:.0f} s, cached to {cache_path}")
     return result
 
 
-def build_batches(lentil, query_encoding, selected, slot_encodings, title_encodings):
-    """`PathwayInput` batches of BATCH_DOCS documents, collated exactly as `SpicyLentil.fields` does."""
-    from spicy_lentil.network.batching import collate
-
-    per_doc, offset = [], 0
-    for _, texts in selected:
-        per_doc.append(slot_encodings[offset: offset + len(texts)])
-        offset += len(texts)
-    titles = [title_encodings.get(title) if title else None for title, _ in selected]
-    batches = []
-    for start in range(0, len(per_doc), BATCH_DOCS):
-        docs = per_doc[start: start + BATCH_DOCS]
-        batches.append(collate([query_encoding] * len(docs), docs, titles[start: start + BATCH_DOCS],
-                               lentil.special_ids))
-    return batches
-
-
 def for_query(lentil, batches, query_encoding, filler):
-    """The same batches for another query: only the query fields differ, the document tensors are shared.
-
-    The query fields come from `collate` itself (they depend on the query encodings alone).
-    """
+    """The same batches for another query: only the query fields differ (made by `collate` itself, from the query
+    encodings alone), the document tensors are shared."""
     from spicy_lentil.network.batching import collate
 
     out, made = [], {}
@@ -177,117 +94,91 @@ def for_query(lentil, batches, query_encoding, filler):
         n = batch.batch_size
         if n not in made:
             made[n] = collate([query_encoding] * n, [[filler]] * n, [None] * n, lentil.special_ids)
-        # query, query_tokens, ...
         query_fields = [f.name for f in dataclasses.fields(batch) if f.name.startswith("query")]
         out.append(dataclasses.replace(batch, **{f: getattr(made[n], f) for f in query_fields}))
     return out
 
 
-# ---- timing --------------------------------------------------------------------------------------
+@contextmanager
+def breakdown(model):
+    """Forward hooks adding up the wall time inside the pathways, the null point, pooling and heads, per k: yields
+    their state, whose `k` is set before each call and whose `seconds[k][part]` add up."""
+    state, starts, handles = SimpleNamespace(k=None, seconds=defaultdict(lambda: defaultdict(float))), {}, []
+    targets = {**dict(model.pathways.items()), "null point": model.fusion, "pooling + heads": model.pooling,
+               "pooling + heads#slot": model.slot_head, "pooling + heads#doc": model.doc_head}
+    for name, module in targets.items():
+        def pre(_module, _args, name=name):
+            starts[name] = time.perf_counter()
 
-class Breakdown:
-    """Forward hooks adding up the wall time inside the pathways, the null point, pooling and heads, per k."""
+        def post(_module, _args, _output, name=name):
+            state.seconds[state.k][name.split("#")[0]] += time.perf_counter() - starts[name]
 
-    def __init__(self, model) -> None:
-        self.model = model
-        self.k = None
-        self.seconds: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self._start: dict[str, float] = {}
-        self._handles = []
-
-    def __enter__(self):
-        targets = {**{name: m for name, m in self.model.pathways.items()}, "null point": self.model.fusion,
-                   "pooling + heads": self.model.pooling, "pooling + heads#slot": self.model.slot_head,
-                   "pooling + heads#doc": self.model.doc_head}
-        for name, module in targets.items():
-            self._hook(name, module)
-        return self
-
-    def _hook(self, name: str, module) -> None:
-        def pre(_module, _args):
-            self._start[name] = time.perf_counter()
-
-        def post(_module, _args, _output):
-            self.seconds[self.k][name.split("#")[0]] += time.perf_counter() - self._start[name]
-
-        self._handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-
-    def __exit__(self, *exc):
-        for handle in self._handles:
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    try:
+        yield state
+    finally:
+        for handle in handles:
             handle.remove()
 
 
 def time_query(model, batches, repeats: int, n_pathways: int):
-    """Per batch, k=4 and k=9 back to back (ABBA across batches), `repeats` times.
+    """Per batch, k=4 and k=9 back to back (ABBA across batches), `repeats` times, garbage collection paused.
 
-    Returns (seconds at k=4, seconds at k=9, breakdown per k), each the sum over batches of the
-    per-batch median; the breakdown adds up the hooks over all timed calls divided by `repeats`.
+    Returns (seconds at k=4, seconds at k=9, breakdown per k), each the sum over batches of the per-batch median;
+    the breakdown adds up the hooks over all timed calls divided by `repeats`.
     """
     import torch
 
-    ks = (4, n_pathways)
-    per_batch = {k: [[] for _ in batches] for k in ks}
+    ks, times = (4, n_pathways), Times()
     gc.collect()
     gc.disable()
     try:
-        with torch.inference_mode(), Breakdown(model) as breakdown:
+        with torch.inference_mode(), breakdown(model) as hooks:
             for repeat in range(repeats):
                 for i, batch in enumerate(batches):
                     for k in (ks if (i + repeat) % 2 == 0 else ks[::-1]):
-                        breakdown.k = k
-                        start = time.perf_counter()
-                        model(batch, k=k)
-                        per_batch[k][i].append(time.perf_counter() - start)
+                        hooks.k = k
+                        with times((k, i)):
+                            model(batch, k=k)
     finally:
         gc.enable()
-    totals = {k: sum(statistics.median(t) for t in per_batch[k]) for k in ks}
+    totals = {k: sum(statistics.median(times[(k, i)]) for i in range(len(batches))) for k in ks}
     parts = {}
     for k in ks:
-        raw = {name: s / repeats for name, s in breakdown.seconds[k].items()}
-        raw["rest: dispatch, masking, losses"] = sum(sum(t) for t in per_batch[k]) / repeats - sum(raw.values())
-        parts[k] = raw
+        parts[k] = {name: s / repeats for name, s in hooks.seconds[k].items()}
+        parts[k]["rest: dispatch, masking, losses"] = (sum(sum(times[(k, i)]) for i in range(len(batches))) / repeats
+                                                       - sum(parts[k].values()))
     return totals[4], totals[n_pathways], parts
 
 
-# ---- the run ---------------------------------------------------------------------------------------
+def prepare(lentil, data: Path) -> SimpleNamespace:
+    """Every claim, the slots, their encodings, the model batches of BATCH_DOCS documents collated for claim 0 exactly
+    as `SpicyLentil.fields` does, and the figures the section gives of them."""
+    from spicy_lentil.network.batching import collate
 
-@dataclasses.dataclass
-class Inputs:
-    """The slots, every claim, their encodings, and the model batches collated for claim 0."""
-
-    selected: list  # [(title or None, [slot text, ...]), ...]
-    queries: list[dict]
-    query_encodings: list
-    slot_encodings: list
-    batches: list
-
-
-def prepare(lentil, data: Path) -> Inputs:
     selected = select_slots(lentil, data / "corpus.jsonl", NUM_SLOTS)
     queries = read_jsonl(data / "queries.jsonl")
     titles = list(dict.fromkeys(title for title, _ in selected if title))
-    encodings = cached_encodings(
-        lentil, {"slot": [t for _, texts in selected for t in texts], "title": titles},
-        CACHE_DIR / "benchmarks" / f"scifact-slots-{NUM_SLOTS}.safetensors",
-    )
-    query_encodings = cached_encodings(
-        lentil, {"query": [q["text"] for q in queries]}, CACHE_DIR / "benchmarks" / "scifact-queries.safetensors"
-    )["query"]
-    start = time.perf_counter()
+    encodings = cached_encodings(lentil, {"slot": [t for _, texts in selected for t in texts], "title": titles},
+                                 CACHE_DIR / "benchmarks" / f"scifact-slots-{NUM_SLOTS}.pt")
+    query_encodings = cached_encodings(lentil, {"query": [q["text"] for q in queries]},
+                                       CACHE_DIR / "benchmarks" / "scifact-queries.pt")["query"]
+    start, per_doc, offset = time.perf_counter(), [], 0
+    for _, texts in selected:
+        per_doc.append(encodings["slot"][offset: offset + len(texts)])
+        offset += len(texts)
+    title_of = dict(zip(titles, encodings["title"]))
+    doc_titles = [title_of.get(title) if title else None for title, _ in selected]
     # Collated with claim 0, the first claim timed; `for_query` swaps in the other claims' query fields.
-    batches = build_batches(lentil, query_encodings[0], selected, encodings["slot"],
-                            dict(zip(titles, encodings["title"])))
-    log(f"{sum(len(t) for _, t in selected)} slots from {len(selected)} documents, {len(batches)} batches "
+    batches = [collate([query_encodings[0]] * len(per_doc[s: s + BATCH_DOCS]), per_doc[s: s + BATCH_DOCS],
+                       doc_titles[s: s + BATCH_DOCS], lentil.special_ids) for s in range(0, len(per_doc), BATCH_DOCS)]
+    log(f"{offset} slots from {len(selected)} documents, {len(batches)} batches "
         f"(collated in {time.perf_counter() - start:.0f} s)")
-    return Inputs(selected, queries, query_encodings, encodings["slot"], batches)
-
-
-def input_figures(inputs: Inputs) -> dict:
-    """What the section says about the inputs: documents, slots, tokens, batches and the packed token rows."""
-    return {"documents": len(inputs.selected), "slots": sum(len(t) for _, t in inputs.selected),
-            "mean_tokens": statistics.mean(e.tokens.shape[0] for e in inputs.slot_encodings),
-            "batches": len(inputs.batches), "token_rows": sum(b.tokens.shape[0] for b in inputs.batches),
-            "tokens": sum(e.tokens.shape[0] for e in inputs.slot_encodings)}
+    tokens = [e.tokens.shape[0] for e in encodings["slot"]]
+    figures = {"documents": len(selected), "slots": offset, "mean_tokens": statistics.mean(tokens),
+               "batches": len(batches), "token_rows": sum(b.tokens.shape[0] for b in batches), "tokens": sum(tokens)}
+    return SimpleNamespace(queries=queries, query_encodings=query_encodings, slot_encodings=encodings["slot"],
+                           batches=batches, figures=figures)
 
 
 def routing(model, query_encodings: list) -> list[list[str]]:
@@ -299,25 +190,19 @@ def routing(model, query_encodings: list) -> list[list[str]]:
     return [[model.pathway_names[j] for j in row] for row in selected.tolist()]
 
 
-def warm_up(model, batch) -> None:
-    """One batch at each k, twice."""
-    import torch
-
-    with torch.inference_mode():
-        for k in (4, len(model.pathway_names)) * 2:
-            model(batch, k=k)
-
-
-def time_claims(model, lentil, inputs: Inputs, chosen: list[int], selections, repeats: int,
+def time_claims(model, lentil, inputs, chosen: list[int], selections, repeats: int,
                 budget_s: float) -> tuple[list[dict], list[int]]:
     """Times the chosen claims in turn while the budget lasts; returns their rows and the claims left untimed."""
+    import torch
+
     names, n_pathways = model.pathway_names, len(model.pathway_names)
-    timing_start = time.perf_counter()
-    per_query = []
+    with torch.inference_mode():  # warm-up: one batch at each k, twice
+        for k in (4, n_pathways) * 2:
+            model(inputs.batches[0], k=k)
+    timing_start, per_query = time.perf_counter(), []
     for number, index in enumerate(chosen):
-        spent = time.perf_counter() - timing_start
         expected = statistics.mean(r["seconds"] for r in per_query) if per_query else 0.0
-        if per_query and spent + expected > budget_s:
+        if per_query and time.perf_counter() - timing_start + expected > budget_s:
             log(f"time budget ({budget_s:.0f} s) spent after {len(per_query)} claims; "
                 f"{len(chosen) - number} left untimed")
             return per_query, chosen[number:]
@@ -328,8 +213,7 @@ def time_claims(model, lentil, inputs: Inputs, chosen: list[int], selections, re
         core = {k: sum(v for name, v in parts[k].items() if name in names or name == "null point") for k in parts}
         per_query.append({"index": index, "id": query["_id"], "text": query["text"], "active": selections[index],
                           "k4": k4, "k9": k9, "ratio": k4 / k9, "parts": parts,
-                          "core_ratio": core[4] / core[n_pathways],
-                          "seconds": time.perf_counter() - t0})
+                          "core_ratio": core[4] / core[n_pathways], "seconds": time.perf_counter() - t0})
         log(f"claim {number + 1}/{len(chosen)} [{query['_id']}]: k=4 {k4:.1f} s, k=9 {k9:.1f} s, ratio {k4 / k9:.3f}; "
             f"pathways + null point only {per_query[-1]['core_ratio']:.3f}; active {', '.join(selections[index])}")
     return per_query, []
@@ -350,7 +234,6 @@ def summarise(per_query: list[dict], untimed: list[int], selections, names: list
         return (sum(pathway_s[n] for n in active) + sum(other4.values())) / (pathway_total + sum(other9.values()))
 
     predictions = [predicted(s) for s in selections]
-    by_cost = sorted(names, key=lambda n: -pathway_s[n])
     return {
         "all_claims": len(selections),
         "claims": [{key: r[key] for key in ("id", "text", "active", "k4", "k9", "ratio", "core_ratio")}
@@ -361,104 +244,60 @@ def summarise(per_query: list[dict], untimed: list[int], selections, names: list
         "predicted": {"median": statistics.median(predictions),
                       "share_within_threshold": sum(p <= THRESHOLD for p in predictions) / len(predictions)},
         "pathways": [{"pathway": n, "seconds": pathway_s[n], "share": pathway_s[n] / pathway_total,
-                      "routed_to": sum(n in s for s in selections) / len(selections)} for n in by_cost],
+                      "routed_to": sum(n in s for s in selections) / len(selections)}
+                     for n in sorted(names, key=lambda n: -pathway_s[n])],
         "other_parts": [{"part": key, "k4": other4[key], "k9": other9[key]} for key in OTHER_PARTS],
         "k9_median": statistics.median(r["k9"] for r in per_query),
     }
 
 
-def short(text: str, n: int = 55) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def render(result: dict) -> str:
-    claims, predicted = result["claims"], result["predicted"]
-    ratios = [r["ratio"] for r in claims]
-    median_ratio = result["median_ratio"]
-    rows = [[f"`{r['id']}` {short(r['text'])}", ", ".join(r["active"]), f"{r['k4']:.1f}", f"{r['k9']:.1f}",
-             f"**{r['ratio']:.3f}**", f"{r['core_ratio']:.3f}", f"{r['predicted']:.3f}"] for r in claims]
-    rows += [[f"`{r['id']}` {short(r['text'])}", ", ".join(r["active"]), "not timed (budget)", "", "", "",
-              f"{r['predicted']:.3f}"] for r in result["untimed"]]
+    claims, ratios = result["claims"], [r["ratio"] for r in result["claims"]]
+
+    def claim(r: dict) -> str:
+        return f"`{r['id']}` {r['text'] if len(r['text']) <= 55 else r['text'][:54] + '…'}"
+    rows = [[claim(r), ", ".join(r["active"]), f"{r['k4']:.1f}", f"{r['k9']:.1f}", f"**{r['ratio']:.3f}**",
+             f"{r['core_ratio']:.3f}", f"{r['predicted']:.3f}"] for r in claims]
+    rows += [[claim(r), ", ".join(r["active"]), "not timed (budget)", "", "", "", f"{r['predicted']:.3f}"]
+             for r in result["untimed"]]
     costs = [[r["pathway"], f"{r['seconds']:.2f}", f"{100 * r['share']:.0f}%", f"{r['routed_to']:.0%}"]
              for r in result["pathways"]]
     costs += [[f"*{r['part']}*", f"k=4: {r['k4']:.2f} · k=9: {r['k9']:.2f}", "", ""] for r in result["other_parts"]]
-    return f"""## Sparsity: k = 4 against k = 9 pathways on the same {result['slots']:,} slots
-
-Requirement: the time of the pathways + null point with k = 4 at most **{THRESHOLD}** of the time with k = 9, on the \
-same 10,000 slots, in one run.
-
-**Result: median ratio {median_ratio:.3f} over {len(claims)} SciFact claim{"s" if len(claims) > 1 else ""} → \
-{verdict(median_ratio <= THRESHOLD)}** (per-claim {min(ratios):.3f}–{max(ratios):.3f}). Predicted from the \
-per-pathway costs below for all {result['all_claims']} SciFact claims: median {predicted['median']:.3f}, \
-{100 * predicted['share_within_threshold']:.0f}% of claims at most {THRESHOLD}.
-
-{machine_load_line(result['probe_before'], result['probe_after'])}
-- Inputs: the first {result['documents']} SciFact abstracts (`corpus.jsonl` in order, titles kept) cut by \
-`lentil.slotter` into exactly {result['slots']:,} slots (the last document cut), mean \
-{result['mean_tokens']:.1f} tokens per slot, in {result['batches']} batches of {BATCH_DOCS} documents collated by \
-`spicy_lentil.network.batching.collate` (tokens packed without padding, as `collate` lays them out: \
-{result['token_rows']:,} token rows for {result['tokens']:,} tokens). Bundled default model \
-(`SpicyLentil.from_pretrained()`, null-point fusion), CPU, `torch.set_num_threads({result['threads']})`.
-- Timed: `lentil.model(batch)` under `torch.inference_mode()` over all batches: gate, active pathways, null point, \
-pooling, slot/document heads, auxiliary losses. Encoding, slotting and collation are done beforehand and not timed. \
-Pooling and heads do not depend on k, so they raise the ratio a little over pathways + null point alone (their share \
-is in the table below).
-- Protocol: after a warm-up, per batch k=4 and k=9 run back to back, the order flipped from batch to batch (ABBA), \
-{result['repeats']} time(s) per batch and k (median per batch); the per-batch times are summed. Claims are taken \
-evenly spaced from `queries.jsonl` ({result['queries_listed']} listed) and timed in turn while a \
-{result['budget_s']:.0f}-second budget lasts. Ratio = k=4 / k=9 per claim; the verdict is the median over the timed \
-claims. "Pathways + null point only" is the same ratio restricted to the time inside the pathway and null-point \
-modules (forward hooks), without pooling, heads, dispatch and losses.
-
-{markdown_table(["claim", "active pathways at k=4 (highest weight first)", "k=4 s", "k=9 s", "ratio",
-                 "pathways + null point only", "predicted"], rows)}
-
-### Where the time goes
-
-Each pathway's own forward time on the full batches (forward hooks inside the timed k=9 calls, where all nine run on \
-the same batches; median over the timed claims), and the parts that are not pathways. "Rest" is the routing dispatch, \
-the scatter of pathway outputs into the `(batch, slots, k, hidden)` tensor of active outputs, masking and the \
-auxiliary losses. "Routed to" is the share of all {result['all_claims']} SciFact claims whose k=4 selection includes \
-the pathway.
-
-{markdown_table(["module", "s per 10,000 slots", "share of the nine pathways", "routed to"], costs)}
-
-k=9 total (median over claims): {result['k9_median']:.1f} s. The prediction for a claim is (its four pathways' times \
-+ the non-pathway parts at k=4) / (all nine + the non-pathway parts at k=9).
-"""
+    return fill(
+        SECTION, **result, threshold=THRESHOLD, claims_timed=len(claims), plural="s" if len(claims) > 1 else "",
+        ok=verdict(result["median_ratio"] <= THRESHOLD), low=min(ratios), high=max(ratios),
+        within=100 * result["predicted"]["share_within_threshold"], batch_docs=BATCH_DOCS,
+        machine_load=machine_load_line(result["probe_before"], result["probe_after"]),
+        table=markdown_table(["claim", "active pathways at k=4 (highest weight first)", "k=4 s", "k=9 s", "ratio",
+                              "pathways + null point only", "predicted"], rows),
+        costs=markdown_table(["module", "s per 10,000 slots", "share of the nine pathways", "routed to"], costs))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--queries", type=int, default=8,
-                        help="SciFact claims to time (evenly spaced in queries.jsonl)")
+    parser.add_argument("--queries", type=int, default=8, help="SciFact claims to time, evenly spaced in queries.jsonl")
     parser.add_argument("--repeats", type=int, default=1, help="k=4/k=9 repeats per batch (median per batch)")
-    parser.add_argument("--budget-s", type=float, default=280.0,
-                        help="seconds of timing; the next claim is started only if it is expected to fit "
-                             "(the first always runs)")
+    parser.add_argument("--budget-s", type=float, default=280.0, help="seconds of timing; the next claim is started "
+                        "only if it is expected to fit (the first always runs)")
     timing_arguments(parser, THREADS)
     args = parser.parse_args()
-    probe_before = start_timing(args.threads)
-    from spicy_lentil.frontends.engine import SpicyLentil
+    with timing_run(args.threads) as load:
+        from spicy_lentil.frontends.engine import SpicyLentil
 
-    started = time.perf_counter()
-    model = (lentil := SpicyLentil.from_pretrained()).model.eval()
-    assert model.config.fusion == "null_point", f"bundled model fuses with {model.config.fusion}, not the null point"
-    inputs = prepare(lentil, args.data)
-    step = max(1, len(inputs.queries) // args.queries)
-    selections = routing(model, inputs.query_encodings)
-    warm_up(model, inputs.batches[0])
-    timed, untimed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections,
-                                 args.repeats, args.budget_s)
-    summary = summarise(timed, untimed, selections, model.pathway_names, inputs.queries)
-    log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD}); "
-        f"done in {time.perf_counter() - started:.0f} s")
-    probe_after = contention_probe()
-    log(f"contention probe at the end: {contention_text(probe_after)}")
-    if not args.no_write:
-        publish(SECTION, __spec__.name, {
-            **input_figures(inputs), "threads": args.threads, "repeats": args.repeats, "queries_listed": args.queries,
-            "budget_s": args.budget_s, "probe_before": probe_before, "probe_after": probe_after, **summary})
+        started = time.perf_counter()
+        model = (lentil := SpicyLentil.from_pretrained()).model.eval()
+        assert model.config.fusion == "null_point", f"bundled model fuses with {model.config.fusion}, not null point"
+        inputs = prepare(lentil, args.data)
+        selections = routing(model, inputs.query_encodings)
+        step = max(1, len(inputs.queries) // args.queries)
+        timed, untimed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections,
+                                     args.repeats, args.budget_s)
+        summary = summarise(timed, untimed, selections, model.pathway_names, inputs.queries)
+        log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD}); "
+            f"done in {time.perf_counter() - started:.0f} s")
+    publish(SECTION, __spec__.name, {**inputs.figures, "threads": args.threads, "repeats": args.repeats,
+                                     "queries_listed": args.queries, "budget_s": args.budget_s, **load, **summary},
+            write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from benchmarks.common import save_result
 
 REPO = Path(__file__).resolve().parent.parent
 SECTION = re.compile(r"<!-- BEGIN (\S+) -->\n(.*?)\n<!-- END \1 -->", re.DOTALL)
-HELPERS = {"common", "render"}  # the scripts' shared code
+HELPERS = {"common", "harness", "render"}  # the scripts' shared code
 NO_SECTION = {"train_bi_encoder"}  # prepares the baseline that scifact_eval measures; measures nothing itself
 SCRIPTS = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in HELPERS)
 RESULTS = render.load_results()
