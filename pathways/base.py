@@ -15,7 +15,7 @@ class PathwayInput:
 
     Query and slot fields are padded per row (False in the masks, -1 in the ids). Tokens are packed:
     the tokens of every slot of every row one after another, rows in order, with no padding. Token
-    counts vary several-fold between documents, and padded, a batch of candidates was a fifth padding.
+    counts vary several-fold between documents, so padding them would pay for tokens that are not there.
     """
 
     query: torch.Tensor  # (batch, dim) L2-normalised query embedding
