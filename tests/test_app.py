@@ -291,6 +291,17 @@ def test_field_html_covers_the_text_exactly_and_escapes_it():
     assert re.findall(r'class="sl-slot sl-answer" data-score="([0-9.]+)"', rendered) == ["0.9000"]
 
 
+def test_field_html_escapes_the_text_outside_every_slot():
+    # Text no slot covers (between slots, and the tail of a document cut at the slot cap) is shown too,
+    # and is the uploader's text: it must be escaped like the slots' own.
+    text = "<i>lead</i> A. <b>between</b> B. <script>alert(1)</script> & tail"
+    a, b = text.index("A."), text.index("B.")
+    field = RelevanceField(0.5, [Slot("A.", a, a + 2, 0.2), Slot("B.", b, b + 2, 0.9)], {}, [], [], truncated=True)
+    rendered = field_html(text, field)
+    assert html.unescape(_TAG.sub("", rendered)) == text
+    assert "<script>" not in rendered and "<b>" not in rendered and "<i>" not in rendered
+
+
 def test_results_jsonl_has_one_to_dict_per_ranked_field():
     fields = [
         RelevanceField(0.1, [], {"a": 1.0}, ["a"], [], document_id="low"),

@@ -62,6 +62,23 @@ def test_batch_neighbours_and_padding_do_not_change_a_document(pathways, name):
     assert (batched[1, 3:] == 0).all()  # the head never runs on padding
 
 
+
+@pytest.mark.parametrize("name", PATHWAY_NAMES)
+def test_each_row_is_scored_against_its_own_query(pathways, name):
+    """Rows of one batch asked different queries (as in training) score as each would alone."""
+    pathway = pathways[name].eval()
+    g = torch.Generator().manual_seed(2)
+    queries = [fake_encoding(6, generator=g), fake_encoding(4, generator=g)]
+    documents = [[fake_encoding(8, generator=g) for _ in range(3)], [fake_encoding(5, generator=g) for _ in range(4)]]
+    together = collate(queries, documents, [None, None], [101, 102])
+    assert not together.shared_query
+    with torch.no_grad():
+        batched = pathway(together).hidden
+        for row in range(2):
+            alone = pathway(collate([queries[row]], [documents[row]], [None], [101, 102])).hidden
+            slots = len(documents[row])
+            assert torch.allclose(alone[0], batched[row, :slots], atol=1e-5), row
+
 def test_token_products_equal_plain_products():
     x = make_input()  # rows of different token counts, packed
     g = torch.Generator().manual_seed(0)

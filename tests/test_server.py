@@ -230,6 +230,24 @@ def test_api_key(lentil):
     assert client.get("/health").status_code == 200
 
 
+def test_the_api_key_guards_every_v1_endpoint_and_rerank(lentil):
+    app = create_app(lentil, api_key="s3cret")
+    client = TestClient(app)
+    guarded = [
+        (method, route.path)
+        for route in app.routes
+        if route.path.startswith("/v1/") or route.path == "/rerank"
+        for method in getattr(route, "methods", ()) & {"GET", "POST"}
+    ]
+    assert {path for _, path in guarded} >= {"/v1/models", "/v1/rerank", "/rerank", "/v1/highlight", "/v1/prune"}
+    body = {"query": "q", "documents": ["a"], "texts": ["a"], "threshold": 0.5}
+    for method, path in guarded:
+        refused = client.request(method, path, json=body if method == "POST" else None)
+        assert refused.status_code == 401, (method, path, refused.status_code)
+        allowed = client.request(method, path, json=body if method == "POST" else None, headers={"X-API-Key": "s3cret"})
+        assert allowed.status_code != 401, (method, path)
+
+
 class _HeldLentil:
     """The real model, whose scoring waits until the test lets it go: a request as long as the test needs."""
 
