@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from statistics import median
 
-from benchmarks.common import REPO_ROOT, SCIFACT_DIR, fill, machine_speed, markdown_table, verdict
-from benchmarks.harness import Times, alternate, dataset, index_of
+from benchmarks.common import REPO_ROOT, SCIFACT_DIR, fill, markdown_table, verdict
+from benchmarks.harness import Times, alternate, dataset, index_of, machine_speed
 from benchmarks.render import publish
 
 INDEX_DOCUMENTS = 1000

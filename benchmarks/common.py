@@ -17,7 +17,6 @@ import os
 import platform
 import re
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,30 +45,6 @@ def read_jsonl(path: Path, limit: int | None = None) -> list[dict]:
 
 # ---- the machine ---------------------------------------------------------------------------------
 
-def contention_probe(calls: int = 30) -> dict[str, float]:
-    """Median milliseconds of one layer norm over a (64, 40, 384) tensor at the current torch threads and at 1, keyed
-    by the thread count as a string (`templates/machine-load.md` says how to read it)."""
-    import torch
-
-    from benchmarks.harness import Times
-
-    x, threads, result = torch.randn(64, 40, 384), torch.get_num_threads(), {}
-    try:
-        for n in dict.fromkeys([threads, 1]):
-            torch.set_num_threads(n)
-            with torch.inference_mode():
-                for _ in range(5):
-                    torch.nn.functional.layer_norm(x, (384,))
-                times = Times()
-                for _ in range(calls):
-                    with times("norm"):
-                        torch.nn.functional.layer_norm(x, (384,))
-            result[str(n)] = 1e3 * statistics.median(times["norm"])
-    finally:
-        torch.set_num_threads(threads)
-    return result
-
-
 def contention_text(probe: dict[str, float]) -> str:
     return ", ".join(f"{ms:.2f} ms with {n} thread{'s' if int(n) > 1 else ''}" for n, ms in probe.items())
 
@@ -77,24 +52,6 @@ def contention_text(probe: dict[str, float]) -> str:
 def machine_load_line(before: dict[str, float], after: dict[str, float]) -> str:
     """The markdown bullet that reads two `contention_probe`s, at the start and at the end of a run."""
     return fill("machine-load", before=contention_text(before), after=contention_text(after))
-
-
-def machine_speed(repeats: int = 15) -> dict[str, float]:
-    """One thread's matrix-multiply rate (GFLOPS) and memory-copy rate (GB/s) right now, to read a latency against."""
-    import torch
-
-    from benchmarks.harness import alternate
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-        src, dst = torch.randn(16 * 2**20), torch.empty(16 * 2**20)  # 64 MiB each: beyond the caches
-        matmul = statistics.median(alternate({"matmul": lambda: a @ b}, repeats)["matmul"])
-        copy = statistics.median(alternate({"copy": lambda: dst.copy_(src)}, repeats)["copy"])
-    finally:
-        torch.set_num_threads(threads)
-    return {"gflops": 2 * 1024**3 / matmul / 1e9, "copy_gb_s": src.nbytes / copy / 1e9}
 
 
 def cpu_model() -> str:

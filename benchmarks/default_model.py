@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import SHARED_DATA, contention_probe, contention_text, fill, markdown_table, verdict
+from benchmarks.common import SHARED_DATA, contention_text, fill, markdown_table, verdict
+from benchmarks.harness import contention_probe
 from benchmarks.render import publish
 
 SECTION = "default-model"
@@ -56,10 +57,8 @@ def reproduce() -> dict:
     """
     from spicy_lentil import SpicyLentil
     from spicy_lentil.network.checkpoint import DEFAULT_MODEL_DIR
-    from spicy_lentil.runtime import configure
     from spicy_lentil.training.recipe import train
 
-    configure(parallel_batches=False)  # as the command does for `train`
     load_before = contention_probe()
     with tempfile.TemporaryDirectory(prefix="default-model-") as scratch:
         output, cache = Path(scratch) / "mixture", Path(scratch) / "cache"

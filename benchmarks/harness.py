@@ -14,6 +14,7 @@ inside `timing_run`, which reads the machine's load before and after.
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ def timing_run(threads: int):
     (`probe_before`) and, once the block is done, the one taken after it (`probe_after`)."""
     import torch
 
-    from benchmarks.common import contention_probe, machine_line
+    from benchmarks.common import machine_line
 
     torch.set_num_threads(threads)
     log(f"machine: {machine_line()}")
@@ -183,3 +184,41 @@ def timing_run(threads: int):
     yield load
     load["probe_after"] = contention_probe()
     log(f"contention probe at the end: {contention_text(load['probe_after'])}")
+
+
+def contention_probe(calls: int = 30) -> dict[str, float]:
+    """Median milliseconds of one layer norm over a (64, 40, 384) tensor at the current torch threads and at 1, keyed
+    by the thread count as a string (`templates/machine-load.md` says how to read it)."""
+    import torch
+
+    x, threads, result = torch.randn(64, 40, 384), torch.get_num_threads(), {}
+    try:
+        for n in dict.fromkeys([threads, 1]):
+            torch.set_num_threads(n)
+            with torch.inference_mode():
+                for _ in range(5):
+                    torch.nn.functional.layer_norm(x, (384,))
+                times = Times()
+                for _ in range(calls):
+                    with times("norm"):
+                        torch.nn.functional.layer_norm(x, (384,))
+            result[str(n)] = 1e3 * statistics.median(times["norm"])
+    finally:
+        torch.set_num_threads(threads)
+    return result
+
+
+def machine_speed(repeats: int = 15) -> dict[str, float]:
+    """One thread's matrix-multiply rate (GFLOPS) and memory-copy rate (GB/s) right now, to read a latency against."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        src, dst = torch.randn(16 * 2**20), torch.empty(16 * 2**20)  # 64 MiB each: beyond the caches
+        matmul = statistics.median(alternate({"matmul": lambda: a @ b}, repeats)["matmul"])
+        copy = statistics.median(alternate({"copy": lambda: dst.copy_(src)}, repeats)["copy"])
+    finally:
+        torch.set_num_threads(threads)
+    return {"gflops": 2 * 1024**3 / matmul / 1e9, "copy_gb_s": src.nbytes / copy / 1e9}

@@ -88,7 +88,7 @@ def iter_jsonl_documents(
     """Yields `{"_id", "title", "text", "sentences"?}` from JSONL lines; bad rows go to `rejects`.
 
     `handle` yields bytes (or str) lines. Each line is decoded on its own, so one bad byte costs only its
-    row. A row's id is its "_id" or "id" (`errors.document_id`, the rule of every front end). Ids are
+    row. A row's id is its "_id" or "id" (`documents.document_id`, the rule of every front end). Ids are
     compared as text: `5` and `"5"` are the same id, and a row repeating an id seen earlier (in `seen`,
     shared across the files of one job) is rejected, naming the first row.
 

@@ -1,4 +1,5 @@
-"""Layer 2, the corpus index: its format and reader, its builder, the token codec and the first stage.
+"""Layer 2, the corpus index: its format and reader, its builder, the token codec, the first stage, and
+retrieve-then-rerank (`rerank`).
 
 Imports the network (to encode and score) and the shared bottom, never training or the front ends.
 """

@@ -1,4 +1,4 @@
-"""Building a corpus index (the layout is in `index`): shards encoded one at a time (or on a Ray
+"""Building a corpus index (its files are described in `format`): shards encoded one at a time (or on a Ray
 cluster) and written atomically, a resumable manifest, and the BM25 index over all documents."""
 
 from __future__ import annotations

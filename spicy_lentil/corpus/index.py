@@ -5,10 +5,9 @@ A compact index (the default) stores compressed token vectors, an exact one floa
 gives the same scores as scoring the text itself; BENCHMARKS.md ("Index cost") measures the compact one's
 bytes and scores against it.
 
-Building holds one shard in memory at a time, and `resume` skips the shards already written. A manifest
-that names another corpus, encoder, slotter or codec setting makes the index stale: it is rebuilt (or,
-when opened for search, refused), never silently used. An index of another format is refused with the
-command that rebuilds it.
+Opening an index checks its manifest: one built for another encoder or slotter setting is refused as
+stale (`StaleIndexError`), never silently used, and one of another format is refused with the command
+that rebuilds it.
 """
 
 from __future__ import annotations

@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command != "app":  # the app's own process configures itself
-            configure(threads=getattr(args, "threads", 0), parallel_batches=args.command != "train")
+        if args.command not in ("app", "train"):  # the app's own process, and the recipe, configure themselves
+            configure(threads=getattr(args, "threads", 0))
         return args.handler(args)
     except (SpicyLentilError, ValueError, TypeError, OSError) as error:
         print(f"spicy-lentil {args.command}: error: {error}", file=sys.stderr)

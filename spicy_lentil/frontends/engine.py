@@ -7,7 +7,7 @@ types in `results`, model folders in `checkpoint`, the first stage in `corpus.fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -22,9 +22,6 @@ from ..network.scoring import Scorer
 from ..results import CompressedContext, PrunedDocument, RelevanceField, Selection
 from ..slots import Slotter
 from .search import CorpusSearch
-
-if TYPE_CHECKING:
-    pass
 
 PROGRESS_THRESHOLD = 256  # documents; `show_progress_bar=None` shows a bar from this many on
 

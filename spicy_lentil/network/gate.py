@@ -63,7 +63,7 @@ class Gate(nn.Module):
             router_logits = router_logits + torch.randn_like(router_logits) * scale
         # float32 softmax: routing decisions must not flip with half-precision rounding.
         router_probs = torch.softmax(router_logits, dim=-1, dtype=torch.float32)
-        k = k or self.top_k
+        k = self.top_k if k is None else k
         routing_weights, selected_pathways = torch.topk(router_probs, k, dim=-1)  # sorted, highest first
         routing_weights = routing_weights / routing_weights.sum(dim=-1, keepdim=True)
         return Routing(router_logits, router_probs, routing_weights, selected_pathways)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..corpus.builder import cached_index
 from ..network.config import SpicyLentilConfig
 from ..network.encoder import ENCODER_WEIGHTS_NAME
+from ..runtime import configure
 from .arguments import TrainingArguments
 from .data import load_data
 from .encoder_tuning import EncoderTuningArguments, tune_encoder
@@ -45,6 +46,9 @@ def train(recipe: Recipe, facade) -> dict:
         recipe: what to train.
         facade: the class the model is built as (`spicy_lentil.SpicyLentil`), with `new` and `from_pretrained`.
 
+    Training sets this process's runtime for itself (`runtime.configure(parallel_batches=False)`: every core
+    on one batch at a time, which large backward passes gain from); it stays so after `train` returns.
+
     Returns:
         The trainer's final state: `best_epoch`, `best` (the validation selection score) and the log.
 
@@ -66,6 +70,7 @@ def train(recipe: Recipe, facade) -> dict:
         load_data(source, recipe.validation_split, recipe.cache_dir) if recipe.validation_split else None
         for source in recipe.data
     ]
+    configure(parallel_batches=False)
     encoder_weights = None
     if recipe.tune_encoder is not None:
         encoder_weights = output / ENCODER_WEIGHTS_NAME
