@@ -3,21 +3,19 @@
     .venv/bin/python -m benchmarks.overhead
 
 The two sides alternate after a small warm-up (`harness.alternate`) and their medians are compared; during the
-`fields` runs, thin timing wrappers around the pipeline's pieces record where the time goes (microseconds on a run of
-seconds). The section (`templates/overhead.md`) states the protocol.
+`fields` runs, thin timing wrappers around the pipeline's pieces (`harness.timed_parts`) record where the time goes
+(microseconds on a run of seconds). The section (`templates/overhead.md`) states the protocol.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 
 from benchmarks.common import fill, log, machine_load_line, markdown_table, read_jsonl, verdict
-from benchmarks.harness import alternate, timing_arguments, timing_run
+from benchmarks.harness import alternate, timed_parts, timing_arguments, timing_run
 from benchmarks.render import publish
 
 SECTION = "overhead"
@@ -35,45 +33,21 @@ PIECES = {  # the breakdown's rows: the label of each piece of a `fields` run
 }
 
 
-@contextmanager
-def instrumented(lentil, titles: set[str], query: str):
-    """Wraps the pipeline's pieces with timers for the duration; yields the seconds per piece and the text counts."""
+def timed_pieces(lentil, titles: set[str], query: str, texts: dict[str, int]):
+    """`timed_parts` of the pipeline's pieces, the encoder's calls keyed by what they encode (`encode:query`,
+    `encode:titles` or `encode:slots`), whose texts add up in `texts`."""
     import spicy_lentil.network.scoring as scoring
 
-    seconds: dict[str, float] = defaultdict(float)
-    texts: dict[str, int] = defaultdict(int)
-    lock = threading.Lock()  # encoder batches run side by side: their timings arrive from several threads
-    st, collate, encode = lentil.encoder.model, scoring.collate, lentil.encoder.encode
-
-    def timed(piece, fn, kind=None):
-        def wrapper(*args, **kwargs):
-            key = piece if kind is None else f"{piece}:{kind(args[0])}"
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with lock:
-                    seconds[key] += time.perf_counter() - start
-                    texts[f"calls:{key}"] += 1
-        return wrapper
-
-    def kind(texts_) -> str:
-        found = "query" if list(texts_) == [query] else "titles" if texts_ and all(t in titles for t in texts_) \
-            else "slots"
-        texts[found] += len(texts_)
-        return found
-
-    lentil.slotter.split = timed("slotting", lentil.slotter.split)
-    lentil.encoder.encode = timed("encode", encode, kind)
-    st.forward = timed("network", st.forward)
-    scoring.collate = timed("collate", collate)
-    lentil.model.forward = timed("model", lentil.model.forward)
-    lentil.scorer.score = timed("scoring", lentil.scorer.score)
-    try:
-        yield seconds, texts
-    finally:  # back to the class methods
-        del lentil.slotter.split, lentil.encoder.encode, st.forward, lentil.model.forward, lentil.scorer.score
-        scoring.collate = collate
+    def key(piece: str, args: tuple) -> str:
+        if piece != "encode":
+            return piece
+        batch = args[0]
+        kind = "query" if list(batch) == [query] else "titles" if batch and all(t in titles for t in batch) else "slots"
+        texts[kind] += len(batch)
+        return f"encode:{kind}"
+    return timed_parts({"slotting": (lentil.slotter, "split"), "encode": (lentil.encoder, "encode"),
+                        "network": (lentil.encoder.model, "forward"), "collate": (scoring, "collate"),
+                        "model": (lentil.model, "forward"), "scoring": (lentil.scorer, "score")}, key)
 
 
 def time_runs(lentil, query: str, documents: list[dict], slot_texts: list[str], titles: set[str], repeats: int) -> dict:
@@ -81,9 +55,10 @@ def time_runs(lentil, query: str, documents: list[dict], slot_texts: list[str], 
     runs = []
 
     def spicy() -> None:
-        with instrumented(lentil, titles, query) as (seconds, texts):
+        texts = defaultdict(int)
+        with timed_pieces(lentil, titles, query, texts) as (seconds, calls):
             lentil.encoder.clear_cache()  # so that `fields` really encodes
-            runs.append((seconds, texts, lentil.fields(query, documents)))
+            runs.append((seconds, texts, calls, lentil.fields(query, documents)))
 
     # Warm-up on a little of each side (the full pipeline on 4 documents), so first-call costs stay out.
     lentil.encoder.model.encode(slot_texts[:ENCODE_BATCH], batch_size=ENCODE_BATCH, show_progress_bar=False)
@@ -93,15 +68,16 @@ def time_runs(lentil, query: str, documents: list[dict], slot_texts: list[str], 
                                                                         show_progress_bar=False),
                        "spicy": spicy}, repeats, warmup=0)
     lentil.encoder.clear_cache()
-    for _, _, fields in runs:
+    for *_, fields in runs:
         assert len(fields) == len(documents)
         assert sum(len(f.slots) for f in fields) == len(slot_texts), "fields scored other slots than the baseline"
-    return {"times": times, "pieces": [dict(seconds) for seconds, _, _ in runs], "counts": dict(runs[-1][1])}
+    return {"times": times, "pieces": [dict(seconds) for seconds, *_ in runs], "texts": dict(runs[-1][1]),
+            "network_calls": runs[-1][2]["network"]}
 
 
 def summarise(runs: dict) -> dict:
     """The paired and median ratios, and the pieces of the median `fields` run against the median baseline."""
-    times, counts = runs["times"], runs["counts"]
+    times, counts = runs["times"], runs["texts"]
     base, spicy = statistics.median(times["baseline"]), statistics.median(times["spicy"])
     # The median `fields` run (the lower middle one for an even count).
     middle = sorted(range(len(times["spicy"])), key=lambda i: times["spicy"][i])[(len(times["spicy"]) - 1) // 2]
@@ -120,7 +96,7 @@ def summarise(runs: dict) -> dict:
                    for key, s in seconds.items()],
         "total": {"seconds": run, "vs_baseline": (run - base) / base},
         "inside": {"collate_s": med["collate"], "model_s": med["model"], "encode_s": encode,
-                   "network_calls": counts.get("calls:network", 0), "network_s": med["network"]},
+                   "network_calls": runs["network_calls"], "network_s": med["network"]},
     }
 
 

@@ -16,13 +16,11 @@ import hashlib
 import json
 import statistics
 import time
-from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 from benchmarks.common import CACHE_DIR, fill, log, machine_load_line, markdown_table, read_jsonl, verdict
-from benchmarks.harness import Times, timing_arguments, timing_run
+from benchmarks.harness import Times, timed_parts, timing_arguments, timing_run
 from benchmarks.render import publish
 
 SECTION = "sparsity"
@@ -99,45 +97,27 @@ def for_query(lentil, batches, query_encoding, filler):
     return out
 
 
-@contextmanager
-def breakdown(model):
-    """Forward hooks adding up the wall time inside the pathways, the null point, pooling and heads, per k: yields
-    their state, whose `k` is set before each call and whose `seconds[k][part]` add up."""
-    state, starts, handles = SimpleNamespace(k=None, seconds=defaultdict(lambda: defaultdict(float))), {}, []
-    targets = {**dict(model.pathways.items()), "null point": model.fusion, "pooling + heads": model.pooling,
-               "pooling + heads#slot": model.slot_head, "pooling + heads#doc": model.doc_head}
-    for name, module in targets.items():
-        def pre(_module, _args, name=name):
-            starts[name] = time.perf_counter()
-
-        def post(_module, _args, _output, name=name):
-            state.seconds[state.k][name.split("#")[0]] += time.perf_counter() - starts[name]
-
-        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    try:
-        yield state
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def time_query(model, batches, repeats: int, n_pathways: int):
     """Per batch, k=4 and k=9 back to back (ABBA across batches), `repeats` times, garbage collection paused.
 
     Returns (seconds at k=4, seconds at k=9, breakdown per k), each the sum over batches of the per-batch median;
-    the breakdown adds up the hooks over all timed calls divided by `repeats`.
+    the breakdown (`timed_parts` of the pathways, the null point, pooling and heads) adds up all timed calls divided by
+    `repeats`.
     """
     import torch
 
-    ks, times = (4, n_pathways), Times()
+    ks, times, current = (4, n_pathways), Times(), {"k": None}
+    modules = {**dict(model.pathways.items()), "null point": model.fusion, "pooling + heads": model.pooling,
+               "pooling + heads#slot": model.slot_head, "pooling + heads#doc": model.doc_head}
     gc.collect()
     gc.disable()
     try:
-        with torch.inference_mode(), breakdown(model) as hooks:
+        with torch.inference_mode(), timed_parts({name: (module, "forward") for name, module in modules.items()},
+                                                 lambda part, _: (current["k"], part.split("#")[0])) as (seconds, _):
             for repeat in range(repeats):
                 for i, batch in enumerate(batches):
                     for k in (ks if (i + repeat) % 2 == 0 else ks[::-1]):
-                        hooks.k = k
+                        current["k"] = k
                         with times((k, i)):
                             model(batch, k=k)
     finally:
@@ -145,7 +125,7 @@ def time_query(model, batches, repeats: int, n_pathways: int):
     totals = {k: sum(statistics.median(times[(k, i)]) for i in range(len(batches))) for k in ks}
     parts = {}
     for k in ks:
-        parts[k] = {name: s / repeats for name, s in hooks.seconds[k].items()}
+        parts[k] = {name: s / repeats for (at, name), s in seconds.items() if at == k}
         parts[k]["rest: dispatch, masking, losses"] = (sum(sum(times[(k, i)]) for i in range(len(batches))) / repeats
                                                        - sum(parts[k].values()))
     return totals[4], totals[n_pathways], parts
