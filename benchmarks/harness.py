@@ -8,12 +8,13 @@ Timing: `Times` gathers wall seconds per key (`with times(key): ...`), so that m
 from one run; `alternate` times conditions in turn after a warm-up (A B | B A | ..., or A B | A B | ...), so that
 the drift of a shared machine hits them alike; `timed_parts` adds up the seconds spent inside chosen functions (a
 pipeline's pieces, a network's modules) while a block runs. (`torch.utils.benchmark.Timer` times one statement in
-blocks and alternates nothing, which is none of the scripts' protocols.) The timing scripts take `timing_arguments`
+blocks and alternates nothing, which is none of the scripts' protocols.) The timing scripts parse with `timing_parser`
 and run inside `timing_run`, which reads the machine's load before and after.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import statistics
 import threading
@@ -199,17 +200,20 @@ def timed_parts(parts: dict[str, tuple[object, str]], key: Callable[[str, tuple]
                 delattr(owner, attribute)
 
 
-def timing_arguments(parser, threads: int) -> None:
-    """The flags every timing script takes: torch threads, the data folder, and --no-write."""
+def timing_parser(doc: str, threads: int) -> argparse.ArgumentParser:
+    """A timing script's parser (its description the first paragraph of `doc`), with the flags every timing script
+    takes: torch threads, the data folder, and --no-write."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=threads, help="torch.set_num_threads (2 = the machine's cores)")
     parser.add_argument("--data", type=Path, default=SCIFACT_DIR)
     parser.add_argument("--no-write", action="store_true", help="print only; leave the results and BENCHMARKS.md alone")
+    return parser
 
 
 @contextmanager
 def timing_run(threads: int):
     """Sets torch's threads and logs the machine; yields a dict holding the contention probe taken before the block
-    (`probe_before`) and, once the block is done, the one taken after it (`probe_after`)."""
+    (`probe_before`) and, once the block is done, the one taken after it (`probe_after`); logs the block's seconds."""
     import torch
 
     from benchmarks.common import machine_line
@@ -218,7 +222,9 @@ def timing_run(threads: int):
     log(f"machine: {machine_line()}")
     load = {"probe_before": contention_probe()}
     log(f"contention probe (layer norm of 64 x 40 x 384): {contention_text(load['probe_before'])}")
+    started = time.perf_counter()
     yield load
+    log(f"done in {time.perf_counter() - started:.0f} s")
     load["probe_after"] = contention_probe()
     log(f"contention probe at the end: {contention_text(load['probe_after'])}")
 

@@ -9,13 +9,11 @@ The two sides alternate after a small warm-up (`harness.alternate`) and their me
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
 from collections import defaultdict
 
 from benchmarks.common import fill, log, machine_load_line, markdown_table, read_jsonl, verdict
-from benchmarks.harness import alternate, timed_parts, timing_arguments, timing_run
+from benchmarks.harness import alternate, timed_parts, timing_parser, timing_run
 from benchmarks.render import publish
 
 SECTION = "overhead"
@@ -121,16 +119,14 @@ def render(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = timing_parser(__doc__, THREADS)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each side (interleaved)")
     parser.add_argument("--docs", type=int, default=NUM_DOCS)
-    timing_arguments(parser, THREADS)
     args = parser.parse_args()
     with timing_run(args.threads) as load:
         from spicy_lentil.frontends.engine import SpicyLentil
         from spicy_lentil.runtime import batch_workers
 
-        started = time.perf_counter()
         lentil = SpicyLentil.from_pretrained()
         documents = read_jsonl(args.data / "corpus.jsonl", args.docs)
         query = read_jsonl(args.data / "queries.jsonl", 1)[0]["text"]
@@ -138,8 +134,7 @@ def main() -> None:
         titles = {doc["title"] for doc in documents if doc.get("title")}
         log(f"{len(documents)} abstracts, {len(slot_texts)} slots, {len(titles)} titles; query: {query!r}")
         result = summarise(time_runs(lentil, query, documents, slot_texts, titles, args.repeats))
-        log(f"median ratio {result['median']['ratio']:.3f} (limit {THRESHOLD}); "
-            f"done in {time.perf_counter() - started:.0f} s")
+        log(f"median ratio {result['median']['ratio']:.3f} (limit {THRESHOLD})")
     publish(SECTION, __spec__.name, {
         "documents": len(documents), "slots": len(slot_texts), "titles": len(titles), "query": query,
         "threads": args.threads, "repeats": args.repeats, "workers": batch_workers(), **load, **result},

@@ -9,7 +9,6 @@ The section (`templates/sparsity.md`) states the protocol. The slots are encoded
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import hashlib
@@ -20,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from benchmarks.common import CACHE_DIR, fill, log, machine_load_line, markdown_table, read_jsonl, verdict
-from benchmarks.harness import Times, timed_parts, timing_arguments, timing_run
+from benchmarks.harness import Times, timed_parts, timing_parser, timing_run
 from benchmarks.render import publish
 
 SECTION = "sparsity"
@@ -254,17 +253,15 @@ def render(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = timing_parser(__doc__, THREADS)
     parser.add_argument("--queries", type=int, default=8, help="SciFact claims to time, evenly spaced in queries.jsonl")
     parser.add_argument("--repeats", type=int, default=1, help="k=4/k=9 repeats per batch (median per batch)")
     parser.add_argument("--budget-s", type=float, default=280.0, help="seconds of timing; the next claim is started "
                         "only if it is expected to fit (the first always runs)")
-    timing_arguments(parser, THREADS)
     args = parser.parse_args()
     with timing_run(args.threads) as load:
         from spicy_lentil.frontends.engine import SpicyLentil
 
-        started = time.perf_counter()
         model = (lentil := SpicyLentil.from_pretrained()).model.eval()
         assert model.config.fusion == "null_point", f"bundled model fuses with {model.config.fusion}, not null point"
         inputs = prepare(lentil, args.data)
@@ -273,8 +270,7 @@ def main() -> None:
         timed, untimed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections,
                                      args.repeats, args.budget_s)
         summary = summarise(timed, untimed, selections, model.pathway_names, inputs.queries)
-        log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD}); "
-            f"done in {time.perf_counter() - started:.0f} s")
+        log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD})")
     publish(SECTION, __spec__.name, {**inputs.figures, "threads": args.threads, "repeats": args.repeats,
                                      "queries_listed": args.queries, "budget_s": args.budget_s, **load, **summary},
             write=not args.no_write)
