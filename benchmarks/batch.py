@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from statistics import median
 
@@ -84,17 +85,17 @@ def bench_search(lentil) -> dict:
     index = index_of(lentil, data)
     claims = list(data.queries.values())
     warm_up, queries = claims[30:30 + WARM_UP_QUERIES], claims[:30]
+    runs = Times()
 
-    def timed_searches(pause: float = 0.0) -> list[float]:
+    def timed_searches(path: str, setting=configure, pause: float = 0.0) -> None:
+        setting()
         for query in warm_up:  # a running service: index pages read, allocator and thread pool warm
             lentil.search(index, query, top_k=10, candidates=100)
-        times = Times()
         for query in queries:
             lentil.encoder.clear_cache()  # every search encodes its query, as a new query would
             time.sleep(pause)
-            with times("search"):
+            with runs(path):
                 lentil.search(index, query, top_k=10, candidates=100)
-        return times["search"]
 
     def blas_on_every_core() -> None:
         configure()
@@ -102,23 +103,19 @@ def bench_search(lentil) -> dict:
 
     settings = {"default": configure, "sequential": lambda: configure(parallel_batches=False),
                 "blas": blas_on_every_core}
-    speed_before, runs = machine_speed(), {name: [] for name in settings}
-    for block in range(SEARCH_BLOCKS):  # interleaved (ABC CBA ...), against drift
-        for name in (list(settings) if block % 2 == 0 else list(settings)[::-1]):
-            settings[name]()
-            runs[name] += timed_searches()
-    configure()
-    runs["idle"] = timed_searches(pause=IDLE_PAUSE)
+    speed_before = machine_speed()
+    alternate({name: partial(timed_searches, name, setting) for name, setting in settings.items()}, SEARCH_BLOCKS,
+              warmup=0, collect=False)  # interleaved (ABC CBA ...), against drift
+    timed_searches("idle", pause=IDLE_PAUSE)
     speed_after = machine_speed()
     # Encoding 100 abstracts takes many seconds a query: a few show the contrast (cold encoder cache).
-    first_stage, on_the_fly = FirstStage(), Times()
+    first_stage = FirstStage()
     for query in queries[:ON_THE_FLY_QUERIES]:
         encoding = lentil.encoder.encode([query])[0]
         docs = first_stage.candidates(first_stage.signals(index, query, encoding.embedding.numpy()), 100)
         lentil.encoder.clear_cache()
-        with on_the_fly("fields"):
+        with runs("on_the_fly"):
             lentil.fields(query, [index.document(int(d)) for d in docs])
-    runs["on_the_fly"] = on_the_fly["fields"]
     default = median(runs["default"])
     return {"claims": len(queries), "workers": batch_workers(), "speed_before": speed_before,
             "speed_after": speed_after,

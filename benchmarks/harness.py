@@ -150,17 +150,19 @@ class Times(dict):
         self.setdefault(key, []).append(time.perf_counter() - start)
 
 
-def alternate(conditions: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, flip: bool = True) -> Times:
+def alternate(conditions: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, flip: bool = True,
+              collect: bool = True) -> Times:
     """Each condition timed `repeats` times, in turn, after `warmup` untimed rounds and with a gc.collect() before
-    every timed call: A B | B A | A B ..., so that a linear drift of the machine hits them alike (A B | A B ...
-    without `flip`)."""
+    every timed call (unless not `collect`): A B | B A | A B ..., so that a linear drift of the machine hits them alike
+    (A B | A B ... without `flip`)."""
     for _ in range(warmup):
         for fn in conditions.values():
             fn()
     times, order = Times(), list(conditions)
     for repeat in range(repeats):
         for name in (order[::-1] if flip and repeat % 2 else order):
-            gc.collect()
+            if collect:
+                gc.collect()
             with times(name):
                 conditions[name]()
     return times
