@@ -185,10 +185,7 @@ def main() -> None:
         result["held_out_model"] = held_out_model(*args.held_out_model)
     else:
         result = measure(args.model)
-    if args.no_write:
-        print(render(result))
-    else:
-        publish(SECTION, __spec__.name, result)
+    publish(SECTION, __spec__.name, result, write=not args.no_write)
 
 
 if __name__ == "__main__":

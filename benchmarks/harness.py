@@ -241,12 +241,8 @@ def contention_probe(calls: int = 30) -> dict[str, float]:
         for n in dict.fromkeys([threads, 1]):
             torch.set_num_threads(n)
             with torch.inference_mode():
-                for _ in range(5):
-                    torch.nn.functional.layer_norm(x, (384,))
-                times = Times()
-                for _ in range(calls):
-                    with times("norm"):
-                        torch.nn.functional.layer_norm(x, (384,))
+                times = alternate({"norm": lambda: torch.nn.functional.layer_norm(x, (384,))}, calls, warmup=5,
+                                  collect=False)
             result[str(n)] = 1e3 * statistics.median(times["norm"])
     finally:
         torch.set_num_threads(threads)
