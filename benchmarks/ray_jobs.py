@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO_ROOT, fill, markdown_table, verdict
+from benchmarks.common import REPO_ROOT, fill, markdown_table, read_jsonl, verdict
 from benchmarks.render import publish
 
 SECTION = "ray-jobs"
@@ -24,7 +24,7 @@ EXAMPLE_CORES = 160  # 10 nodes x 16 cores, the projection's example
 
 def corpus(path: Path) -> Path:
     """The demo corpus repeated to DOCUMENTS rows, each with its own id."""
-    rows = [json.loads(line) for line in (REPO_ROOT / "data" / "demo_corpus.jsonl").read_text().splitlines()]
+    rows = read_jsonl(REPO_ROOT / "data" / "demo_corpus.jsonl")
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(DOCUMENTS):
             row = rows[i % len(rows)]

@@ -7,14 +7,13 @@ port, Cohere-shaped rerank requests of 20 documents, 1, 4 and 16 concurrent clie
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import subprocess
 import sys
 import threading
 import time
 
-from benchmarks.common import REPO_ROOT, fill, markdown_table, verdict
+from benchmarks.common import REPO_ROOT, fill, markdown_table, read_jsonl, verdict
 from benchmarks.harness import Times
 from benchmarks.render import publish
 
@@ -30,7 +29,7 @@ TARGET_OVERHEAD = 0.15
 
 def requests(count: int) -> list[dict]:
     """`count` rerank bodies, each a query and 20 demo documents (a different slice each time)."""
-    corpus = [json.loads(line)["text"] for line in (REPO_ROOT / "data" / "demo_corpus.jsonl").read_text().splitlines()]
+    corpus = [row["text"] for row in read_jsonl(REPO_ROOT / "data" / "demo_corpus.jsonl")]
     return [{"query": QUERIES[i % len(QUERIES)],
              "documents": [corpus[(i * 7 + j) % len(corpus)] for j in range(DOCUMENTS_PER_REQUEST)]}
             for i in range(count)]
