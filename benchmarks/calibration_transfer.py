@@ -12,15 +12,7 @@ import argparse
 import json
 
 from benchmarks.common import DOMAINS, EVERYDAY, PROVENANCE, RESULTS_DIR, fill, markdown_table, verdict
-from benchmarks.harness import (
-    System,
-    calibrated_probabilities,
-    cosine_scores,
-    dataset,
-    field_scores,
-    index_of,
-    matrix,
-)
+from benchmarks.harness import System, calibrated_probabilities, cosine_scores, dataset, field_scores, index_of, matrix
 from benchmarks.render import publish
 
 SECTION = "calibration-transfer"
