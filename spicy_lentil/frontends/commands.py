@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from ..corpus.token_codec import CodecSpec
@@ -199,8 +200,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     data = load_data(args.data, args.split, args.cache_dir)
     lentil = SpicyLentil.from_pretrained(args.model)
     lentil.pathways_per_query = args.pathways_per_query
-    import time
-
     started = time.perf_counter()
     index = cached_index(data.corpus_path, lentil.encoder, lentil.slotter, args.cache_dir)
     index_seconds = time.perf_counter() - started
