@@ -27,7 +27,8 @@ THREADS = 2
 THRESHOLD = 0.6
 NUM_SLOTS = 10_000
 BATCH_DOCS = 32  # documents per model batch: SpicyLentil.fields' default
-OTHER_PARTS = ["null point", "pooling + heads", "rest: dispatch, masking, losses"]  # the timed parts besides pathways
+REST = "rest: dispatch, masking"  # the forward's time outside the timed modules (the losses are not in it)
+OTHER_PARTS = ["null point", "pooling + heads", REST]  # the timed parts besides pathways
 
 
 def select_slots(lentil, corpus: Path, num_slots: int) -> list[tuple[str | None, list[str]]]:
@@ -125,8 +126,7 @@ def time_query(model, batches, repeats: int, n_pathways: int):
     parts = {}
     for k in ks:
         parts[k] = {name: s / repeats for (at, name), s in seconds.items() if at == k}
-        parts[k]["rest: dispatch, masking, losses"] = (sum(sum(times[(k, i)]) for i in range(len(batches))) / repeats
-                                                       - sum(parts[k].values()))
+        parts[k][REST] = sum(sum(times[(k, i)]) for i in range(len(batches))) / repeats - sum(parts[k].values())
     return totals[4], totals[n_pathways], parts
 
 

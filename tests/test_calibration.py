@@ -123,3 +123,26 @@ def test_a_model_folder_from_before_the_factored_score_keeps_its_scores(lentil, 
     raw.model.slot_calibration.copy_(torch.tensor([1.0, 0.0]))
     logits = [math.log(s.score / (1 - s.score)) for s in raw.field(query, document).slots]
     assert [s.score for s in field.slots] == pytest.approx([sigmoid(scale * x + shift) for x in logits], abs=1e-5)
+
+
+def test_answer_cases_are_read_or_refused_with_the_line_at_fault(tmp_path):
+    from spicy_lentil.errors import DataError
+
+    good = {"id": "a", "domain": "d", "query": "q?", "sentences": ["x.", "y."], "answer": [1], "unrelated": "b"}
+    other = {**good, "id": "b", "sentences": ["z."], "answer": [0], "unrelated": "a"}
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (good, other)) + "\n\n")
+    cases = read_answer_cases(path)
+    assert [(c.id, c.answer, c.unrelated) for c in cases] == [("a", [1], ["z."]), ("b", [0], ["x.", "y."])]
+    for broken, message in (
+        ("{oops", "cases.jsonl:2: not an answer case"),
+        (json.dumps({**other, "answer": [1]}), "cases.jsonl:2: not an answer case"),  # no second sentence
+        (json.dumps({**other, "sentences": "z."}), "cases.jsonl:2: not an answer case"),
+        (json.dumps({k: v for k, v in other.items() if k != "query"}), "cases.jsonl:2: not an answer case"),
+        (json.dumps({**other, "unrelated": "c"}), "cases.jsonl:2: unrelated case 'c' not in the file"),
+    ):
+        path.write_text(json.dumps(good) + "\n" + broken + "\n")
+        with pytest.raises(DataError, match=message):
+            read_answer_cases(path)
+    with pytest.raises(DataError, match="answer cases not found"):
+        read_answer_cases(tmp_path / "missing.jsonl")

@@ -1,4 +1,6 @@
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +15,12 @@ from spicy_lentil.errors import DataError
 from spicy_lentil.network.encoder import EncoderCalls
 from spicy_lentil.training.calibration import expected_calibration_error, fit_calibration, fit_first_stage_trust, platt
 from spicy_lentil.training.data import load_data
-from spicy_lentil.training.evaluation import evaluate
+from spicy_lentil.training.evaluation import evaluate, read_answer_cases
 from spicy_lentil.training.mixture import TrainingSet
 from spicy_lentil.training.trainer import Trainer
 from tests.synthetic import tiny_training, write_dataset
+
+EVERYDAY = Path(__file__).resolve().parents[1] / "data" / "everyday.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +121,15 @@ def test_calibration_keeps_every_ranking(dataset, index):
     query = "Does caffeine act on adenosine receptors?"
     docs = np.arange(len(index))
     before = lentil.rerank_indexed(lentil.encode_query(query), index, docs)
-    report = fit_calibration(lentil, [(load_data(dataset, "val"), index)], candidates=10)
+    cases = read_answer_cases(EVERYDAY)[:6]
+    report = fit_calibration(
+        lentil, [(load_data(dataset, "val"), index)], candidates=10, answer_cases={"everyday": cases}
+    )
     after = lentil.rerank_indexed(lentil.encode_query(query), index, docs)
     assert report.document[0] > 0 and report.slot[0] > 0
+    # The answer cases are fitted on as one more dataset: each case's paragraph and its unrelated one.
+    assert report.per_dataset["everyday"]["document"]["examples"] == 12
+    assert report.per_dataset["everyday"]["slot"]["examples"] == sum(len(c.sentences) + len(c.unrelated) for c in cases)
 
     def keeps_order(old: list[float], new: list[float]) -> bool:
         order = np.argsort(old, kind="stable")
@@ -341,7 +351,9 @@ def test_the_train_command_runs_the_recipe_its_flags_describe():
     flagged = recipe_from_args(parser.parse_args([
         "train", "a", "--output", "out", "--tune-encoder", "--tune-negatives", "mined", "--epochs", "3",
         "--rank-documents", "a, b", "--validation-split", "", "--negatives", "5", "--fusion", "gated_unit",
+        "--calibration-cases", "cases.jsonl",
     ]))
+    assert flagged.training.calibration_cases == "cases.jsonl"
     assert flagged.tune_encoder == EncoderTuningArguments(negatives="mined")
     assert (flagged.training.epochs, flagged.training.negatives, flagged.model.fusion) == (3, 5, "gated_unit")
     assert flagged.rank_documents == ["a", "b"] and flagged.validation_split is None
@@ -357,6 +369,10 @@ def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path)
         train(Recipe([str(dataset)], training, tune_encoder=EncoderTuningArguments(), init="somewhere"), SpicyLentil)
     with pytest.raises(ValueError, match="unknown dataset"):
         train(Recipe([str(dataset)], training, rank_documents=["nowhere"]), SpicyLentil)
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"id": "a", "domain": "d", "query": "q", "sentences": ["s"], "answer": [3], "unrelated": "a"}\n')
+    with pytest.raises(DataError, match="cases.jsonl:1: not an answer case"):
+        train(Recipe([str(dataset)], replace(training, calibration_cases=str(cases))), SpicyLentil)
     assert not (tmp_path / "out").exists()
 
 

@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=TrainingArguments.validation_queries,
         help="validation queries per dataset and epoch, the first by id",
     )
+    train.add_argument(
+        "--calibration-cases",
+        default=TrainingArguments.calibration_cases,
+        metavar="JSONL",
+        help="everyday-style answer cases (data/everyday.jsonl's format) the calibration also fits on, "
+        "as one more dataset",
+    )
     train.add_argument("--learning-rate", type=float, default=TrainingArguments.learning_rate)
     train.add_argument("--seed", type=int, default=TrainingArguments.seed)
     train.set_defaults(handler=cmd_train)

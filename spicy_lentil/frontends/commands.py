@@ -159,6 +159,7 @@ def recipe_from_args(args: argparse.Namespace):
             learning_rate=args.learning_rate,
             negatives=args.negatives,
             validation_queries=args.validation_queries,
+            calibration_cases=args.calibration_cases,
         ),
         model=SpicyLentilConfig(
             encoder=args.encoder,

@@ -37,6 +37,10 @@ class TrainingArguments:
     # Calibration sees what a user hands over with a question: the asked documents, a related one that does
     # not answer (the best non-relevant among the first stage's top few) and an unrelated one.
     calibration_candidates: int = 3
+    # Everyday-style answer cases (`evaluation.read_answer_cases`: a question over a short paragraph with its
+    # answer marked, and an unrelated paragraph) fitted on beside the validation splits, as one more dataset:
+    # the text users hand over, which no labelled split is. None: the validation splits alone.
+    calibration_cases: str | None = None
     unanswerable_weight: float = 1.0  # BCE towards 0 on the slots of a document asked a question it does not answer
     validation_queries: int = (
         200  # validation queries per dataset and epoch (the first by id): selection, not the report

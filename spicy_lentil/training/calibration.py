@@ -30,9 +30,9 @@ from ..corpus.index import CorpusIndex
 from ..network.model import slot_margins, slot_probability
 from ..network.scoring import fusion_gap
 from ..results import LOGIT_LIMIT, score_logit
-from .calibration_examples import ScoredExample, calibration_examples
+from .calibration_examples import ScoredExample, answer_case_examples, calibration_examples
 from .data import RelevanceData
-from .evaluation import ranking_metrics
+from .evaluation import AnswerCase, ranking_metrics
 
 # First-stage trust weights tried, in units of the candidates' logit spread per unit of fusion spread.
 TRUST_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -242,13 +242,14 @@ def fit_calibration(
     first_stage: FirstStage | None = None,
     ranked: Sequence[str] = (),
     ranking_candidates: int = 30,
+    answer_cases: dict[str, list[AnswerCase]] | None = None,
 ) -> Calibration:
     """Fits and installs the scaling of `lentil`'s slot and document heads on held-out splits of one or more datasets.
 
-    The examples are the documents a user meets (`calibration_examples`), every dataset weighing the
-    same however many examples it has: one scaling whose 0.5 means the same on each of them. Where a
-    split's corpus ranking counts, the first-stage trust is fitted first (`fit_first_stage_trust`);
-    otherwise the model's trust is kept.
+    The examples are the documents a user meets (`calibration_examples`, and `answer_case_examples` of
+    everyday-style cases), every dataset weighing the same however many examples it has: one scaling
+    whose 0.5 means the same on each of them. Where a split's corpus ranking counts, the first-stage
+    trust is fitted first (`fit_first_stage_trust`); otherwise the model's trust is kept.
 
     Args:
         lentil: the `SpicyLentil` to calibrate, changed in place.
@@ -256,6 +257,8 @@ def fit_calibration(
         candidates: first-stage documents per query among which the related non-answering one is found.
         ranked: names of the datasets whose corpus ranking counts.
         ranking_candidates: first-stage documents reranked per query to fit the trust.
+        answer_cases: name -> answer cases (`evaluation.read_answer_cases`), each set fitted on as one more
+            dataset: questions over short paragraphs, the text users hand over that no labelled split is.
     """
     model = lentil.model
     ranked_splits = [(data, index) for data, index in splits if data.name in ranked]
@@ -265,6 +268,7 @@ def fit_calibration(
     per_split = {
         data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits
     }
+    per_split |= {name: answer_case_examples(lentil, cases) for name, cases in (answer_cases or {}).items()}
     given_document = model.config.slot_given_document
     slot_scaling, doc_scaling = fit_scaling(per_split, given_document)
     model.slot_calibration.copy_(torch.tensor(slot_scaling))

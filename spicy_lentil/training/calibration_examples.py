@@ -1,7 +1,8 @@
 """What calibration is fitted and judged on: the documents a user hands over with a question
 (`EXAMPLE_KINDS`), each scored alone as `SpicyLentil.fields` scores it and read back as raw logits (the
 model's scalings set to the identity), since the scalings fitted on them (`calibration.fit_scaling`) map
-raw logits.
+raw logits. They come from a labelled split (`calibration_examples`) or from everyday-style answer cases
+(`answer_case_examples`: a question over a short paragraph with its answer marked, and an unrelated paragraph).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import itertools
 import random
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Collection
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from ..corpus.first_stage import FirstStage
 from ..corpus.index import CorpusIndex
 from ..results import score_logit
 from .data import RelevanceData
+from .evaluation import AnswerCase
 
 
 @dataclass
@@ -101,14 +104,38 @@ def score_examples(
                 given = [{k: r[k] for k in ("text", "title", "sentences") if k in r} for r in rows]
                 fields = lentil.fields(query, given, show_progress_bar=False)
             for (kind, _, _, doc_id), scored in zip(group, fields):
-                slots = np.array([score_logit(s.score) for s in scored.slots])
-                labels = np.zeros(len(slots), dtype=np.int64)
+                answers, lined_up = None, False
                 if kind == "asked":
                     answers = data.slot_qrels.get((query_id, doc_id))
-                    lined_up = len(data.corpus[doc_id].get("sentences") or []) == len(slots)  # the slotter kept them
-                    labels = np.array([int(i in answers) for i in range(len(slots))]) if answers and lined_up else None
-                examples.append(ScoredExample(kind, kind == "asked", score_logit(scored.score), slots, labels))
+                    # the slotter kept the corpus's sentences as the slots
+                    lined_up = len(data.corpus[doc_id].get("sentences") or []) == len(scored.slots)
+                examples.append(_example(kind, scored, answers if lined_up else None))
     return examples
+
+
+def answer_case_examples(lentil, cases: list[AnswerCase]) -> list[ScoredExample]:
+    """Raw logits and labels of answer cases (`evaluation.read_answer_cases`): per case its paragraph ("asked",
+    the answering sentences labelled) and its unrelated paragraph ("unrelated"), scored together from their
+    sentences as `fields` scores them."""
+    examples = []
+    with _raw_scores(lentil.model):
+        for case in cases:
+            asked, unrelated = lentil.fields(
+                case.query, [{"sentences": list(case.sentences)}, {"sentences": list(case.unrelated)}],
+                show_progress_bar=False,
+            )
+            examples += [_example("asked", asked, set(case.answer)), _example("unrelated", unrelated, None)]
+    return examples
+
+
+def _example(kind: str, scored, answers: Collection[int] | None) -> ScoredExample:
+    """A scored field as an example: an "asked" document's slots labelled by `answers` (None: no labels), every
+    slot of any other document 0."""
+    slots = np.array([score_logit(s.score) for s in scored.slots])
+    labels = np.zeros(len(slots), dtype=np.int64)
+    if kind == "asked":
+        labels = np.array([int(i in answers) for i in range(len(slots))]) if answers else None
+    return ScoredExample(kind, kind == "asked", score_logit(scored.score), slots, labels)
 
 
 def calibration_examples(

@@ -16,6 +16,7 @@ from ir_measures import AP, RR, R, nDCG
 
 from ..corpus.first_stage import FirstStage, bm25_slot_scores
 from ..corpus.index import CorpusIndex
+from ..errors import DataError
 from .data import RelevanceData
 
 RANKING_MEASURES = {"ndcg@10": nDCG @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10}
@@ -246,22 +247,39 @@ class AnswerCase:
 
 def read_answer_cases(path: str | Path) -> list[AnswerCase]:
     """Reads `data/everyday.jsonl`-style cases (`{"id", "domain", "query", "sentences", "answer", "unrelated"}`,
-    `unrelated` naming another case)."""
+    `unrelated` naming another case).
+
+    Raises:
+        DataError: a missing file, or a row (named by its line number) that is not such a case.
+    """
     import json
 
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    by_id = {row["id"]: row for row in rows}
-    return [
-        AnswerCase(
-            row["id"],
-            row["domain"],
-            row["query"],
-            row["sentences"],
-            row["answer"],
-            by_id[row["unrelated"]]["sentences"],
-        )
-        for row in rows
-    ]
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"answer cases not found: {path}")
+    rows = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            query, sentences, answer = row["query"], row["sentences"], row["answer"]
+            texts = isinstance(sentences, list) and sentences and all(isinstance(x, str) for x in sentences)
+            indices = isinstance(answer, list) and answer and all(
+                isinstance(i, int) and 0 <= i < len(sentences) for i in answer
+            )
+            if not (isinstance(query, str) and texts and indices):
+                raise ValueError("query must be text, sentences a non-empty list of texts, answer a non-empty "
+                                 "list of their indices")
+            fields = (str(row["id"]), str(row["domain"]), query, sentences, answer)
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path}:{number}: not an answer case ({error})") from None
+        rows[fields[0]] = (number, fields, str(row.get("unrelated")))
+    unknown = [f"{path}:{number}: unrelated case {other!r} not in the file"
+               for number, _, other in rows.values() if other not in rows]
+    if unknown:
+        raise DataError(unknown[0])
+    return [AnswerCase(*fields, rows[other][1][3]) for _, fields, other in rows.values()]
 
 
 def answer_case_metrics(cases: list[AnswerCase], slot_scores, document_score=None, threshold: float = 0.5) -> dict:

@@ -18,6 +18,7 @@ from ..runtime import configure
 from .arguments import TrainingArguments
 from .data import load_data
 from .encoder_tuning import EncoderTuningArguments, tune_encoder
+from .evaluation import read_answer_cases
 from .mixture import TrainingSet, parse_mix
 from .trainer import Trainer
 
@@ -54,7 +55,7 @@ def train(recipe: Recipe, facade) -> dict:
 
     Raises:
         ValueError: `tune_encoder` with `init`, a malformed `mix`, or an unknown dataset in `rank_documents`.
-        DataError: a dataset cannot be read.
+        DataError: a dataset or the calibration cases cannot be read.
     """
     if recipe.tune_encoder is not None and recipe.init:
         raise ValueError("tuning the encoder starts a fresh model; it cannot be combined with init")
@@ -66,6 +67,8 @@ def train(recipe: Recipe, facade) -> dict:
     if unknown:
         raise ValueError(f"rank_documents: unknown dataset(s) {unknown}; the datasets are {names}")
     ranking = set(names) if recipe.rank_documents is None else set(recipe.rank_documents)
+    if recipe.training.calibration_cases:
+        read_answer_cases(recipe.training.calibration_cases)  # a bad file fails now, not after training
     validations = [
         load_data(source, recipe.validation_split, recipe.cache_dir) if recipe.validation_split else None
         for source in recipe.data

@@ -34,7 +34,7 @@ from ..pathways.base import CorpusStatistics
 from .arguments import TrainingArguments
 from .calibration import fit_calibration
 from .data import first_queries
-from .evaluation import evaluate, slot_labels
+from .evaluation import evaluate, read_answer_cases, slot_labels
 from .mixture import TrainingSet, selection_score
 
 
@@ -332,8 +332,10 @@ class Trainer:
             best.model.load_state_dict(load_file(self.output / "model.safetensors"))
         splits = [(s.validation, s.index) for s in self.sets if s.validation is not None]
         ranked = [s.name for s in self.sets if s.validation is not None and s.rank_documents]
+        cases = self.args.calibration_cases
         calibration = fit_calibration(
-            best, splits, self.args.calibration_candidates, self.first_stage, ranked, self.args.candidates
+            best, splits, self.args.calibration_candidates, self.first_stage, ranked, self.args.candidates,
+            {Path(cases).stem: read_answer_cases(cases)} if cases else None,
         )
         best.save_pretrained(self.output, save_encoder=self.args.train_encoder)
         (self.output / "calibration.json").write_text(
