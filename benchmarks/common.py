@@ -105,6 +105,15 @@ def save_result(section: str, script: str, data: dict, results_dir: Path = RESUL
     return path
 
 
+def stored_result(section: str, results_dir: Path = RESULTS_DIR) -> dict:
+    """A section's stored figures without their provenance, for a script that adds to them without measuring the rest
+    again; `main_run` keeps the date and command of the run that measured the rest (the first such run's)."""
+    stored = json.loads((results_dir / f"{section}.json").read_text(encoding="utf-8"))
+    result = {k: v for k, v in stored.items() if k not in ("section", "script", *PROVENANCE)}
+    result.setdefault("main_run", {k: stored[k] for k in ("date", "command")})
+    return result
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
