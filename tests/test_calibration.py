@@ -77,12 +77,13 @@ def test_the_shipped_model_keeps_what_it_scores_at_0_5_to_answers_on_everyday_te
         kept_answers += sum(i in case.answer for i in kept)
         kept_others += sum(i not in case.answer for i in kept)
         unrelated += lentil.field(case.query, {"sentences": case.unrelated}).score < ANSWER_THRESHOLD
-    # Regression guards a little under the measured levels (BENCHMARKS.md, calibration transfer: 13 of these
-    # 22 first; what scores 0.5 is an answer 9 times in 10; no unrelated paragraph reaches 0.5), not issue
-    # 31's targets (answer first in 18 of 20 and at least 0.5 in 16), which this model does not reach.
+    # Regression guards a little under the measured levels (13 of these 22 first; 5 answers and nothing else
+    # kept at 0.5; no unrelated paragraph reaches 0.5; the shipped calibration was fitted on these cases among
+    # the others, BENCHMARKS.md "What a score means" judges them held out), not issue 31's targets (answer
+    # first in 18 of 20 and at least 0.5 in 16), which this model does not reach.
     assert len(cases) == 22
     assert first >= 12 and unrelated == 22, (first, unrelated)
-    assert kept_answers >= 2 and kept_others <= kept_answers // 3, (kept_answers, kept_others)
+    assert kept_answers >= 4 and kept_others <= kept_answers // 3, (kept_answers, kept_others)
 
 
 def test_prune_at_0_5_keeps_the_answer_and_drops_an_unrelated_paragraph_whole(lentil):
