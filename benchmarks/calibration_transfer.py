@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.common import DOMAINS, EVERYDAY, fill, markdown_table, stored_result, verdict
-from benchmarks.harness import System, calibrated_probabilities, cosine_scores, dataset, field_scores, index_of, matrix
+from benchmarks.harness import System, calibrated_probabilities, cosine_scores, dataset, index_of, matrix
 from benchmarks.render import publish
 
 SECTION = "calibration-transfer"
@@ -44,31 +44,30 @@ def leave_one_out(per_split: dict) -> dict:
 
 
 def everyday(per_split: dict, table: dict, given: bool) -> dict:
-    """The everyday cases, each judged under scalings fitted on the `val` splits and the other half of the cases
-    (even or odd positions in the file): answer and paragraph at 0.5, unrelated paragraphs below it, the F1 of
-    sentences kept at 0.5 over both paragraphs; and the answer ranked first (no scaling moves it) against the
-    model's own encoder's cosine."""
+    """The everyday cases, each scored under scalings fitted on the `val` splits and the other half of the cases
+    (even or odd positions in the file), then judged as `answer_case_metrics` judges a model; also unrelated
+    paragraphs below 0.5, the F1 of sentences kept at 0.5 over both paragraphs, and the model's own encoder's
+    cosine ranking the answer first."""
     import numpy as np
 
     from spicy_lentil.training.calibration import example_probabilities, fit_scaling, threshold_report
+    from spicy_lentil.training.evaluation import answer_case_metrics, read_answer_cases
 
-    examples = per_split["everyday"]
+    cases, examples = read_answer_cases(EVERYDAY), per_split["everyday"]
     pairs = list(zip(examples[0::2], examples[1::2]))  # (asked, unrelated) per case, in file order
-    measures, slot_p, slot_y = [], [], []
+    scored, slot_p, slot_y = {}, [], []  # (query, sentences) -> (slot probabilities, paragraph probability)
     for half in (0, 1):
         fitted_on = {**{n: per_split[n] for n in DOMAINS}, "everyday": [e for p in pairs[1 - half::2] for e in p]}
         slot, doc = fit_scaling(fitted_on, given)
-        for asked, unrelated in pairs[half::2]:
-            a_slot, a_labels, (a_doc,), _ = example_probabilities([asked], slot, doc, given)
-            u_slot, u_labels, (u_doc,), _ = example_probabilities([unrelated], slot, doc, given)
-            measures.append((a_slot[a_labels == 1].max() >= 0.5, a_doc >= 0.5, u_doc < 0.5, a_doc > u_doc))
-            slot_p += [a_slot, u_slot]
-            slot_y += [a_labels, u_labels]
-    answer, paragraph, unrelated, above = np.mean(measures, axis=0).tolist()
-    return {"cases": len(pairs), "answer_first": table["model"]["everyday"]["answer_first"],
-            "cosine_answer_first": table["cosine"]["everyday"]["answer_first"],
-            "answer_above_threshold": answer, "paragraph_above_threshold": paragraph,
-            "unrelated_below_threshold": unrelated, "above_unrelated": above,
+        for case, pair in zip(cases[half::2], pairs[half::2]):
+            for sentences, example in zip((case.sentences, case.unrelated), pair):
+                probabilities, labels, (paragraph,), _ = example_probabilities([example], slot, doc, given)
+                scored[case.query, tuple(sentences)] = probabilities, paragraph
+                slot_p.append(probabilities)
+                slot_y.append(labels)
+    metrics = answer_case_metrics(cases, lambda q, s: scored[q, tuple(s)][0], lambda q, s: scored[q, tuple(s)][1])
+    return {**metrics, "cosine_answer_first": table["cosine"]["everyday"]["answer_first"],
+            "unrelated_below_threshold": float(np.mean([scored[c.query, tuple(c.unrelated)][1] < 0.5 for c in cases])),
             "slot": threshold_report(np.concatenate(slot_p), np.concatenate(slot_y))}
 
 
@@ -108,8 +107,7 @@ def measure(model: str | None) -> dict:
     lentil = SpicyLentil.from_pretrained(model)
     examples = System(lambda data: calibration_examples(lentil, data, index_of(lentil, data),
                                                         TrainingArguments.calibration_candidates))
-    scored = field_scores(lentil, lambda sentences: {"sentences": list(sentences)})
-    table = matrix({"examples": examples, "model": scored, "cosine": System(sentences=cosine_scores(lentil.encoder))})
+    table = matrix({"examples": examples, "cosine": System(sentences=cosine_scores(lentil.encoder))})
     per_split = {**table["examples"], "everyday": answer_case_examples(lentil, read_answer_cases(EVERYDAY))}
     scifact = dataset("scifact")
     return {

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import SHARED_DATA, contention_text, fill, markdown_table, stored_result, verdict
+from benchmarks.common import REPO_ROOT, SHARED_DATA, contention_text, fill, markdown_table, stored_result, verdict
 from benchmarks.harness import contention_probe
 from benchmarks.render import publish
 
@@ -32,11 +32,16 @@ BUDGET_MINUTES = 90  # the multi-domain issue's limit for training the default e
 
 def recipe(output: Path, cache: Path):
     """`COMMAND` as the recipe it runs (read by the command line's own parser), into `output` with the cache in
-    `cache`; the shared data paths are resolved from the repository root."""
+    `cache`; the shared data paths and the repository's `data/` are resolved from the repository root."""
     from spicy_lentil.frontends.cli import build_parser
     from spicy_lentil.frontends.commands import recipe_from_args
 
-    arguments = [str(SHARED_DATA / Path(a).name) if a.startswith("../shared/") else a for a in COMMAND.split()[1:]]
+    def resolved(argument: str) -> str:
+        if argument.startswith("../shared/"):
+            return str(SHARED_DATA / Path(argument).name)
+        return str(REPO_ROOT / argument) if argument.startswith("data/") else argument
+
+    arguments = [resolved(a) for a in COMMAND.split()[1:]]
     return recipe_from_args(build_parser().parse_args([*arguments, "--output", str(output), "--cache-dir", str(cache)]))
 
 

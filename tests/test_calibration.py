@@ -140,10 +140,14 @@ def test_answer_cases_are_read_or_refused_with_the_line_at_fault(tmp_path):
         (json.dumps({**other, "answer": [1]}), "cases.jsonl:2: not an answer case"),  # no second sentence
         (json.dumps({**other, "sentences": "z."}), "cases.jsonl:2: not an answer case"),
         (json.dumps({k: v for k, v in other.items() if k != "query"}), "cases.jsonl:2: not an answer case"),
+        (json.dumps({**other, "sentences": ["z.", " "]}), "cases.jsonl:2: not an answer case"),  # a blank sentence
+        (json.dumps({**other, "answer": [True]}), "cases.jsonl:2: not an answer case"),
+        (json.dumps({**other, "id": "a"}), "cases.jsonl:2: .*already the case of line 1"),
+        (json.dumps({**other, "unrelated": "b"}), "cases.jsonl:2: .*its own unrelated paragraph"),
         (json.dumps({**other, "unrelated": "c"}), "cases.jsonl:2: unrelated case 'c' not in the file"),
     ):
         path.write_text(json.dumps(good) + "\n" + broken + "\n")
         with pytest.raises(DataError, match=message):
             read_answer_cases(path)
-    with pytest.raises(DataError, match="answer cases not found"):
+    with pytest.raises(DataError, match="answer cases cannot be read"):
         read_answer_cases(tmp_path / "missing.jsonl")

@@ -127,6 +127,9 @@ def test_calibration_keeps_every_ranking(dataset, index):
     )
     after = lentil.rerank_indexed(lentil.encode_query(query), index, docs)
     assert report.document[0] > 0 and report.slot[0] > 0
+    val = load_data(dataset, "val")
+    with pytest.raises(ValueError, match="named like a split"):
+        fit_calibration(lentil, [(val, index)], answer_cases={val.name: cases})
     # The answer cases are fitted on as one more dataset: each case's paragraph and its unrelated one.
     assert report.per_dataset["everyday"]["document"]["examples"] == 12
     assert report.per_dataset["everyday"]["slot"]["examples"] == sum(len(c.sentences) + len(c.unrelated) for c in cases)
@@ -373,6 +376,9 @@ def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path)
     cases.write_text('{"id": "a", "domain": "d", "query": "q", "sentences": ["s"], "answer": [3], "unrelated": "a"}\n')
     with pytest.raises(DataError, match="cases.jsonl:1: not an answer case"):
         train(Recipe([str(dataset)], replace(training, calibration_cases=str(cases))), SpicyLentil)
+    with pytest.raises(ValueError, match="needs a validation split"):
+        train(Recipe([str(dataset)], replace(training, calibration_cases=str(EVERYDAY)), validation_split=None),
+              SpicyLentil)
     assert not (tmp_path / "out").exists()
 
 

@@ -2,9 +2,10 @@
 
 Training leaves the logits' level loosely tied to probability: the listwise losses only fix
 differences, and hard negatives are far rarer among training rows than among the documents a user
-scores. Platt scaling (Platt 1999; fitted on the validation split, as temperature scaling is in
-Guo et al. 2017, "On Calibration of Modern Neural Networks") maps a logit through
-`sigmoid(scale * logit + shift)`, the scale kept positive, so no ranking the scaling reads changes.
+scores. Platt scaling (Platt 1999; fitted on the validation splits and, where given, everyday-style
+answer cases, as temperature scaling is fitted in Guo et al. 2017, "On Calibration of Modern Neural
+Networks") maps a logit through `sigmoid(scale * logit + shift)`, the scale kept positive, so no
+ranking the scaling reads changes.
 
 What a score is a probability of: among the documents a user hands over with a question (the one
 asked of, a related page that does not answer, an unrelated page), a document score is the
@@ -44,7 +45,7 @@ class Calibration:
 
     slot: tuple[float, float]  # (scale, shift) of slot logits
     document: tuple[float, float]  # (scale, shift) of document logits
-    slot_examples: int  # labelled slots of the examples (`calibration_examples`)
+    slot_examples: int  # labelled slots of the examples (`calibration_examples`, `answer_case_examples`)
     document_examples: int  # (query, document) examples
     # expected calibration error of slot scores (identity scalings, fitted ones), mean over datasets
     slot_ece: tuple[float, float]
@@ -259,7 +260,13 @@ def fit_calibration(
         ranking_candidates: first-stage documents reranked per query to fit the trust.
         answer_cases: name -> answer cases (`evaluation.read_answer_cases`), each set fitted on as one more
             dataset: questions over short paragraphs, the text users hand over that no labelled split is.
+
+    Raises:
+        ValueError: answer cases named like one of the splits.
     """
+    clash = sorted(set(answer_cases or {}) & {data.name for data, _ in splits})
+    if clash:
+        raise ValueError(f"answer cases named like a split: {clash}; name them apart")
     model = lentil.model
     ranked_splits = [(data, index) for data, index in splits if data.name in ranked]
     trust = None

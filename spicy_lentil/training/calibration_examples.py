@@ -114,9 +114,16 @@ def score_examples(
 
 
 def answer_case_examples(lentil, cases: list[AnswerCase]) -> list[ScoredExample]:
-    """Raw logits and labels of answer cases (`evaluation.read_answer_cases`): per case its paragraph ("asked",
-    the answering sentences labelled) and its unrelated paragraph ("unrelated"), scored together from their
-    sentences as `fields` scores them."""
+    """Raw logits and labels of answer cases, scored from their sentences as `fields` scores them.
+
+    Args:
+        lentil: the `SpicyLentil` whose raw logits are read.
+        cases: the cases (`evaluation.read_answer_cases`).
+
+    Returns:
+        Per case, in order: its paragraph ("asked", the answering sentences labelled 1), then its unrelated
+        paragraph ("unrelated", every sentence labelled 0).
+    """
     examples = []
     with _raw_scores(lentil.model):
         for case in cases:

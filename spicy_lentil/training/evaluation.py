@@ -250,36 +250,47 @@ def read_answer_cases(path: str | Path) -> list[AnswerCase]:
     `unrelated` naming another case).
 
     Raises:
-        DataError: a missing file, or a row (named by its line number) that is not such a case.
+        DataError: a missing or unreadable file, or a row (named by its line number) that is not such a case: no
+            query or sentence text, answer indices outside the sentences, an id used twice, or an `unrelated` case
+            that is missing or the case itself.
     """
     import json
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"answer cases not found: {path}")
-    rows = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"answer cases cannot be read: {path} ({error})") from None
+    rows: dict[str, tuple[int, tuple, str]] = {}  # id -> (line number, AnswerCase fields but the last, unrelated id)
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
             query, sentences, answer = row["query"], row["sentences"], row["answer"]
-            texts = isinstance(sentences, list) and sentences and all(isinstance(x, str) for x in sentences)
+            texts = isinstance(sentences, list) and sentences and all(_text(x) for x in sentences)
             indices = isinstance(answer, list) and answer and all(
-                isinstance(i, int) and 0 <= i < len(sentences) for i in answer
+                type(i) is int and 0 <= i < len(sentences) for i in answer
             )
-            if not (isinstance(query, str) and texts and indices):
+            if not (_text(query) and texts and indices):
                 raise ValueError("query must be text, sentences a non-empty list of texts, answer a non-empty "
                                  "list of their indices")
-            fields = (str(row["id"]), str(row["domain"]), query, sentences, answer)
+            case_id, domain, unrelated = str(row["id"]), str(row["domain"]), str(row["unrelated"])
+            if case_id in rows:
+                raise ValueError(f"id {case_id!r} is already the case of line {rows[case_id][0]}")
+            if unrelated == case_id:
+                raise ValueError("a case cannot be its own unrelated paragraph")
         except (ValueError, KeyError, TypeError) as error:
             raise DataError(f"{path}:{number}: not an answer case ({error})") from None
-        rows[fields[0]] = (number, fields, str(row.get("unrelated")))
-    unknown = [f"{path}:{number}: unrelated case {other!r} not in the file"
-               for number, _, other in rows.values() if other not in rows]
-    if unknown:
-        raise DataError(unknown[0])
+        rows[case_id] = (number, (case_id, domain, query, sentences, answer), unrelated)
+    for number, _, other in rows.values():
+        if other not in rows:
+            raise DataError(f"{path}:{number}: unrelated case {other!r} not in the file")
     return [AnswerCase(*fields, rows[other][1][3]) for _, fields, other in rows.values()]
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
 
 
 def answer_case_metrics(cases: list[AnswerCase], slot_scores, document_score=None, threshold: float = 0.5) -> dict:

@@ -54,7 +54,8 @@ def train(recipe: Recipe, facade) -> dict:
         The trainer's final state: `best_epoch`, `best` (the validation selection score) and the log.
 
     Raises:
-        ValueError: `tune_encoder` with `init`, a malformed `mix`, or an unknown dataset in `rank_documents`.
+        ValueError: `tune_encoder` with `init`, a malformed `mix`, an unknown dataset in `rank_documents`, or
+            calibration cases without a validation split.
         DataError: a dataset or the calibration cases cannot be read.
     """
     if recipe.tune_encoder is not None and recipe.init:
@@ -68,6 +69,8 @@ def train(recipe: Recipe, facade) -> dict:
         raise ValueError(f"rank_documents: unknown dataset(s) {unknown}; the datasets are {names}")
     ranking = set(names) if recipe.rank_documents is None else set(recipe.rank_documents)
     if recipe.training.calibration_cases:
+        if not recipe.validation_split:
+            raise ValueError("calibration_cases: calibration needs a validation split, and there is none")
         read_answer_cases(recipe.training.calibration_cases)  # a bad file fails now, not after training
     validations = [
         load_data(source, recipe.validation_split, recipe.cache_dir) if recipe.validation_split else None

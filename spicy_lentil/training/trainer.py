@@ -322,7 +322,8 @@ class Trainer:
         return metrics
 
     def _calibrate_best(self) -> None:
-        """Fits Platt scaling of the kept (best) model on the validation splits and saves it in place."""
+        """Fits Platt scaling of the kept (best) model on the validation splits (and the answer cases of
+        `calibration_cases`) and saves it in place."""
         # The facade's own class: training sits below the front ends and never imports them.
         facade = type(self.lentil)
         if self.args.train_encoder:
