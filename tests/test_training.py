@@ -297,6 +297,25 @@ def test_pairs_file_becomes_a_dataset(tmp_path):
     assert data.corpus_path.is_file()
 
 
+def test_a_pairs_file_with_a_split_column_gives_each_split_its_own_queries_over_one_corpus(tmp_path):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "query,text,label,split\n"
+        "what lowers cholesterol,Statins lower LDL cholesterol.,1,train\n"
+        "what lowers cholesterol,Salt raises blood pressure.,0,train\n"
+        "what raises blood pressure,Salt raises blood pressure.,1,val\n"
+        "what raises blood pressure,Tea contains caffeine.,0,val\n"
+    )
+    train, val = (load_data(pairs, split, cache_dir=tmp_path / "cache") for split in ("train", "val"))
+    assert list(train.queries.values()) == ["what lowers cholesterol"]
+    assert list(val.queries.values()) == ["what raises blood pressure"]
+    assert train.corpus == val.corpus and len(val.corpus) == 3  # one corpus, one index, for every split
+    salt = next(k for k, d in val.corpus.items() if "Salt" in d["text"])
+    assert list(val.qrels.values())[0][salt] == 1 and list(train.qrels.values())[0][salt] == 0
+    with pytest.raises(DataError, match=r"no row of split 'test'; its splits are \['train', 'val'\]"):
+        load_data(pairs, "test", cache_dir=tmp_path / "cache")
+
+
 def test_eval_command_writes_metrics_and_trec_runs(dataset, tmp_path, capsys):
     from spicy_lentil.frontends.cli import main
     from spicy_lentil.training.evaluation import ranking_metrics, read_run

@@ -8,7 +8,8 @@ Three sources, one result (`RelevanceData`):
   the rationale sentences, 0-based indices into the document's `sentences`; and, optionally,
   `unanswerable/<split>.tsv` (`query-id`, `corpus-id`): questions whose document holds no answer;
 * a local pairs file, `.jsonl`, `.csv` or `.parquet`, one row per (query, document) with columns
-  `query`, `text`, `label` (1 relevant, 0 not) and optional `query_id`, `doc_id`, `title`;
+  `query`, `text`, `label` (1 relevant, 0 not) and optional `query_id`, `doc_id`, `title` and `split`
+  (a split's queries are its rows'; the corpus is every row's document, so all splits rank one corpus);
 * a Hugging Face hub name in the BEIR convention (`<name>` with configs `corpus` and `queries`,
   `<name>-qrels` with the split), when the machine is online.
 """
@@ -145,18 +146,24 @@ def _load_beir(folder: Path, split: str) -> RelevanceData:
 def _load_pairs(path: Path, split: str, cache_dir: Path) -> RelevanceData:
     kind = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}[path.suffix]
     table = _dataset(kind, path, ["query", "text", "label"])
+    has_splits = "split" in table.column_names
+    if has_splits and split not in set(table["split"]):
+        raise DataError(f"{path}: no row of split {split!r}; its splits are {sorted(set(map(str, table['split'])))}")
     corpus, queries, qrels = {}, {}, {}
     for row in table:
         text = row["text"]
         doc_id = str(row.get("doc_id") or hashlib.sha1(text.encode("utf-8")).hexdigest()[:16])
-        query_id = str(row.get("query_id") or hashlib.sha1(row["query"].encode("utf-8")).hexdigest()[:16])
         corpus[doc_id] = {"_id": doc_id, "title": row.get("title") or None, "text": text}
+        if has_splits and row["split"] != split:
+            continue
+        query_id = str(row.get("query_id") or hashlib.sha1(row["query"].encode("utf-8")).hexdigest()[:16])
         queries[query_id] = row["query"]
         judged = qrels.setdefault(query_id, {})
         judged[doc_id] = max(judged.get(doc_id, 0), int(row["label"]))
     qrels = {q: docs for q, docs in qrels.items() if any(v > 0 for v in docs.values())}
     if not qrels:
-        raise DataError(f"{path}: no row has label > 0, so there is nothing to rank")
+        raise DataError(f"{path}: no row{f' of split {split!r}' if has_splits else ''} has label > 0, "
+                        "so there is nothing to rank")
     corpus_path = _write_corpus(corpus, cache_dir / f"pairs-{path.stem}")
     return RelevanceData(path.stem, split, corpus_path, corpus, {q: queries[q] for q in qrels}, qrels)
 
