@@ -395,6 +395,10 @@ def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path)
     cases.write_text('{"id": "a", "domain": "d", "query": "q", "sentences": ["s"], "answer": [3], "unrelated": "a"}\n')
     with pytest.raises(DataError, match="cases.jsonl:1: not an answer case"):
         train(Recipe([str(dataset)], replace(training, calibration_cases=str(cases))), SpicyLentil)
+    clashing = tmp_path / f"{load_data(dataset, 'train').name}.jsonl"
+    clashing.write_text(EVERYDAY.read_text(encoding="utf-8"))
+    with pytest.raises(ValueError, match="named like a dataset"):
+        train(Recipe([str(dataset)], replace(training, calibration_cases=str(clashing))), SpicyLentil)
     with pytest.raises(ValueError, match="needs a validation split"):
         train(Recipe([str(dataset)], replace(training, calibration_cases=str(EVERYDAY)), validation_split=None),
               SpicyLentil)

@@ -55,7 +55,7 @@ def train(recipe: Recipe, facade) -> dict:
 
     Raises:
         ValueError: `tune_encoder` with `init`, a malformed `mix`, an unknown dataset in `rank_documents`, or
-            calibration cases without a validation split.
+            calibration cases without a validation split or named like a dataset.
         DataError: a dataset or the calibration cases cannot be read.
     """
     if recipe.tune_encoder is not None and recipe.init:
@@ -71,6 +71,8 @@ def train(recipe: Recipe, facade) -> dict:
     if recipe.training.calibration_cases:
         if not recipe.validation_split:
             raise ValueError("calibration_cases: calibration needs a validation split, and there is none")
+        if Path(recipe.training.calibration_cases).stem in names:  # the trainer names the cases by their file
+            raise ValueError(f"calibration_cases: {recipe.training.calibration_cases} is named like a dataset")
         read_answer_cases(recipe.training.calibration_cases)  # a bad file fails now, not after training
     validations = [
         load_data(source, recipe.validation_split, recipe.cache_dir) if recipe.validation_split else None
