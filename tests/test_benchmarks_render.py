@@ -21,7 +21,6 @@ from benchmarks.common import save_result
 REPO = Path(__file__).resolve().parent.parent
 SECTION = re.compile(r"<!-- BEGIN (\S+) -->\n(.*?)\n<!-- END \1 -->", re.DOTALL)
 HELPERS = {"common", "harness", "render"}  # the scripts' shared code
-NO_SECTION = {"train_bi_encoder"}  # prepares the baseline that scifact_eval measures; measures nothing itself
 SCRIPTS = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in HELPERS)
 RESULTS = render.load_results()
 SYS_PATH_EDIT = re.compile(r"sys\.path\.(insert|append|extend)|sys\.path\s*\+?=")
@@ -80,9 +79,8 @@ def test_script_has_main_and_render_and_no_sys_path_edit(name):
     module = importlib.import_module(f"benchmarks.{name}")
     assert callable(module.main)
     assert not SYS_PATH_EDIT.search(Path(module.__file__).read_text(encoding="utf-8"))
-    if name not in NO_SECTION:
-        assert callable(module.render)
-        assert any(result["script"] == module.__name__ for result in RESULTS.values()), f"{name} has no results file"
+    assert callable(module.render)
+    assert any(result["script"] == module.__name__ for result in RESULTS.values()), f"{name} has no results file"
 
 
 def test_importing_every_script_loads_no_measuring_library():
