@@ -34,7 +34,8 @@ def corpus(path: Path) -> Path:
 
 def run(name: str, source: Path, out: Path) -> tuple[float, float]:
     """Wall seconds of one job (model loads included) and the driver's CPU seconds."""
-    from spicy_lentil import SpicyLentil, distributed
+    from spicy_lentil import SpicyLentil
+    from spicy_lentil.frontends import distributed
     from spicy_lentil.frontends.jobs import score_job
     from spicy_lentil.io import Rejects, read_documents
 

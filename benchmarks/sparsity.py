@@ -169,63 +169,43 @@ def routing(model, query_encodings: list) -> list[list[str]]:
     return [[model.pathway_names[j] for j in row] for row in selected.tolist()]
 
 
-def time_claims(model, lentil, inputs, chosen: list[int], selections, repeats: int,
-                budget_s: float) -> tuple[list[dict], list[int]]:
-    """Times the chosen claims in turn while the budget lasts; returns their rows and the claims left untimed."""
+def time_claims(model, lentil, inputs, chosen: list[int], selections, repeats: int) -> list[dict]:
+    """Times the chosen claims in turn: each claim's row."""
     import torch
 
     names, n_pathways = model.pathway_names, len(model.pathway_names)
     with torch.inference_mode():  # warm-up: one batch at each k, twice
         for k in (4, n_pathways) * 2:
             model(inputs.batches[0], k=k)
-    timing_start, per_query = time.perf_counter(), []
+    per_query = []
     for number, index in enumerate(chosen):
-        expected = statistics.mean(r["seconds"] for r in per_query) if per_query else 0.0
-        if per_query and time.perf_counter() - timing_start + expected > budget_s:
-            log(f"time budget ({budget_s:.0f} s) spent after {len(per_query)} claims; "
-                f"{len(chosen) - number} left untimed")
-            return per_query, chosen[number:]
         query = inputs.queries[index]
         batches = for_query(lentil, inputs.batches, inputs.query_encodings[index], inputs.slot_encodings[0])
-        t0 = time.perf_counter()
         k4, k9, parts = time_query(model, batches, repeats, n_pathways)
         core = {k: sum(v for name, v in parts[k].items() if name in names or name == "null point") for k in parts}
-        per_query.append({"index": index, "id": query["_id"], "text": query["text"], "active": selections[index],
-                          "k4": k4, "k9": k9, "ratio": k4 / k9, "parts": parts,
-                          "core_ratio": core[4] / core[n_pathways], "seconds": time.perf_counter() - t0})
+        per_query.append({"id": query["_id"], "text": query["text"], "active": selections[index], "k4": k4, "k9": k9,
+                          "ratio": k4 / k9, "parts": parts, "core_ratio": core[4] / core[n_pathways]})
         log(f"claim {number + 1}/{len(chosen)} [{query['_id']}]: k=4 {k4:.1f} s, k=9 {k9:.1f} s, ratio {k4 / k9:.3f}; "
             f"pathways + null point only {per_query[-1]['core_ratio']:.3f}; active {', '.join(selections[index])}")
-    return per_query, []
+    return per_query
 
 
-def summarise(per_query: list[dict], untimed: list[int], selections, names: list[str], queries: list[dict]) -> dict:
-    """The verdict's ratios, where the time goes (medians over the timed claims), and each claim's predicted ratio."""
+def summarise(per_query: list[dict], selections, names: list[str]) -> dict:
+    """The verdict's ratios and where the time goes (medians over the timed claims)."""
     n_pathways = len(names)
-    all_parts9 = [r["parts"][n_pathways] for r in per_query]
-    all_parts4 = [r["parts"][4] for r in per_query]
     # Per pathway at k=9: all of them ran on the full batches.
-    pathway_s = {n: statistics.median(p[n] for p in all_parts9) for n in names}
+    pathway_s = {n: statistics.median(r["parts"][n_pathways][n] for r in per_query) for n in names}
     pathway_total = sum(pathway_s.values())
-    other9 = {key: statistics.median(p.get(key, 0.0) for p in all_parts9) for key in OTHER_PARTS}
-    other4 = {key: statistics.median(p.get(key, 0.0) for p in all_parts4) for key in OTHER_PARTS}
-
-    def predicted(active):  # its four pathways' k=9 times plus the k=4 remainder, against the k=9 whole
-        return (sum(pathway_s[n] for n in active) + sum(other4.values())) / (pathway_total + sum(other9.values()))
-
-    predictions = [predicted(s) for s in selections]
     return {
         "all_claims": len(selections),
         "claims": [{key: r[key] for key in ("id", "text", "active", "k4", "k9", "ratio", "core_ratio")}
-                   | {"predicted": predicted(r["active"])} for r in per_query],
-        "untimed": [{"id": queries[i]["_id"], "text": queries[i]["text"], "active": selections[i],
-                     "predicted": predicted(selections[i])} for i in untimed],
+                   for r in per_query],
         "median_ratio": statistics.median(r["ratio"] for r in per_query),
-        "predicted": {"median": statistics.median(predictions),
-                      "share_within_threshold": sum(p <= THRESHOLD for p in predictions) / len(predictions)},
         "pathways": [{"pathway": n, "seconds": pathway_s[n], "share": pathway_s[n] / pathway_total,
                       "routed_to": sum(n in s for s in selections) / len(selections)}
                      for n in sorted(names, key=lambda n: -pathway_s[n])],
-        "other_parts": [{"part": key, "k4": other4[key], "k9": other9[key]} for key in OTHER_PARTS],
+        "other_parts": [{"part": key, **{f"k{k}": statistics.median(r["parts"][k].get(key, 0.0) for r in per_query)
+                                          for k in (4, n_pathways)}} for key in OTHER_PARTS],
         "k9_median": statistics.median(r["k9"] for r in per_query),
     }
 
@@ -236,19 +216,16 @@ def render(result: dict) -> str:
     def claim(r: dict) -> str:
         return f"`{r['id']}` {r['text'] if len(r['text']) <= 55 else r['text'][:54] + '…'}"
     rows = [[claim(r), ", ".join(r["active"]), f"{r['k4']:.1f}", f"{r['k9']:.1f}", f"**{r['ratio']:.3f}**",
-             f"{r['core_ratio']:.3f}", f"{r['predicted']:.3f}"] for r in claims]
-    rows += [[claim(r), ", ".join(r["active"]), "not timed (budget)", "", "", "", f"{r['predicted']:.3f}"]
-             for r in result["untimed"]]
+             f"{r['core_ratio']:.3f}"] for r in claims]
     costs = [[r["pathway"], f"{r['seconds']:.2f}", f"{100 * r['share']:.0f}%", f"{r['routed_to']:.0%}"]
              for r in result["pathways"]]
     costs += [[f"*{r['part']}*", f"k=4: {r['k4']:.2f} · k=9: {r['k9']:.2f}", "", ""] for r in result["other_parts"]]
     return fill(
         SECTION, **result, threshold=THRESHOLD, claims_timed=len(claims), plural="s" if len(claims) > 1 else "",
-        ok=verdict(result["median_ratio"] <= THRESHOLD), low=min(ratios), high=max(ratios),
-        within=100 * result["predicted"]["share_within_threshold"], batch_docs=BATCH_DOCS,
+        ok=verdict(result["median_ratio"] <= THRESHOLD), low=min(ratios), high=max(ratios), batch_docs=BATCH_DOCS,
         machine_load=machine_load_line(result["probe_before"], result["probe_after"]),
         table=markdown_table(["claim", "active pathways at k=4 (highest weight first)", "k=4 s", "k=9 s", "ratio",
-                              "pathways + null point only", "predicted"], rows),
+                              "pathways + null point only"], rows),
         costs=markdown_table(["module", "s per 10,000 slots", "share of the nine pathways", "routed to"], costs))
 
 
@@ -256,8 +233,6 @@ def main() -> None:
     parser = timing_parser(__doc__, THREADS)
     parser.add_argument("--queries", type=int, default=8, help="SciFact claims to time, evenly spaced in queries.jsonl")
     parser.add_argument("--repeats", type=int, default=1, help="k=4/k=9 repeats per batch (median per batch)")
-    parser.add_argument("--budget-s", type=float, default=280.0, help="seconds of timing; the next claim is started "
-                        "only if it is expected to fit (the first always runs)")
     args = parser.parse_args()
     with timing_run(args.threads) as load:
         from spicy_lentil.frontends.engine import SpicyLentil
@@ -267,12 +242,11 @@ def main() -> None:
         inputs = prepare(lentil, args.data)
         selections = routing(model, inputs.query_encodings)
         step = max(1, len(inputs.queries) // args.queries)
-        timed, untimed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections,
-                                     args.repeats, args.budget_s)
-        summary = summarise(timed, untimed, selections, model.pathway_names, inputs.queries)
+        timed = time_claims(model, lentil, inputs, [i * step for i in range(args.queries)], selections, args.repeats)
+        summary = summarise(timed, selections, model.pathway_names)
         log(f"median ratio over {len(timed)} claims: {summary['median_ratio']:.3f} (limit {THRESHOLD})")
     publish(SECTION, __spec__.name, {**inputs.figures, "threads": args.threads, "repeats": args.repeats,
-                                     "queries_listed": args.queries, "budget_s": args.budget_s, **load, **summary},
+                                     "queries_listed": args.queries, **load, **summary},
             write=not args.no_write)
 
 
