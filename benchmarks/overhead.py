@@ -22,7 +22,7 @@ THRESHOLD = 1.15
 NUM_DOCS = 200
 ENCODE_BATCH = 64  # the baseline's batch size, and `Encoder.encode`'s default
 PIECES = {  # the breakdown's rows: the label of each piece of a `fields` run
-    "slotting": "slotting (`slotter.split`, {documents} documents)",
+    "slotting": "slotting (`Scorer.split`: the corpus's own sentences where they match, {documents} documents)",
     "encode:slots": "encoding slots (`encoder.encode`, {slots} texts)",
     "encode:titles": "encoding titles (`encoder.encode`, {titles} texts)",
     "encode:query": "encoding the query (1 text)",
@@ -43,7 +43,7 @@ def timed_pieces(lentil, titles: set[str], query: str, texts: dict[str, int]):
         kind = "query" if list(batch) == [query] else "titles" if batch and all(t in titles for t in batch) else "slots"
         texts[kind] += len(batch)
         return f"encode:{kind}"
-    return timed_parts({"slotting": (lentil.slotter, "split"), "encode": (lentil.encoder, "encode"),
+    return timed_parts({"slotting": (lentil.scorer, "split"), "encode": (lentil.encoder, "encode"),
                         "network": (lentil.encoder.model, "forward"), "collate": (scoring, "collate"),
                         "model": (lentil.model, "forward"), "scoring": (lentil.scorer, "score")}, key)
 
@@ -124,13 +124,14 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=NUM_DOCS)
     args = parser.parse_args()
     with timing_run(args.threads) as load:
+        from spicy_lentil.corpus.builder import document_slots
         from spicy_lentil.frontends.engine import SpicyLentil
         from spicy_lentil.runtime import batch_workers
 
         lentil = SpicyLentil.from_pretrained()
         documents = read_jsonl(args.data / "corpus.jsonl", args.docs)
         query = read_jsonl(args.data / "queries.jsonl", 1)[0]["text"]
-        slot_texts = [s.text for doc in documents for s in lentil.slotter.split(doc["text"])[0]]
+        slot_texts = [s.text for doc in documents for s in document_slots(lentil.slotter, doc)[0]]
         titles = {doc["title"] for doc in documents if doc.get("title")}
         log(f"{len(documents)} abstracts, {len(slot_texts)} slots, {len(titles)} titles; query: {query!r}")
         result = summarise(time_runs(lentil, query, documents, slot_texts, titles, args.repeats))
