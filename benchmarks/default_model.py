@@ -15,8 +15,18 @@ import shlex
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
-from benchmarks.common import REPO_ROOT, SHARED_DATA, contention_text, fill, markdown_table, stored_result, verdict
+from benchmarks.common import (
+    DOMAINS,
+    REPO_ROOT,
+    SHARED_DATA,
+    contention_text,
+    fill,
+    markdown_table,
+    stored_result,
+    verdict,
+)
 from benchmarks.harness import contention_probe
 from benchmarks.render import publish
 
@@ -30,19 +40,24 @@ HEADS = ("document", "slot")
 BUDGET_MINUTES = 90  # the multi-domain issue's limit for training the default end to end on 2 cores
 
 
-def recipe(output: Path, cache: Path):
+def recipe(output: Path, cache: Path, datasets: Sequence[str] = DOMAINS, flags: Sequence[str] = ()):
     """`COMMAND` as the recipe it runs (read by the command line's own parser), into `output` with the cache in
-    `cache`; the shared data paths and the repository's `data/` are resolved from the repository root."""
+    `cache`; the shared data paths and the repository's `data/` are resolved from the repository root. With
+    `datasets`, it trains on those shared datasets instead (SciFact's corpus ranking only where SciFact is one of
+    them), and `flags` are appended to the command's (a later flag wins)."""
     from spicy_lentil.frontends.cli import build_parser
     from spicy_lentil.frontends.commands import recipe_from_args
 
     def resolved(argument: str) -> str:
-        if argument.startswith("../shared/"):
-            return str(SHARED_DATA / Path(argument).name)
         return str(REPO_ROOT / argument) if argument.startswith("data/") else argument
 
-    arguments = [resolved(a) for a in COMMAND.split()[1:]]
-    return recipe_from_args(build_parser().parse_args([*arguments, "--output", str(output), "--cache-dir", str(cache)]))
+    arguments = [a for a in COMMAND.split()[1:] if not a.startswith("../shared/")]
+    if "scifact" not in datasets:
+        at = arguments.index("--rank-documents")
+        del arguments[at: at + 2]
+    arguments[1:1] = [str(SHARED_DATA / name) for name in datasets]
+    return recipe_from_args(build_parser().parse_args(
+        [*map(resolved, arguments), *flags, "--output", str(output), "--cache-dir", str(cache)]))
 
 
 def largest_difference(path: Path, shipped: Path) -> float | None:

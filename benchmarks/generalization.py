@@ -1,11 +1,13 @@
 """The generalization report: every system on every dataset's `val` and on the everyday set, in one matrix.
 
-    .venv/bin/python -m benchmarks.generalization --model NAME=DIR:TRAINED[+TRAINED...] [--model ...]
+    .venv/bin/python -m benchmarks.generalization --model NAME=DIR:TRAINED[+TRAINED...][:FLAG,...] [--model ...]
 
 Rows: BM25, MiniLM cosine, the fused first stage, the sentence bi-encoder (MiniLM tuned by the probe recipe), the tuned
 encoder of `--encoder-of` by cosine alone, and each `--model` (TRAINED: the datasets it was trained on, so its cells
-on the others are marked). Each row is kept in `cache/generalization/`, so that a rerun after adding a model computes
-only the new row (`--fresh` recomputes everything).
+on the others are marked). A `--model` folder that holds no model is trained first, by the shipped default's recipe
+(`default_model.recipe`) on TRAINED with the FLAGs added (`--tune-negatives=mined`, say). Each row is kept in
+`cache/generalization/`, so that a rerun after adding a model computes only the new row (`--fresh` recomputes
+everything).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import dataclasses
 import json
 import statistics
 from datetime import datetime, timezone
+from pathlib import Path
 
-from benchmarks.common import CACHE_DIR, DOMAINS, fill, markdown_table
+from benchmarks.common import CACHE_DIR, DOMAINS, fill, log, markdown_table
+from benchmarks.default_model import recipe
 from benchmarks.harness import (
     System,
     calibrated_probabilities,
@@ -171,14 +175,21 @@ def main() -> None:
     parser.add_argument("--sweep-queries", type=int, default=150)
     parser.add_argument("--fresh", action="store_true", help="recompute every row")
     args = parser.parse_args()
-    trained, folders = {}, {}
-    for spec in args.model:
-        name, _, rest = spec.partition("=")
-        folder, _, datasets = rest.partition(":")
-        folders[name], trained[name] = folder, set(filter(None, datasets.split("+")))
     from spicy_lentil import SpicyLentil
     from spicy_lentil.network.config import BUNDLED_ENCODER
     from spicy_lentil.training.baselines import SentenceBiEncoder
+    from spicy_lentil.training.recipe import train
+
+    trained, folders = {}, {}
+    for spec in args.model:
+        name, _, rest = spec.partition("=")
+        folder, _, rest = rest.partition(":")
+        datasets, _, flags = rest.partition(":")
+        folders[name], trained[name] = folder, set(filter(None, datasets.split("+")))
+        if not (Path(folder) / "config.json").is_file():
+            log(f"{folder} holds no model: training {name} on {datasets} by the default's recipe")
+            train(recipe(Path(folder), CACHE_DIR, sorted(trained[name]), list(filter(None, flags.split(",")))),
+                  SpicyLentil)
 
     def cosine_row(encoder) -> dict:
         return matrix({"cosine": cosine(encoder)})["cosine"]

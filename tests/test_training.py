@@ -381,6 +381,23 @@ def test_the_train_command_runs_the_recipe_its_flags_describe():
     assert flagged.rank_documents == ["a", "b"] and flagged.validation_split is None
 
 
+def test_the_published_default_recipe_narrowed_to_some_datasets_keeps_every_other_flag(tmp_path):
+    """What the generalization benchmark trains a missing model with: the default's command on other datasets."""
+    from benchmarks.common import DOMAINS, REPO_ROOT, SHARED_DATA
+    from benchmarks.default_model import recipe
+    from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
+
+    default = recipe(tmp_path / "out", tmp_path / "cache")
+    assert default.data == [str(SHARED_DATA / name) for name in DOMAINS] and default.rank_documents == ["scifact"]
+    assert default.training.calibration_cases == str(REPO_ROOT / "data" / "everyday.jsonl")
+    narrowed = recipe(tmp_path / "out", tmp_path / "cache", ["wikiqa", "selqa"], ["--tune-negatives=mined"])
+    assert narrowed.data == [str(SHARED_DATA / "wikiqa"), str(SHARED_DATA / "selqa")]
+    assert narrowed.rank_documents is None  # SciFact's corpus ranking only where SciFact is trained on
+    assert narrowed.tune_encoder == EncoderTuningArguments(negatives="mined")
+    assert narrowed.training == default.training and narrowed.model == default.model
+    assert (narrowed.training.output, narrowed.cache_dir) == (str(tmp_path / "out"), str(tmp_path / "cache"))
+
+
 def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path):
     from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
