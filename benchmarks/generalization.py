@@ -188,8 +188,8 @@ def main() -> None:
         folders[name], trained[name] = folder, set(filter(None, datasets.split("+")))
         if not (Path(folder) / "config.json").is_file():
             log(f"{folder} holds no model: training {name} on {datasets} by the default's recipe")
-            train(recipe(Path(folder), CACHE_DIR, sorted(trained[name]), list(filter(None, flags.split(",")))),
-                  SpicyLentil)
+            datasets_in_order = [n for n in DOMAINS if n in trained[name]] + sorted(trained[name] - set(DOMAINS))
+            train(recipe(Path(folder), CACHE_DIR, datasets_in_order, list(filter(None, flags.split(",")))), SpicyLentil)
 
     def cosine_row(encoder) -> dict:
         return matrix({"cosine": cosine(encoder)})["cosine"]
