@@ -5,7 +5,7 @@
 Per batch k = 4 and k = 9 run back to back, the order flipped from batch to batch (ABBA): interleaving at the batch
 level (about a second apart) cancels the drift of a shared machine far better than alternating whole passes would.
 The section (`templates/sparsity.md`) states the protocol. The slots are encoded once and cached in
-`cache/benchmarks/` (the first run spends ~10 minutes on a busy 2-core machine encoding them).
+`cache/benchmarks/` (only the first run encodes them).
 """
 from __future__ import annotations
 
