@@ -1,8 +1,9 @@
-"""Batch scoring at scale: index throughput, search latency, memory and scaling, each measured in one run.
+"""Batch scoring at scale: search latency, and the memory and scaling of streaming score jobs.
 
-    .venv/bin/python -m benchmarks.batch [--only index|search|memory|scaling]
+    .venv/bin/python -m benchmarks.batch [--only search|memory|scaling]
 
-Sections: `batch-index`, `batch-search`, and `batch-memory` with `batch-scaling` (one set of score jobs gives both).
+Sections: `batch-search`, and `batch-memory` with `batch-scaling` (one set of score jobs gives both). What an index
+build costs is in `index_cost`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,18 +19,16 @@ from functools import partial
 from pathlib import Path
 from statistics import median
 
-from benchmarks.common import REPO_ROOT, SCIFACT_DIR, fill, markdown_table, verdict
+from benchmarks.common import REPO_ROOT, fill, markdown_table, verdict
 from benchmarks.harness import Times, alternate, dataset, index_of, machine_speed
 from benchmarks.render import publish
 
-INDEX_DOCUMENTS = 1000
 ON_THE_FLY_QUERIES = 5
 WARM_UP_QUERIES = 3
 IDLE_PAUSE = 1.0  # seconds before each search of the idle row
 SEARCH_BLOCKS = 4  # blocks of the 30 claims per setting, the settings' order reversed every other block
 SCORE_SIZES = [1000, 2000, 5000, 20000]
 TOPICS = ["river", "engine", "protein", "market", "poem", "glacier", "vaccine", "compiler", "harvest", "orbit"]
-TARGET_INDEX_RATIO = 0.9
 TARGET_SEARCH_MS = 150
 TARGET_MEMORY_RATIO = 1.2
 SEARCH_PATHS = {  # the rows of the search table, by the key of their timings
@@ -40,35 +38,6 @@ SEARCH_PATHS = {  # the rows of the search table, by the key of their timings
     "idle": "search with the index, the default, each search after {idle:.0f} s idle",
     "on_the_fly": "rerank, encoding on the fly",
 }
-
-
-def bench_index(lentil) -> dict:
-    """`build_index` of the first SciFact abstracts against sentence-transformers encoding their slots alone."""
-    from spicy_lentil.corpus.builder import build_index, document_slots
-    from spicy_lentil.runtime import configure
-
-    corpus = Path(tempfile.mkdtemp()) / f"first{INDEX_DOCUMENTS}.jsonl"
-    with open(SCIFACT_DIR / "corpus.jsonl", encoding="utf-8") as src:
-        corpus.write_text("".join(line for _, line in zip(range(INDEX_DOCUMENTS), src)), encoding="utf-8")
-    docs = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()]
-    slot_texts = [s.text for d in docs for s in document_slots(lentil.slotter, d)[0]]
-    out = corpus.parent / "index"
-
-    def build() -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        build_index(corpus, out, lentil.encoder, lentil.slotter, show_progress_bar=False)
-
-    def encode_alone() -> None:
-        configure(parallel_batches=False)  # sentence-transformers' own way: intra-op threads on every core
-        try:
-            lentil.encoder.model.encode(slot_texts, batch_size=64)
-        finally:
-            configure()
-
-    times = alternate({"index": build, "encode": encode_alone}, repeats=2, warmup=0, flip=False)
-    return {"slots": len(slot_texts), "ratio": median(times["encode"]) / median(times["index"]),
-            "runs": [{"run": name, "median_s": median(t), "runs_s": t, "docs_per_s": len(docs) / median(t)}
-                     for name, t in times.items()]}
 
 
 def bench_search(lentil) -> dict:
@@ -171,12 +140,7 @@ def bench_memory_and_scaling(sizes: list[int]) -> tuple[dict, dict]:
 
 def render(result: dict) -> str:
     section = result["section"]
-    if section == "batch-index":
-        values = {"documents": INDEX_DOCUMENTS, "ok": verdict(result["ratio"] >= TARGET_INDEX_RATIO),
-                  "table": markdown_table(["run", "median s", "runs s", "docs/s"], [
-                      [r["run"], f"{r['median_s']:.1f}", " / ".join(f"{x:.1f}" for x in r["runs_s"]),
-                       f"{r['docs_per_s']:.2f}"] for r in result["runs"]])}
-    elif section == "batch-search":
+    if section == "batch-search":
         paths = result["paths"]
         values = {"warm_up": WARM_UP_QUERIES, "blocks": SEARCH_BLOCKS, "on_the_fly": ON_THE_FLY_QUERIES,
                   "ok": verdict(paths["default"]["median_ms"] <= TARGET_SEARCH_MS),
@@ -198,12 +162,10 @@ def main() -> None:
     from spicy_lentil.runtime import configure
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("index", "search", "memory", "scaling"), default=None)
+    parser.add_argument("--only", choices=("search", "memory", "scaling"), default=None)
     args = parser.parse_args()
     configure()  # as the `spicy-lentil` command does
     lentil = SpicyLentil.from_pretrained()
-    if args.only in (None, "index"):
-        publish("batch-index", __spec__.name, bench_index(lentil))
     if args.only in (None, "search"):
         publish("batch-search", __spec__.name, bench_search(lentil))
     if args.only in (None, "memory", "scaling"):

@@ -198,8 +198,7 @@ class Encoder:
         missing = [t for t in dict.fromkeys(texts) if t not in cached]
         fresh: dict[str, Encoding] = {}
         # sentence-transformers batches texts by character count; batching by token count pads far
-        # less where characters and tokens disagree (numbers and symbols split into many tokens): fewer padded
-        # positions per batch (BENCHMARKS.md, "Index build throughput").
+        # less where characters and tokens disagree (numbers and symbols split into many tokens).
         order = list(range(len(missing)))
         if len(missing) > batch_size:  # one batch (a query, say) gains nothing from sorting: skip tokenizing twice
             order.sort(key=self.count_tokens(missing).__getitem__)
