@@ -6,9 +6,8 @@ index under a model's encoder; `cosine` and `field_scores` make the systems seve
 
 Timing: `Times` gathers wall seconds per key (`with times(key): ...`), so that medians, ratios and percentiles come
 from one run; `alternate` times conditions in turn after a warm-up (A B | B A | ..., or A B | A B | ...), so that
-the drift of a shared machine hits them alike; `timed_parts` adds up the seconds spent inside chosen functions (a
-pipeline's pieces, a network's modules) while a block runs. (`torch.utils.benchmark.Timer` times one statement in
-blocks and alternates nothing, which is none of the scripts' protocols.) The timing scripts parse with `timing_parser`
+the drift of a shared machine hits them alike. (`torch.utils.benchmark.Timer` times one statement in blocks and
+alternates nothing, which is none of the scripts' protocols.) The timing scripts parse with `timing_parser`
 and run inside `timing_run`, which reads the machine's load before and after.
 """
 
@@ -17,9 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import threading
 import time
-from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,40 +163,6 @@ def alternate(conditions: dict[str, Callable[[], object]], repeats: int, warmup:
             with times(name):
                 conditions[name]()
     return times
-
-
-@contextmanager
-def timed_parts(parts: dict[str, tuple[object, str]], key: Callable[[str, tuple], object] | None = None):
-    """While the block runs, wraps `getattr(owner, attribute)` of every `part: (owner, attribute)` with a timer (a
-    torch module's `forward` included): yields the seconds spent inside each and its calls, {key: float} and
-    {key: int}, keyed by the part or by `key(part, args)`. Calls from several threads add up; each wrapper costs
-    microseconds. The attributes are put back after (an instance's own removed, so its class's shows again)."""
-    seconds, calls, lock = defaultdict(float), defaultdict(int), threading.Lock()
-    saved = {part: (owner, attribute, getattr(owner, attribute), attribute in getattr(owner, "__dict__", {}))
-             for part, (owner, attribute) in parts.items()}
-
-    def timer(part, fn):
-        def wrapper(*args, **kwargs):
-            name = part if key is None else key(part, args)
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                with lock:
-                    seconds[name] += time.perf_counter() - start
-                    calls[name] += 1
-        return wrapper
-
-    for part, (owner, attribute, fn, _) in saved.items():
-        setattr(owner, attribute, timer(part, fn))
-    try:
-        yield seconds, calls
-    finally:
-        for owner, attribute, fn, own in saved.values():
-            if own:
-                setattr(owner, attribute, fn)
-            else:
-                delattr(owner, attribute)
 
 
 def timing_parser(doc: str, threads: int) -> argparse.ArgumentParser:

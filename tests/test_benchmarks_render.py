@@ -51,7 +51,7 @@ def test_a_saved_result_is_appended_with_its_provenance_then_replaced_in_place(t
     results, markdown = tmp_path / "results", tmp_path / "BENCHMARKS.md"
     markdown.write_text(render.FILE_HEADER + "\nText outside any section.\n", encoding="utf-8")
     figures = {"warm_up_s": 12.34, "query_s": {"median": 0.5, "max": 3.0, "min": 0.25}}
-    save_result("app-latency", "benchmarks.app_latency", figures, results)
+    save_result("app-latency", "benchmarks.front_ends", figures, results)
     render.render_sections(["app-latency"], markdown, results)
     text = markdown.read_text(encoding="utf-8")
     saved = json.loads((results / "app-latency.json").read_text(encoding="utf-8"))
@@ -61,7 +61,7 @@ def test_a_saved_result_is_appended_with_its_provenance_then_replaced_in_place(t
     assert "| 0.50 | 3.00 | 0.25 |" in text and "(FAIL on the median)" not in text
 
     save_result(
-        "app-latency", "benchmarks.app_latency", {**figures, "query_s": {"median": 2.5, "max": 3, "min": 2}}, results
+        "app-latency", "benchmarks.front_ends", {**figures, "query_s": {"median": 2.5, "max": 3, "min": 2}}, results
     )
     render.render_sections(["app-latency"], markdown, results)
     text = markdown.read_text(encoding="utf-8")

@@ -89,7 +89,7 @@ class NullPoint(nn.Module):
 
         The arithmetic of `nn.MultiheadAttention` (whose parameters it uses), one key position at a
         time: with k <= 9 positions, its thousands of k x k matrix products and the copies around
-        them cost more on CPU than these k broadcast products (BENCHMARKS.md, "Sparsity": where the time goes).
+        them cost more on CPU than these k broadcast products.
         """
         mha = self.attention
         *lead, k, hidden = h.shape
