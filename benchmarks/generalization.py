@@ -152,7 +152,9 @@ def render(result: dict) -> str:
             keys = ("slot_map", "slot_mrr") + (("ndcg@10",) if name in RANKED else ()) + ("ece",)
             line += [cell(metrics.get(k), unseen) for k in keys]
         everyday = row.get("everyday", {})  # the first stage ranks documents, not sentences
-        table.append(line + [cell(everyday.get(k)) for k in EVERYDAY_METRICS])
+        mark = "†" if everyday.get("cases", result["everyday_cases"]) != result["everyday_cases"] else ""
+        table.append(line + [cell(everyday.get(k)) + (mark if everyday.get(k) is not None else "")
+                             for k in EVERYDAY_METRICS])
 
     def deltas(by_row: dict, first: str) -> str:
         return markdown_table([first, *DOMAINS],
@@ -161,6 +163,8 @@ def render(result: dict) -> str:
     return fill(
         SECTION, **result, table=markdown_table(header, table), deltas=deltas(result["slot_map_over_cosine"], "system"),
         carried_rows=", ".join(f"{name} ({date})" for name, date in (result.get("carried") or {}).items()),
+        earlier_cases=sorted({r.get("everyday", {}).get("cases") for r in result["systems"].values()}
+                             - {result["everyday_cases"], None}),
         tuned=result.get("slot_map_over_tuned") and deltas(result["slot_map_over_tuned"], "system - encoder"),
         sweep=sweep and markdown_table(["k", *DOMAINS, "mean"], [[k, *(f"{v[n]:.3f}" for n in (*DOMAINS, "mean"))]
                                                                  for k, v in sweep["k"].items()]))
@@ -186,7 +190,8 @@ def main() -> None:
         folder, _, rest = rest.partition(":")
         datasets, _, flags = rest.partition(":")
         folders[name], trained[name] = folder, set(filter(None, datasets.split("+")))
-        if not (Path(folder) / "config.json").is_file():
+        row_kept = not args.fresh and (ROWS_DIR / f"model-{name}.json").is_file()
+        if not row_kept and not (Path(folder) / "config.json").is_file():
             log(f"{folder} holds no model: training {name} on {datasets} by the default's recipe")
             datasets_in_order = [n for n in DOMAINS if n in trained[name]] + sorted(trained[name] - set(DOMAINS))
             train(recipe(Path(folder), CACHE_DIR, datasets_in_order, list(filter(None, flags.split(",")))), SpicyLentil)
