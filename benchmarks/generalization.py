@@ -4,10 +4,10 @@
 
 Rows: BM25, MiniLM cosine, the fused first stage, the sentence bi-encoder (MiniLM tuned by the probe recipe), the tuned
 encoder of `--encoder-of` by cosine alone, and each `--model` (TRAINED: the datasets it was trained on, so its cells
-on the others are marked). A `--model` folder that holds no model is trained first, by the shipped default's recipe
-(`default_model.recipe`) on TRAINED with the FLAGs added (`--tune-negatives=mined`, say). Each row is kept in
-`cache/generalization/`, so that a rerun after adding a model computes only the new row (`--fresh` recomputes
-everything).
+on the others are marked). Each row is kept in `cache/generalization/`, so that a rerun after adding a model computes
+only the new row (`--fresh` recomputes everything); a `--model` folder that holds no model and has no kept row is
+trained first, by the shipped default's recipe (`default_model.recipe`) on TRAINED with the FLAGs added
+(`--tune-negatives=mined`, say).
 """
 
 from __future__ import annotations
