@@ -76,11 +76,9 @@ def cosine_scores(encoder) -> Scores:
     return scores
 
 
-def cosine(encoder) -> System:
-    """An encoder's cosine alone, what it gives the pathways to build on: slot MAP / MRR over the labelled
-    (question, document) pairs of a split, and the everyday set's answer metrics."""
-    scores = cosine_scores(encoder)
-
+def sentence_scores(scores: Scores) -> System:
+    """A system from its scores of a document's sentences: slot MAP / MRR over the labelled (question, document)
+    pairs of a split, and the everyday set's answer metrics."""
     def split(data) -> dict:
         from spicy_lentil.training.evaluation import slot_metrics
 
@@ -93,6 +91,11 @@ def cosine(encoder) -> System:
         metrics = slot_metrics(labels, ranked)
         return {"slot_map": metrics["slot_map"], "slot_mrr": metrics["slot_mrr"], "pairs": len(labels)}
     return System(split, scores)
+
+
+def cosine(encoder) -> System:
+    """An encoder's cosine alone, what it gives the pathways to build on."""
+    return sentence_scores(cosine_scores(encoder))
 
 
 def field_scores(lentil, document: Callable[[Sequence[str]], object]) -> System:

@@ -365,6 +365,7 @@ def test_the_train_command_runs_the_recipe_its_flags_describe():
     from spicy_lentil.frontends.commands import recipe_from_args
     from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
+    from spicy_lentil.training.reader_training import ReaderTrainingArguments
     from spicy_lentil.training.recipe import Recipe
 
     parser = build_parser()
@@ -373,9 +374,10 @@ def test_the_train_command_runs_the_recipe_its_flags_describe():
     flagged = recipe_from_args(parser.parse_args([
         "train", "a", "--output", "out", "--tune-encoder", "--tune-negatives", "mined", "--epochs", "3",
         "--rank-documents", "a, b", "--validation-split", "", "--negatives", "5", "--fusion", "gated_unit",
-        "--calibration-cases", "cases.jsonl",
+        "--calibration-cases", "cases.jsonl", "--reader-epochs", "0.5",
     ]))
     assert flagged.training.calibration_cases == "cases.jsonl"
+    assert flagged.reader == ReaderTrainingArguments(epochs=0.5)
     assert flagged.tune_encoder == EncoderTuningArguments(negatives="mined")
     assert (flagged.training.epochs, flagged.training.negatives, flagged.model.fusion) == (3, 5, "gated_unit")
     assert flagged.rank_documents == ["a", "b"] and flagged.validation_split is None
@@ -401,11 +403,14 @@ def test_the_published_default_recipe_narrowed_to_some_datasets_keeps_every_othe
 def test_the_recipe_refuses_what_it_cannot_do_before_training(dataset, tmp_path):
     from spicy_lentil.training.arguments import TrainingArguments
     from spicy_lentil.training.encoder_tuning import EncoderTuningArguments
+    from spicy_lentil.training.reader_training import ReaderTrainingArguments
     from spicy_lentil.training.recipe import Recipe, train
 
     training = TrainingArguments(output=str(tmp_path / "out"))
     with pytest.raises(ValueError, match="cannot be combined with init"):
         train(Recipe([str(dataset)], training, tune_encoder=EncoderTuningArguments(), init="somewhere"), SpicyLentil)
+    with pytest.raises(ValueError, match="cannot be combined with init"):
+        train(Recipe([str(dataset)], training, reader=ReaderTrainingArguments(), init="somewhere"), SpicyLentil)
     with pytest.raises(ValueError, match="unknown dataset"):
         train(Recipe([str(dataset)], training, rank_documents=["nowhere"]), SpicyLentil)
     cases = tmp_path / "cases.jsonl"
@@ -436,3 +441,23 @@ def test_retrieve_and_rerank_scores_the_candidates_then_the_asked_documents_they
     assert [s.score for s in asked_fields[3].slots] == pytest.approx([s.score for s in bare.slots], abs=1e-6)
     search = lentil.search(index, query, top_k=3, candidates=3)
     assert sorted(r["corpus_id"] for r in search) == sorted(positions)
+
+
+def test_a_recipe_with_a_reader_trains_it_first_and_fits_its_weights_with_the_calibration(dataset, tmp_path):
+    from spicy_lentil.network.reader import READER_WEIGHTS_NAME
+    from spicy_lentil.training.reader_training import ReaderTrainingArguments
+    from spicy_lentil.training.recipe import Recipe, train
+
+    output = tmp_path / "run"
+    recipe = Recipe([str(dataset)], tiny_training(output, 1, calibration_cases=str(EVERYDAY)),
+                    reader=ReaderTrainingArguments(epochs=1, pairs_per_step=64), cache_dir=str(tmp_path / "cache"))
+    train(recipe, SpicyLentil)
+    assert (output / READER_WEIGHTS_NAME).is_file()
+    calibration = json.loads((output / "calibration.json").read_text())
+    mix = calibration["reader_mix"]
+    assert set(mix["slot_map"]) == {"0.0", "0.25", "0.5", "1.0", "2.0", "4.0"}
+    assert set(mix["slot_map"]["0.0"]) == {load_data(dataset, "val").name, "everyday"}
+    trained = SpicyLentil.from_pretrained(output)
+    assert trained.model.reader is not None
+    assert trained.model.reader_mix.tolist() == pytest.approx([mix["slot_weight"], mix["doc_weight"]])
+    assert trained.model.slot_calibration.tolist() == pytest.approx(calibration["slot"])

@@ -32,6 +32,16 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text}")
+    return value
+
+
 def _shared_flags() -> dict[str, argparse.ArgumentParser]:
     """Parent parsers of the flags several commands share, each flag defined once."""
     flags = {name: argparse.ArgumentParser(add_help=False) for name in ("model", "k", "engine", "cache", "host")}
@@ -174,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=EncoderTuningArguments.negatives,
         help="each --tune-encoder triplet's negative: a random other sentence of the document, or the one the "
         "untuned encoder ranks closest to the query",
+    )
+    train.add_argument(
+        "--reader-epochs",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="F",
+        help="first train a cross-encoder reader for F epochs of the sentence labels (OUTPUT/reader.safetensors): "
+        "it reads query and sentence together, and scoring gets many times slower (BENCHMARKS.md); 0: no reader",
     )
     train.add_argument(
         "--train-encoder", action="store_true", help="fine-tune the whole encoder with the head (meant for a GPU)"

@@ -16,6 +16,7 @@ from ..io import Rejects, holds_rows, read_documents
 from ..network.config import SpicyLentilConfig
 from ..training.arguments import TrainingArguments
 from ..training.encoder_tuning import EncoderTuningArguments
+from ..training.reader_training import ReaderTrainingArguments
 from ..training.recipe import Recipe
 
 
@@ -174,6 +175,7 @@ def recipe_from_args(args: argparse.Namespace):
         tune_encoder=EncoderTuningArguments(epochs=args.tune_epochs, negatives=args.tune_negatives)
         if args.tune_encoder
         else None,
+        reader=ReaderTrainingArguments(epochs=args.reader_epochs) if args.reader_epochs else None,
         init=args.init,
         cache_dir=args.cache_dir,
         resume=args.resume,

@@ -63,6 +63,7 @@ class SpicyLentil(CorpusSearch):
         seed: int = 0,
         device: str | None = None,
         encoder_weights: str | Path | None = None,
+        reader_weights: str | Path | None = None,
     ) -> "SpicyLentil":
         """A randomly initialised model over the config's encoder (the starting point of training).
 
@@ -71,13 +72,17 @@ class SpicyLentil(CorpusSearch):
             seed: torch seed of the initialisation.
             device: torch device; None lets sentence-transformers choose.
             encoder_weights: tuned encoder tensors (`encoder_tuning.tune_encoder`) applied over the encoder.
+            reader_weights: the trained reader's tensors (`reader_training`), where `config.reader` names one.
         """
         config = config or SpicyLentilConfig()
         encoder = Encoder(config.encoder, device=device, weights=encoder_weights)
         config.vocab_size = encoder.vocab_size
         config.embedding_dim = encoder.dim
         torch.manual_seed(seed)
-        return cls(SpicyLentilModel(config), encoder)
+        model = SpicyLentilModel(config)
+        if model.reader is not None and reader_weights is not None:
+            model.reader.load_tuned(reader_weights)
+        return cls(model, encoder)
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None, device: str | None = None) -> "SpicyLentil":

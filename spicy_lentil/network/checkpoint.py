@@ -16,13 +16,14 @@ from ..errors import ModelLoadError
 from .config import SpicyLentilConfig
 from .encoder import Encoder
 from .model import SpicyLentilModel
+from .reader import READER_WEIGHTS_NAME
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # Buffers added after models were first saved; a folder without one loads it at its initial value,
 # which leaves that model's scores as they were.
-ADDED_BUFFERS = ("first_stage_trust",)
+ADDED_BUFFERS = ("first_stage_trust", "reader_mix")
 
 
 def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encoder]:
@@ -38,7 +39,11 @@ def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encode
         config = SpicyLentilConfig.load(folder / CONFIG_NAME)
     except (ValueError, TypeError) as error:
         raise ModelLoadError(f"{folder / CONFIG_NAME}: {error}") from error
-    model = SpicyLentilModel(config)
+    reader_weights = _model_file(folder, config.reader_weights, "reader_weights") if config.reader else None
+    try:
+        model = SpicyLentilModel(config)
+    except OSError as error:  # the reader's base model is not on this machine
+        raise ModelLoadError(f"{folder / CONFIG_NAME}: reader {config.reader!r} cannot be loaded: {error}") from error
     try:
         state = load_file(folder / WEIGHTS_NAME, device="cpu")
     except (SafetensorError, OSError, ValueError) as error:  # truncated, empty or not safetensors at all
@@ -50,6 +55,12 @@ def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encode
         raise ModelLoadError(f"{folder / WEIGHTS_NAME} holds NaN or infinite weights in {damaged[:5]}")
     for name in ADDED_BUFFERS:
         state.setdefault(name, model.get_buffer(name))
+    if model.reader is not None:
+        try:
+            model.reader.load_tuned(reader_weights)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ModelLoadError(f"{reader_weights}: {error}") from error
+        state.update({f"reader.{name}": value for name, value in model.reader.state_dict().items()})
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -58,11 +69,7 @@ def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encode
     encoder_name = config.encoder
     if (folder / encoder_name).is_dir():  # an encoder fine-tuned with the head and saved beside it
         encoder_name = str(folder / encoder_name)
-    weights = None
-    if config.encoder_weights:
-        weights = folder / config.encoder_weights
-        if not weights.is_file() or weights.parent.resolve() != folder.resolve():
-            raise ModelLoadError(f"{folder / CONFIG_NAME}: encoder_weights must name a file in the model folder")
+    weights = _model_file(folder, config.encoder_weights, "encoder_weights") if config.encoder_weights else None
     try:
         encoder = Encoder(encoder_name, device=device, weights=weights)
     except (ValueError, SafetensorError, OSError) as error:
@@ -70,8 +77,17 @@ def load_checkpoint(folder: Path, device: str) -> tuple[SpicyLentilModel, Encode
     return model.to(device), encoder
 
 
+def _model_file(folder: Path, name: str, key: str) -> Path:
+    """The file a config key names, which must lie in the model folder itself."""
+    path = folder / name
+    if not name or not path.is_file() or path.parent.resolve() != folder.resolve():
+        raise ModelLoadError(f"{folder / CONFIG_NAME}: {key} must name a file in the model folder")
+    return path
+
+
 def save_checkpoint(folder: Path, model: SpicyLentilModel, encoder: Encoder, save_encoder: bool) -> None:
-    """Writes the model folder: the whole encoder under `encoder/` when asked, else its tuned tensors if any."""
+    """Writes the model folder: the whole encoder under `encoder/` when asked, else its tuned tensors if any;
+    the reader's tuned tensors, where the model has a reader."""
     folder.mkdir(parents=True, exist_ok=True)
     config = SpicyLentilConfig(**model.config.to_dict())
     config.encoder_weights = ""
@@ -83,6 +99,10 @@ def save_checkpoint(folder: Path, model: SpicyLentilModel, encoder: Encoder, sav
         if target.resolve() != encoder.weights.resolve():
             shutil.copyfile(encoder.weights, target)
         config.encoder_weights = target.name
+    if model.reader is not None:
+        save_file(model.reader.tuned_state(), folder / READER_WEIGHTS_NAME, metadata={"base": config.reader})
+        config.reader_weights = READER_WEIGHTS_NAME
     config.save(folder / CONFIG_NAME)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # The reader's tensors live in their own file (float16, its frozen word embeddings left to the base model).
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("reader.")}
     save_file(state, folder / WEIGHTS_NAME, metadata={"format": "pt", "library": "spicy-lentil"})

@@ -50,6 +50,12 @@ class SpicyLentilConfig:
     # A slot score is P(the document answers) x P(this slot answers | the document does), the second factor
     # from the slot's margin over the rest of its document (model.slot_probability); False: Platt on the slot logit
     slot_given_document: bool = True
+    # A cross-encoder reads the query and each slot together (reader.py); its logit joins the head's with the
+    # weights `SpicyLentilModel.reader_mix` fitted with the calibration. "" = no reader; else the transformers
+    # model (name, folder, or BUNDLED_ENCODER) it was tuned from, its tuned tensors in `reader_weights`
+    reader: str = ""
+    reader_weights: str = ""  # the reader's tuned tensors and head in the model folder (reader.READER_WEIGHTS_NAME)
+    reader_max_tokens: int = 128  # length of a (query, slot) pair the reader reads, special tokens included
 
     def __post_init__(self) -> None:
         from ..pathways.registry import PATHWAY_NAMES
@@ -72,6 +78,8 @@ class SpicyLentilConfig:
                 f"config.hidden_dim ({self.hidden_dim}) must be a multiple of the number of pathways "
                 f"({self.num_pathways}): the null point has one attention head per pathway"
             )
+        if self.reader_max_tokens < 8:
+            raise ValueError(f"config.reader_max_tokens must be at least 8, got {self.reader_max_tokens}")
         if not 1 <= self.pathways_per_query <= len(self.pathways):
             raise ValueError(
                 f"config.pathways_per_query must be in 1..{len(self.pathways)}, got {self.pathways_per_query}"

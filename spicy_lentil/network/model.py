@@ -14,6 +14,7 @@ from .evidence import ZeroShotEvidence
 from .fusion import build_fusion
 from .gate import Gate, Routing
 from .pooling import POOLING_CLASSES
+from .reader import Reader, load_backbone
 
 
 @dataclass
@@ -127,6 +128,13 @@ class SpicyLentilModel(nn.Module):
         # fusion levels grow with the corpus: the best candidate and a document scored alone keep the
         # head's own score in a corpus of any size. 0 leaves the head's score alone.
         self.register_buffer("first_stage_trust", torch.tensor([0.0]))
+        # The reader (a cross-encoder, config.reader) and how its logits join the head's, fitted with the
+        # calibration (`calibration.fit_reader_mix`): (weight of a slot's reader logit in its slot logit, weight of
+        # the document's best reader logit in its document logit). (0, 0) never runs the reader.
+        self.reader = (
+            Reader(*load_backbone(config.reader), config.reader_max_tokens) if config.reader else None
+        )
+        self.register_buffer("reader_mix", torch.tensor([0.0, 0.0]))
 
     def _pathways_by_row(
         self, x: PathwayInput, routing: Routing
@@ -205,6 +213,8 @@ class SpicyLentilModel(nn.Module):
         `fusion_gap` is (batch,) how far each row's fusion stands below its query's best candidate, or None;
         `k` the pathways each query is routed to (None: the config's `pathways_per_query`)."""
         batch, slots = x.slot_mask.shape
+        reading = self.reader is not None and bool(self.reader_mix.any())
+        reader_logits = self.reader(x) if reading else None  # (batch, slots)
         routing = self.gate(x.query, k)
         z, attention, stance_logits, stance_rows = self._fuse(
             x, routing
@@ -233,6 +243,11 @@ class SpicyLentilModel(nn.Module):
         if self.config.zero_shot_residual:
             fusion = prior_features[:, self.config.prior_features - 1]  # the first stage's fusion; 0 without a prior
             raw_doc = self.doc_evidence(torch.stack([best_slot, fusion], dim=-1)).squeeze(-1) + self._bounded(raw_doc)
+        field_slot = raw_slot
+        if reader_logits is not None:
+            field_slot = raw_slot + self.reader_mix[0] * reader_logits
+            best_read = reader_logits.masked_fill(~x.slot_mask, float("-inf")).max(-1).values  # (batch,)
+            raw_doc = raw_doc + self.reader_mix[1] * best_read
         if fusion_gap is not None:
             raw_doc = raw_doc - self.first_stage_trust * fusion_gap
         doc_logits = raw_doc * self.doc_calibration[0] + self.doc_calibration[1]
@@ -240,7 +255,7 @@ class SpicyLentilModel(nn.Module):
             slot_logits=masked,
             doc_logits=doc_logits,
             field=slot_probability(
-                raw_slot, x.slot_mask, doc_logits, self.slot_calibration, self.config.slot_given_document
+                field_slot, x.slot_mask, doc_logits, self.slot_calibration, self.config.slot_given_document
             ).masked_fill(~x.slot_mask, 0.0),
             routing=routing,
             pathway_attention=attention,

@@ -20,6 +20,7 @@ measures both, each domain left out of the fit in turn).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -37,6 +38,8 @@ from .evaluation import AnswerCase, ranking_metrics
 
 # First-stage trust weights tried, in units of the candidates' logit spread per unit of fusion spread.
 TRUST_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# Weights of a slot's reader logit in its slot logit tried (`fit_reader_mix`).
+READER_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Calibration:
     # dataset -> head -> `threshold_report` of the calibrated scores on the examples it was fitted on
     per_dataset: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     first_stage_trust: "FirstStageTrust | None" = None  # fitted before the scaling, where a corpus ranking counts
+    reader_mix: "ReaderMix | None" = None  # fitted first, where the model has a reader
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +69,85 @@ class FirstStageTrust:
     weight: float  # raw-logit units lost per unit of fusion below the query's best candidate
     ndcg_at_10: tuple[float, float]  # mean over the fit's splits: (the head alone, with the trust)
     per_dataset: dict[str, tuple[float, float]] = field(default_factory=dict)  # dataset -> the same
+
+
+@dataclass
+class ReaderMix:
+    """How the reader's logits join the head's (`SpicyLentilModel.reader_mix`) and what each slot weight gave."""
+
+    slot_weight: float  # of a slot's reader logit, added to its slot logit
+    doc_weight: float  # of the document's best reader logit, added to its document logit
+    slot_map: dict[str, dict[str, float]] = field(default_factory=dict)  # slot weight -> dataset -> slot MAP
+
+
+@contextmanager
+def _mixing(model, weights: tuple[float, float]):
+    """Within the block the model mixes its reader's logits in with `weights`."""
+    saved = model.reader_mix.clone()
+    model.reader_mix.copy_(torch.tensor(weights))
+    try:
+        yield
+    finally:
+        model.reader_mix.copy_(saved)
+
+
+def reader_parts(head: list[ScoredExample], both: list[ScoredExample]) -> list[tuple[np.ndarray, float]]:
+    """Per example, the reader's (slot logits, best slot logit): the same examples scored with reader weights
+    (1, 1) less scored without the reader."""
+    return [(b.slot_logits - h.slot_logits, b.doc_logit - h.doc_logit) for h, b in zip(head, both)]
+
+
+def mixed(head: list[ScoredExample], parts, weights: tuple[float, float]) -> list[ScoredExample]:
+    """The examples' raw logits as the model computes them with reader weights `weights`."""
+    return [
+        ScoredExample(h.kind, h.relevant, h.doc_logit + weights[1] * best, h.slot_logits + weights[0] * slots,
+                      h.slot_labels)
+        for h, (slots, best) in zip(head, parts)
+    ]
+
+
+def fit_reader_mix(head: dict[str, list[ScoredExample]], both: dict[str, list[ScoredExample]]) -> ReaderMix:
+    """The reader weights that best join its logits to the head's, every dataset weighing the same.
+
+    The slot weight (one of `READER_GRID`, the smallest on a tie) is the one with the best mean slot MAP over
+    the datasets' labelled answering documents: what ranks sentences within a document. The document weight
+    is a logistic fit of the answering documents on (document logit, best reader logit), read as the second
+    coefficient over the first (0 where either is not positive).
+
+    Args:
+        head: dataset -> examples scored without the reader.
+        both: the same examples scored with reader weights (1, 1).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+
+    parts = {name: reader_parts(head[name], both[name]) for name in head}
+
+    def slot_map(weight: float) -> dict[str, float]:
+        out = {}
+        for name, examples in head.items():
+            aps = [
+                average_precision_score(e.slot_labels, e.slot_logits + weight * slots)
+                for e, (slots, _) in zip(examples, parts[name])
+                if e.relevant and e.slot_labels is not None and 0 < e.slot_labels.sum() < len(e.slot_labels)
+            ]
+            if aps:
+                out[name] = float(np.mean(aps))
+        return out
+
+    maps = {w: slot_map(w) for w in READER_GRID}
+    slot_weight = max(READER_GRID, key=lambda w: (np.mean(list(maps[w].values()) or [0.0]), -w))
+    x, y, w = [], [], []
+    for name, examples in head.items():
+        x += [(e.doc_logit, best) for e, (_, best) in zip(examples, parts[name])]
+        y += [int(e.relevant) for e in examples]
+        w += [1.0 / len(examples)] * len(examples)
+    doc_weight = 0.0
+    if len(set(y)) == 2:
+        fit = LogisticRegression(C=1e4, max_iter=1000).fit(np.array(x), np.array(y), sample_weight=np.array(w))
+        own, reader = fit.coef_[0]
+        doc_weight = float(reader / own) if own > 0 and reader > 0 else 0.0
+    return ReaderMix(float(slot_weight), doc_weight, {str(k): v for k, v in maps.items()})
 
 
 def fit_first_stage_trust(
@@ -249,8 +332,9 @@ def fit_calibration(
 
     The examples are the documents a user meets (`calibration_examples`, and `answer_case_examples` of
     everyday-style cases), every dataset weighing the same however many examples it has: one scaling
-    whose 0.5 means the same on each of them. Where a split's corpus ranking counts, the first-stage
-    trust is fitted first (`fit_first_stage_trust`); otherwise the model's trust is kept.
+    whose 0.5 means the same on each of them. A model with a reader first gets its reader weights
+    (`fit_reader_mix`). Where a split's corpus ranking counts, the first-stage trust is fitted next
+    (`fit_first_stage_trust`); otherwise the model's trust is kept.
 
     Args:
         lentil: the `SpicyLentil` to calibrate, changed in place.
@@ -268,14 +352,30 @@ def fit_calibration(
     if clash:
         raise ValueError(f"answer cases named like a split: {clash}; name them apart")
     model = lentil.model
+
+    def examples() -> dict[str, list[ScoredExample]]:
+        per_split = {
+            data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits
+        }
+        return per_split | {name: answer_case_examples(lentil, cases) for name, cases in (answer_cases or {}).items()}
+
+    mix = None
+    if model.reader is not None:
+        # Examples are scored alone (no first stage), so the trust fitted next does not change them.
+        with _mixing(model, (0.0, 0.0)):
+            head = examples()
+        with _mixing(model, (1.0, 1.0)):
+            both = examples()
+        mix = fit_reader_mix(head, both)
+        model.reader_mix.copy_(torch.tensor([mix.slot_weight, mix.doc_weight]))
+        weights = (mix.slot_weight, mix.doc_weight)
+        per_split = {name: mixed(head[name], reader_parts(head[name], both[name]), weights) for name in head}
     ranked_splits = [(data, index) for data, index in splits if data.name in ranked]
     trust = None
     if ranked_splits:
         trust = fit_first_stage_trust(lentil, ranked_splits, ranking_candidates, first_stage)
-    per_split = {
-        data.name: calibration_examples(lentil, data, index, candidates, first_stage) for data, index in splits
-    }
-    per_split |= {name: answer_case_examples(lentil, cases) for name, cases in (answer_cases or {}).items()}
+    if mix is None:
+        per_split = examples()
     given_document = model.config.slot_given_document
     slot_scaling, doc_scaling = fit_scaling(per_split, given_document)
     model.slot_calibration.copy_(torch.tensor(slot_scaling))
@@ -302,6 +402,7 @@ def fit_calibration(
         (mean_ece(before, "document"), mean_ece(after, "document")),
         after,
         trust,
+        mix,
     )
 
 

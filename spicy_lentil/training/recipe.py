@@ -1,4 +1,5 @@
-"""The training recipe as one function: tune the encoder, index each corpus, train the head, calibrate.
+"""The training recipe as one function: tune the encoder (and train a reader), index each corpus, train the head,
+calibrate.
 
 `spicy-lentil train`, the benchmarks and the tests all call `train`; the command line only turns its flags
 into a `Recipe`. Training sits below the front ends, so `train` is handed the facade class it builds
@@ -14,12 +15,14 @@ from pathlib import Path
 from ..corpus.builder import cached_index
 from ..network.config import SpicyLentilConfig
 from ..network.encoder import ENCODER_WEIGHTS_NAME
+from ..network.reader import READER_WEIGHTS_NAME
 from ..runtime import configure
 from .arguments import TrainingArguments
 from .data import load_data
 from .encoder_tuning import EncoderTuningArguments, tune_encoder
 from .evaluation import read_answer_cases
 from .mixture import TrainingSet, parse_mix
+from .reader_training import ReaderTrainingArguments, train_and_save_reader
 from .trainer import Trainer
 
 
@@ -35,6 +38,8 @@ class Recipe:
     mix: str | None = None  # `name=weight,...` sampling weights of the datasets; None: 1 each
     rank_documents: list[str] | None = None  # datasets whose nDCG@10 counts in picking the epoch; None: all
     tune_encoder: EncoderTuningArguments | None = None  # tune the encoder on the sentence labels first; None: keep it
+    # train a cross-encoder reader (network/reader.py) on the sentence labels first; None: no reader
+    reader: ReaderTrainingArguments | None = None
     init: str | None = None  # start from this model folder instead of a fresh head
     cache_dir: str = "cache"  # where corpus indexes (and hub downloads) are kept between runs
     resume: bool = False  # continue from the last checkpoint (and a finished tuning) in the output folder
@@ -60,6 +65,8 @@ def train(recipe: Recipe, facade) -> dict:
     """
     if recipe.tune_encoder is not None and recipe.init:
         raise ValueError("tuning the encoder starts a fresh model; it cannot be combined with init")
+    if recipe.reader is not None and recipe.init:
+        raise ValueError("training a reader starts a fresh model; it cannot be combined with init")
     output = Path(recipe.training.output)
     trains = [load_data(source, recipe.split, recipe.cache_dir) for source in recipe.data]
     names = [t.name for t in trains]
@@ -85,10 +92,19 @@ def train(recipe: Recipe, facade) -> dict:
         if not (recipe.resume and encoder_weights.is_file()):
             print(f"tuning the encoder on the sentence labels of {', '.join(names)}", file=sys.stderr)
             tune_encoder(recipe.model.encoder, trains, output, replace(recipe.tune_encoder, seed=recipe.training.seed))
+    config, reader_weights = recipe.model, None
+    if recipe.reader is not None:
+        # The reader starts from the encoder's base model, untuned, and never sees the head.
+        config, reader_weights = replace(recipe.model, reader=recipe.model.encoder), output / READER_WEIGHTS_NAME
+        if not (recipe.resume and reader_weights.is_file()):
+            print(f"training the reader on the sentence labels of {', '.join(names)}", file=sys.stderr)
+            train_and_save_reader(config, trains, reader_weights, replace(recipe.reader, seed=recipe.training.seed))
     if recipe.init:
         lentil = facade.from_pretrained(recipe.init)
     else:
-        lentil = facade.new(recipe.model, seed=recipe.training.seed, encoder_weights=encoder_weights)
+        lentil = facade.new(
+            config, seed=recipe.training.seed, encoder_weights=encoder_weights, reader_weights=reader_weights
+        )
     sets = [
         TrainingSet(
             train,

@@ -326,7 +326,7 @@ class Trainer:
         `calibration_cases`) and saves it in place."""
         # The facade's own class: training sits below the front ends and never imports them.
         facade = type(self.lentil)
-        if self.args.train_encoder:
+        if self.args.train_encoder or self.lentil.model.reader is not None:  # the folder holds what the model lacks
             best = facade.from_pretrained(self.output)
         else:  # same encoder: reuse the loaded one instead of loading it again
             best = facade(SpicyLentilModel(self.lentil.config), self.lentil.encoder)
