@@ -93,7 +93,8 @@ def _mixing(model, weights: tuple[float, float]):
 
 def reader_parts(head: list[ScoredExample], both: list[ScoredExample]) -> list[tuple[np.ndarray, float]]:
     """Per example, the reader's (slot logits, best slot logit): the same examples scored with reader weights
-    (1, 1) less scored without the reader."""
+    (1, 1) less scored without the reader. Scores are read back as logits clipped at `LOGIT_LIMIT`, so a sum
+    beyond it comes back short; head and reader logits sit well inside it."""
     return [(b.slot_logits - h.slot_logits, b.doc_logit - h.doc_logit) for h, b in zip(head, both)]
 
 
