@@ -62,10 +62,8 @@ def reader_model(shipped_dir):
 
 def judged(lentil) -> dict:
     """Slot MAP on every `val`, the everyday set, as `matrix` judges a system."""
-    def scores(query, sentences):
-        return [s.score for s in lentil.field(query, {"sentences": list(sentences)}).slots]
-    everyday = field_scores(lentil, lambda sentences: {"sentences": list(sentences)})
-    return matrix({"row": System(sentence_scores(scores).split, everyday.sentences, everyday.paragraph)})["row"]
+    scored = field_scores(lentil, lambda sentences: {"sentences": list(sentences)})
+    return matrix({"row": System(sentence_scores(scored.sentences).split, scored.sentences, scored.paragraph)})["row"]
 
 
 def seconds_per_document(lentils: dict, documents: list[dict], query: str, repeats: int) -> dict:

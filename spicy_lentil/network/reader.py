@@ -70,7 +70,7 @@ class Reader(nn.Module):
         query_ids = x.query_ids
         order = torch.argsort((query_ids < 0).to(torch.int8), dim=1, stable=True)
         query_ids = query_ids.gather(1, order)  # (batch, q_tokens)
-        query_len = (x.query_ids >= 0).sum(1).clamp(max=(self.max_tokens - 3) // 2 if self.max_tokens > 3 else 0)
+        query_len = (x.query_ids >= 0).sum(1).clamp(max=(self.max_tokens - 3) // 2)
         # The slot's own tokens, numbered within their slot.
         kept = x.token_ids >= 0
         token_ids = x.token_ids[kept]
